@@ -1,0 +1,35 @@
+# Every target creates (or reuses) the local .venv and installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: venv install test lint demo bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip setuptools wheel >/dev/null
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check learnkit tests benchmarks
+	$(BIN)/ruff format --check learnkit tests benchmarks
+
+test: $(STAMP)
+	$(BIN)/ruff check learnkit tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(BIN)/learnkit demo
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

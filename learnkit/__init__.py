@@ -1,0 +1,45 @@
+"""learnkit: a fast, safe, readable high-level training library on plain PyTorch.
+
+>>> from learnkit import Learner, DataLoaders
+"""
+
+__version__ = "0.1.0"
+
+from .callbacks.core import Callback
+from .callbacks.progress import ProgressCallback, Recorder, TrainEvalCallback
+from .callbacks.schedule import (
+    LRFinder,
+    ParamScheduler,
+    SchedCos,
+    SchedExp,
+    SchedLin,
+    SchedNo,
+    combined_cos,
+    minimum,
+    slide,
+    steep,
+    valley,
+)
+from .callbacks.tracker import Checkpoint, EarlyStopping, ReduceLROnPlateau, SaveModel, TerminateOnNaN
+from .data.loaders import DataLoaders, TensorLoader
+from .device import default_device, set_seed, to_device
+from .exceptions import *
+from .exceptions import __all__ as _exc_all
+from .export import load_learner
+from .learner import Learner
+from .losses import *
+from .losses import __all__ as _loss_all
+from .metrics import *
+from .metrics import __all__ as _metric_all
+from .optim import SGD, Adam, RMSProp
+
+__all__ = [
+    "__version__",
+    "Learner", "load_learner", "DataLoaders", "TensorLoader",
+    "Callback", "TrainEvalCallback", "Recorder", "ProgressCallback",
+    "ParamScheduler", "LRFinder", "SchedCos", "SchedLin", "SchedExp", "SchedNo", "combined_cos",
+    "valley", "slide", "minimum", "steep",
+    "Checkpoint", "EarlyStopping", "ReduceLROnPlateau", "SaveModel", "TerminateOnNaN",
+    "default_device", "set_seed", "to_device",
+    "Adam", "SGD", "RMSProp",
+] + list(_exc_all) + list(_loss_all) + list(_metric_all)

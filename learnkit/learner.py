@@ -1,0 +1,810 @@
+"""The Learner: a model, its data, a loss and an optimizer, and the training loop.
+
+The loop is in this file and reads top to bottom: ``fit`` -> epochs -> train / validate -> batches.
+Each phase runs "before, body, (cancel), after" through :meth:`Learner._with_events`; everything that is
+not the loop (progress, recording, schedules, checkpoints, precision, ...) is a callback.
+
+>>> import torch
+>>> from torch import nn
+>>> from learnkit import Learner, DataLoaders
+>>> x = torch.randn(256, 8); y = (x.sum(1) > 0).long()
+>>> dls = DataLoaders.from_tensors((x[:200], y[:200]), (x[200:], y[200:]), bs=32, device="cpu")
+>>> learn = Learner(dls, nn.Linear(8, 2), loss_func=nn.CrossEntropyLoss(), cbs=None)
+>>> learn.fit(1, quiet=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .callbacks.core import Callback, event_doc
+from .data.loaders import TARGET_KEYS, DataLoaders, DeviceLoader
+from .device import get_rng_state, set_rng_state, to_cpu
+from .exceptions import (
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+    CheckpointError,
+    DataError,
+    ModelError,
+)
+from .losses import loss_activation, loss_decodes
+from .metrics import as_metric
+from .optim import Adam, lr_spread, make_opt, param_groups, set_hyper
+from .utils import atomic_save, listify, safe_load
+
+__all__ = ["Learner"]
+
+_CANCELS = (
+    CancelBatchException,
+    CancelBackwardException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+    CancelEpochException,
+    CancelFitException,
+)
+
+#: Per-batch events: ``run_train`` / ``run_valid`` filter only these; the others always run.
+_INNER_EVENTS = frozenset({"before_batch", "after_pred", "after_loss", "before_backward", "after_backward",
+                           "before_step", "after_step", "after_batch", "after_cancel_batch",
+                           "after_cancel_backward", "after_cancel_step"})
+
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def _annotate(e: BaseException, cb: Callback, event: str) -> None:
+    """Name the callback and the event in an exception raised inside a callback (type kept)."""
+    if getattr(e, "_learnkit_annotated", False):
+        return
+    msg = f"Exception in callback `{type(cb).__name__}` at event `{event}`"
+    try:
+        if e.args and isinstance(e.args[0], str):
+            e.args = (f"{msg}: {e.args[0]}",) + tuple(e.args[1:])
+        else:
+            e.args = (f"{msg}: {e.args[0] if e.args else type(e).__name__}",) + tuple(e.args[1:])
+    except Exception:  # some exception types have read-only args
+        pass
+    if hasattr(e, "add_note"):
+        e.add_note(msg)
+    e._learnkit_annotated = True
+
+
+class Learner:
+    """Trains ``model`` on ``dls`` with ``loss_func`` and an optimizer from ``opt_func``.
+
+    Args:
+        dls: a :class:`~learnkit.data.DataLoaders`, or a ``(train_loader, valid_loader)`` pair of any
+            PyTorch ``DataLoader``s.
+        model: any ``nn.Module``. It is moved to the device once.
+        loss_func: the loss; ``None`` takes the one the data says fits (DataBlock, applications).
+        opt_func: a ``torch.optim`` optimizer class or factory ``f(param_groups, lr=...)``
+            (default :func:`learnkit.optim.Adam`, i.e. AdamW with decoupled weight decay).
+        lr: default learning rate. splitter: ``f(model) -> [params, ...]`` parameter groups for
+            freezing and discriminative LRs. cbs: extra callbacks. metrics: functions or
+            :class:`~learnkit.metrics.Metric` objects computed on the validation set.
+        wd: weight decay (``None``: the optimizer's default). path/model_dir: where ``save``/
+            checkpoints go. device: overrides the data's device. compile: ``torch.compile`` the forward.
+
+    State during ``fit`` (callbacks read and may change it): ``xb, yb, pred, loss, loss_grad, epoch,
+    n_epoch, iter, n_iter, train_iter, training, dl``.
+    """
+
+    _default_cbs = ("TrainEvalCallback", "Recorder", "ProgressCallback", "TerminateOnNaN")
+
+    def __init__(self, dls, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
+                 lr: float = 1e-3, splitter: Callable | None = None, cbs: Iterable[Callback] | None = None,
+                 metrics=None, wd: float | None = None, path: str | os.PathLike = ".", model_dir: str = "models",
+                 device=None, compile: bool = False):
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"Expected model to be a torch.nn.Module. Received: {type(model).__name__}.")
+        if not isinstance(dls, DataLoaders):
+            if isinstance(dls, (list, tuple)):
+                dls = DataLoaders(*dls, device=device)
+            else:
+                raise DataError(f"Expected dls to be DataLoaders or a (train_loader, valid_loader) pair. "
+                                f"Received: {type(dls).__name__}. Fix: DataLoaders(train_dl, valid_dl).")
+        if device is not None:
+            dls.to(device)
+        self.dls, self.path, self.model_dir = dls, Path(path), model_dir
+        self.model = model.to(dls.device)
+        self.loss_func = loss_func if loss_func is not None else dls.loss_func
+        self.opt_func, self.lr, self.splitter, self.wd = opt_func, lr, splitter, wd
+        self.metrics = [as_metric(m) for m in listify(metrics)]
+        self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, True, 0
+        self._fwd = torch.compile(self.model) if compile else self.model
+        self.cbs: list[Callback] = []
+        self.epoch = self.n_epoch = self.iter = self.n_iter = self.train_iter = 0
+        self.training, self.pred, self.loss, self.loss_grad, self.xb, self.yb, self.dl = False, None, None, None, (), (), None
+        self._in_step, self._resume_state, self._rng_epoch, self._dict_target = False, None, None, None
+        self._stepped_iter, self._quiet, self._need_rng, self._start_epoch = None, None, False, 0
+        self.add_cbs(_make_default_cbs())
+        self.add_cbs(cbs)
+        from .distributed import auto_callbacks
+
+        self.add_cbs(auto_callbacks(self))
+
+    # ------------------------------------------------------------------ callbacks
+    @property
+    def device(self) -> torch.device:
+        """The device the model and batches live on."""
+        return self.dls.device
+
+    def add_cb(self, cb: Callback) -> Learner:
+        """Add a callback (an instance, or a class to instantiate); its ``learn`` is set to this learner."""
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Expected a learnkit Callback. Received: {type(cb).__name__}. Fix: subclass "
+                            "learnkit.Callback and implement events such as after_batch().")
+        cb.learn = self
+        setattr(self, cb.name, cb) if not hasattr(type(self), cb.name) else None
+        self.cbs.append(cb)
+        self._tables = None
+        return self
+
+    def add_cbs(self, cbs) -> Learner:
+        for cb in listify(cbs):
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type) -> Learner:
+        """Remove a callback instance, or every callback of a class."""
+        drop = [c for c in self.cbs if (c is cb) or (isinstance(cb, type) and isinstance(c, cb))]
+        for c in drop:
+            self.cbs.remove(c)
+            if getattr(self, c.name, None) is c:
+                delattr(self, c.name)
+            c.learn = None
+        self._tables = None
+        return self
+
+    def remove_cbs(self, cbs) -> Learner:
+        for cb in listify(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs):
+        """Context manager: callbacks present only inside the block."""
+        cbs = [c() if isinstance(c, type) else c for c in listify(cbs)]
+        self.add_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.remove_cbs(cbs)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs):
+        """Context manager: callbacks absent inside the block."""
+        cbs = listify(cbs)
+        self.remove_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.add_cbs(cbs)
+
+    def _sorted_cbs(self) -> list[Callback]:
+        return sorted(self.cbs, key=lambda c: getattr(c, "order", 0))
+
+    def _build_tables(self) -> None:
+        """Per event, the bound methods to call; one table for training and one for validation."""
+        tables = ({}, {})
+        for cb in self._sorted_cbs():
+            for ev in cb.events():
+                fn = getattr(cb, ev)
+                inner = ev in _INNER_EVENTS
+                if getattr(cb, "run_valid", True) or not inner:
+                    tables[0].setdefault(ev, []).append((cb, fn))
+                if getattr(cb, "run_train", True) or not inner:
+                    tables[1].setdefault(ev, []).append((cb, fn))
+        self._tables = tables
+
+    def __call__(self, event: str) -> None:
+        """Fire ``event``: call every callback that implements it, in order."""
+        if self._tables is None:
+            self._build_tables()
+        for cb, fn in self._tables[self.training].get(event, ()):
+            try:
+                fn()
+            except _CANCELS:
+                raise
+            except Exception as e:
+                _annotate(e, cb, event)
+                raise
+
+    def show_training_loop(self) -> str:
+        """Print (and return) which callbacks run at each event, in order."""
+        lines = []
+        for ev in ("before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
+                   "before_backward", "after_backward", "before_step", "after_step", "after_cancel_batch",
+                   "after_batch", "after_cancel_train", "after_train", "before_validate", "after_cancel_validate",
+                   "after_validate", "after_cancel_epoch", "after_epoch", "after_cancel_fit", "after_fit"):
+            names = [type(c).__name__ for c in self._sorted_cbs() if callable(getattr(c, ev, None))]
+            depth = 0 if ev.endswith("fit") else 1 if ev.endswith("epoch") else 2 if ev.endswith(("train", "validate")) else 3
+            lines.append(f"{'  ' * depth}{ev:<22} {names}  # {event_doc(ev)}")
+        out = "\n".join(lines)
+        print(out)
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def _with_events(self, f: Callable, event: str, exc: type, final: bool = False) -> None:
+        """Run ``before_<event>``, ``f()``, and ``after_<event>``; on ``exc`` run ``after_cancel_<event>`` first."""
+        try:
+            self(f"before_{event}")
+            f()
+        except exc:
+            self(f"after_cancel_{event}")
+        except BaseException:
+            if final:  # after_fit runs even when training is interrupted
+                self(f"after_{event}")
+            raise
+        self(f"after_{event}")
+
+    def _split(self, b) -> None:
+        if isinstance(b, dict):
+            key = self._dict_target or next((k for k in TARGET_KEYS if k in b), None)
+            if key is None:
+                raise DataError(f"Expected a dict batch with a target under one of {list(TARGET_KEYS)}. Received "
+                                f"keys: {list(b)}. Fix: name the target 'y' or 'label'.")
+            self.xb, self.yb = ({k: v for k, v in b.items() if k != key},), (b[key],)
+            return
+        if not isinstance(b, (tuple, list)):
+            b = (b,)
+        n = self.dls.n_inp
+        n = len(b) - 1 if n is None else n
+        if len(b) == 1:
+            n = 1
+        self.xb, self.yb = tuple(b[:n]), tuple(b[n:])
+
+    def _forward(self):
+        xb = self.xb
+        if len(xb) == 1 and isinstance(xb[0], dict):
+            return self._fwd(**xb[0])
+        return self._fwd(*xb)
+
+    def _do_one_batch(self) -> None:
+        self.pred = self._forward()
+        self("after_pred")
+        if self.yb:
+            self.loss_grad = self._loss(self.pred, *self.yb)
+            self.loss = self.loss_grad.detach()
+        self("after_loss")
+        if not self.training or not self.yb:
+            return
+        self._with_events(self._backward, "backward", CancelBackwardException)
+        self._with_events(self._step, "step", CancelStepException)
+        self.opt.zero_grad(set_to_none=True)
+
+    def _loss(self, pred, *yb):
+        if self.loss_func is None:
+            raise ModelError("The Learner has no loss function and the data does not say which one fits. "
+                             "Expected loss_func=... Fix: Learner(dls, model, loss_func=nn.CrossEntropyLoss()) "
+                             "for classification, nn.MSELoss() for regression.")
+        try:
+            return self.loss_func(pred, *yb)
+        except ModelError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as e:
+            ps = getattr(pred, "shape", None)
+            ts = [tuple(getattr(y, "shape", ())) for y in yb]
+            raise ModelError(f"The loss {type(self.loss_func).__name__} failed on the model output of shape "
+                             f"{tuple(ps) if ps is not None else type(pred).__name__} and target shape(s) {ts}: {e}. "
+                             "Expected an output with one value per class (classification) or per target "
+                             "(regression) for each item. Fix: make the model's last layer output dls.c values, "
+                             "or pick a loss that fits the targets.") from e
+
+    def _backward(self) -> None:
+        self.loss_grad.backward()
+
+    def _step(self) -> None:
+        self._in_step = True
+        self.opt.step()
+        self._in_step = False
+        self._stepped_iter = (self.epoch, self.iter)
+
+    def one_batch(self, i: int, b) -> None:
+        """Run one batch ``b`` (already on the device) as batch number ``i`` of the current phase."""
+        self.iter = i
+        self._split(b)
+        self._with_events(self._do_one_batch, "batch", CancelBatchException)
+
+    def _all_batches(self) -> None:
+        self.n_iter = len(self.dl)
+        start = 0
+        if self.training and self._resume_state is not None:
+            st, self._resume_state = self._resume_state, None
+            start = st["iter"]
+            self._rng_epoch = st["rng_epoch"]
+            set_rng_state(st["rng_epoch"])
+            if start:
+                self.dl.skip(start)
+        elif self.training:
+            self._rng_epoch = get_rng_state() if self._need_rng else None
+        it = iter(self.dl)
+        if start:
+            set_rng_state(st["rng"])
+        for i, b in enumerate(it, start):
+            self.one_batch(i, b)
+
+    def _do_epoch_train(self) -> None:
+        self.dl = self.dls.train
+        self.training = True
+        self._with_events(self._all_batches, "train", CancelTrainException)
+
+    def _do_epoch_validate(self, ds_idx: int = 1, dl=None) -> None:
+        if dl is None:
+            dl = self.dls[ds_idx] if ds_idx < len(self.dls.loaders) else None
+        if dl is None:
+            return
+        self.dl = dl
+        self.training = False
+        with torch.no_grad():
+            self._with_events(self._all_batches, "validate", CancelValidException)
+
+    def _do_epoch(self) -> None:
+        self._do_epoch_train()
+        self._do_epoch_validate()
+
+    def _do_fit(self) -> None:
+        for epoch in range(self._start_epoch, self.n_epoch):
+            self.epoch = epoch
+            if hasattr(self.dls.train, "set_epoch"):
+                self.dls.train.set_epoch(epoch)
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
+
+    def fit(self, n_epoch: int, lr=None, wd: float | None = None, cbs=None, reset_opt: bool = False,
+            resume: str | os.PathLike | bool | None = None, quiet: bool | None = None) -> None:
+        """Train for ``n_epoch`` epochs at a constant learning rate ``lr`` (default ``self.lr``).
+
+        Args:
+            cbs: callbacks for this call only. reset_opt: rebuild the optimizer first.
+            resume: a checkpoint path (or ``True`` for the default checkpoint of
+                :class:`~learnkit.callbacks.tracker.Checkpoint`) to continue exactly where it stopped.
+            quiet: hide progress bars and tables for this call.
+        """
+        if self.dls.train is None:
+            raise DataError("Expected a training loader. Received: DataLoaders with no train loader.")
+        if int(n_epoch) < 0:
+            raise ValueError(f"Expected n_epoch >= 0. Received: n_epoch={n_epoch}.")
+        with self.added_cbs(cbs):
+            if reset_opt or self.opt is None:
+                self.create_opt()
+            if wd is not None:
+                set_hyper(self.opt, "weight_decay", wd)
+            if lr is not None or not getattr(self, "_lrs_set", False):
+                set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
+            self.n_epoch, self._start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
+            self._quiet = quiet
+            self._need_rng = any(getattr(c, "needs_rng", False) for c in self.cbs)
+            if resume:
+                self._load_resume(resume)
+            self._tables = None
+            self._with_events(self._do_fit, "fit", CancelFitException, final=True)
+
+    # ------------------------------------------------------------------ optimizer, freezing
+    def create_opt(self) -> None:
+        """Build the optimizer from ``opt_func`` with one param group per ``splitter`` group."""
+        groups = param_groups(self.model, self.splitter)
+        self.opt = make_opt(self.opt_func, groups, lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop,
+                            wd=self.wd)
+        self._lrs_set = False
+        self._groups = groups
+        self._apply_freeze()
+
+    def _apply_freeze(self) -> None:
+        for i, g in enumerate(self._groups):
+            frozen = i < self.frozen_idx
+            for p in g:
+                p.requires_grad_(not frozen)
+        if self.train_bn and self.frozen_idx:
+            for m in self.model.modules():
+                if isinstance(m, _BN_TYPES):
+                    for p in m.parameters(recurse=False):
+                        p.requires_grad_(True)
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze the first ``n`` parameter groups (negative counts from the end); the rest train.
+
+        Normalisation layers (BatchNorm, LayerNorm, ...) keep training unless ``learn.train_bn = False``.
+        """
+        if self.opt is None:
+            self.create_opt()
+        ng = len(self._groups)
+        n = n % ng if n < 0 else min(n, ng)
+        self.frozen_idx = n
+        self._apply_freeze()
+
+    def freeze(self) -> None:
+        """Freeze every parameter group but the last (e.g. train only the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Make every parameter group trainable."""
+        self.freeze_to(0)
+
+    # ------------------------------------------------------------------ training recipes
+    def fit_one_cycle(self, n_epoch: int, lr_max=None, div: float = 25.0, div_final: float = 1e5,
+                      pct_start: float = 0.25, wd: float | None = None, moms=(0.95, 0.85, 0.95), cbs=None,
+                      reset_opt: bool = False, resume=None, quiet: bool | None = None) -> None:
+        """1cycle policy: LR warms up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of the steps,
+        then anneals (cosine) to ``lr_max/div_final``; momentum (or Adam's beta1) moves the opposite way."""
+        from .callbacks.schedule import ParamScheduler, combined_cos
+
+        if self.opt is None:
+            self.create_opt()
+        lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
+        scheds = {"lr": combined_cos(pct_start, [v / div for v in lr_max], lr_max, [v / div_final for v in lr_max])}
+        if moms is not None:
+            scheds["mom"] = combined_cos(pct_start, *moms)
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + listify(cbs), wd=wd, reset_opt=reset_opt, resume=resume,
+                 quiet=quiet)
+
+    def fit_flat_cos(self, n_epoch: int, lr=None, div_final: float = 1e5, pct_start: float = 0.75,
+                     wd: float | None = None, cbs=None, reset_opt: bool = False, resume=None,
+                     quiet: bool | None = None) -> None:
+        """Flat LR for ``pct_start`` of the steps, then cosine annealing to ``lr/div_final``."""
+        from .callbacks.schedule import ParamScheduler, combined_cos
+
+        if self.opt is None:
+            self.create_opt()
+        lr = lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups))
+        sched = {"lr": combined_cos(pct_start, lr, lr, [v / div_final for v in lr])}
+        self.fit(n_epoch, cbs=[ParamScheduler(sched)] + listify(cbs), wd=wd, reset_opt=reset_opt, resume=resume,
+                 quiet=quiet)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max=None, cycle_mult: int = 2, wd=None, cbs=None,
+                 quiet: bool | None = None) -> None:
+        """SGD with warm restarts: ``n_cycles`` cosine cycles, the i-th lasting ``cycle_len * cycle_mult**i`` epochs."""
+        from .callbacks.schedule import ParamScheduler, SchedCos, combine_scheds
+
+        if self.opt is None:
+            self.create_opt()
+        n_epoch = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1) if cycle_mult != 1 else cycle_len * n_cycles
+        lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
+        pcts = [cycle_len * cycle_mult**i / n_epoch for i in range(n_cycles)]
+        scheds = [SchedCos(lr_max, 0) for _ in range(n_cycles)]
+        self.fit(n_epoch, cbs=[ParamScheduler({"lr": combine_scheds(pcts, scheds)})] + listify(cbs), wd=wd, quiet=quiet)
+
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, cbs=None, quiet: bool | None = None, **kwargs) -> None:
+        """Transfer learning: train the head (body frozen) for ``freeze_epochs``, then everything for ``epochs``
+        with discriminative LRs from ``base_lr/2/lr_mult`` (body) to ``base_lr/2`` (head)."""
+        self.freeze()
+        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, cbs=cbs, quiet=quiet, **kwargs)
+        base_lr /= 2
+        self.unfreeze()
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, cbs=cbs,
+                           quiet=quiet, **kwargs)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True, suggest_funcs=None):
+        """Find a good learning rate: train with an exponentially growing LR, record the loss, restore
+        the model and optimizer exactly, and return the suggestions (``valley`` by default).
+
+        Returns a named tuple of suggested LRs (e.g. ``.valley``); with ``show_plot`` the loss-vs-LR plot
+        marks them.
+        """
+        from .callbacks.schedule import LRFinder, valley
+
+        suggest_funcs = listify(suggest_funcs) or [valley]
+        if self.opt is None:
+            self.create_opt()
+        saved = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "opt": copy.deepcopy(self.opt.state_dict()),
+            "recorder": self.recorder.state_dict() if hasattr(self, "recorder") else None,
+            "rng": get_rng_state(),
+            "lrs_set": getattr(self, "_lrs_set", False),
+        }
+        n_epoch = max(1, math.ceil(num_it / max(1, len(self.dls.train))))
+        finder = LRFinder(start_lr, end_lr, num_it, stop_div)
+        try:
+            self.fit(n_epoch, cbs=[finder], quiet=True)
+        finally:
+            self.model.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["opt"])
+            if saved["recorder"] is not None:
+                self.recorder.load_state_dict(saved["recorder"])
+            set_rng_state(saved["rng"])
+            self._lrs_set = saved["lrs_set"]
+        self.lr_finder = finder
+        return finder.suggest(suggest_funcs, show_plot=show_plot)
+
+    # ------------------------------------------------------------------ evaluation and inference
+    def validate(self, ds_idx: int = 1, dl=None, cbs=None) -> list[float]:
+        """Loss and metrics on loader ``ds_idx`` (default: validation) -> ``[valid_loss, *metrics]``."""
+        if dl is None and (ds_idx >= len(self.dls.loaders) or self.dls[ds_idx] is None):
+            raise DataError(f"Expected loader {ds_idx} to exist for validate(). Received: DataLoaders with "
+                            f"{len(self.dls.loaders)} loaders. Fix: pass dl=...")
+        dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
+        with self.added_cbs(cbs):
+            self._tables = None
+            self.epoch, self.n_epoch = 0, 1
+            with self._quiet_ctx(True):
+                self._do_epoch_validate(dl=dl)
+        return self.recorder.last_valid_values() if hasattr(self, "recorder") else []
+
+    @contextlib.contextmanager
+    def _quiet_ctx(self, quiet: bool):
+        old, self._quiet = getattr(self, "_quiet", None), quiet
+        try:
+            yield
+        finally:
+            self._quiet = old
+
+    def _as_loader(self, dl):
+        if isinstance(dl, DeviceLoader):
+            return dl
+        if isinstance(dl, torch.Tensor):
+            return self.dls.test_dl(dl)
+        return DeviceLoader(dl, self.device, getattr(self.dls.recipe, "after_batch", None))
+
+    def get_preds(self, ds_idx: int = 1, dl=None, with_input: bool = False, with_loss: bool = False,
+                  with_decoded: bool = False, act=None, reorder: bool = True, cbs=None):
+        """Predictions on loader ``ds_idx`` (default: validation) or ``dl``, with the loss's activation.
+
+        Returns ``(preds, targs)``, plus ``decoded`` (e.g. class indices) with ``with_decoded``, per-item
+        ``losses`` with ``with_loss``, and ``inputs`` first with ``with_input``. Tensors are on the CPU.
+        """
+        from .callbacks.progress import GatherPreds
+
+        dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
+        gather = GatherPreds(with_input=with_input, with_loss=with_loss)
+        old_reduction = None
+        if with_loss and hasattr(self.loss_func, "reduction"):
+            old_reduction, self.loss_func.reduction = self.loss_func.reduction, "none"
+        try:
+            with self.added_cbs([gather] + listify(cbs)), self._quiet_ctx(True):
+                self._tables = None
+                self.epoch, self.n_epoch = 0, 1
+                gather.training_metrics_off = True
+                self._do_epoch_validate(dl=dl)
+        finally:
+            if old_reduction is not None:
+                self.loss_func.reduction = old_reduction
+        preds = gather.preds()
+        preds = (act or (lambda x: loss_activation(self.loss_func, x)))(preds)
+        res = [preds, gather.targs()]
+        if with_decoded:
+            res.append(loss_decodes(self.loss_func, preds, activated=True))
+        if with_loss:
+            res.append(gather.losses())
+        if with_input:
+            res.insert(0, gather.inputs())
+        return tuple(res)
+
+    def predict(self, item, with_input: bool = False):
+        """Predict one raw item through the data recipe. Returns ``(decoded, decoded_index, probabilities)``.
+
+        For DataLoaders without a recipe, ``item`` is an input tensor without the batch dimension.
+        """
+        if self.dls.recipe is None:
+            if not isinstance(item, torch.Tensor):
+                raise DataError(f"Expected a tensor input (these DataLoaders have no data recipe). Received: "
+                                f"{type(item).__name__}.")
+            dl = DeviceLoader([(item[None],)], self.device)
+        else:
+            dl = self.dls.test_dl([item])
+        inp, preds, _, dec = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        probs, dec_idx = preds[0], dec[0]
+        decoded = self.dls.recipe.decode_pred(dec_idx) if self.dls.recipe is not None and hasattr(
+            self.dls.recipe, "decode_pred") else dec_idx
+        return (decoded, dec_idx, probs, inp) if with_input else (decoded, dec_idx, probs)
+
+    def tta(self, ds_idx: int = 1, dl=None, n: int = 4, beta: float = 0.25, use_max: bool = False):
+        """Test-time augmentation: average ``n`` predictions with training-time batch augmentation, mixed with
+        the plain prediction (weight ``beta`` for the augmented average). Returns ``(preds, targs)``."""
+        dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
+        preds, targs = self.get_preds(dl=dl)
+        aug = []
+        old = dl.train
+        dl.train = True
+        try:
+            for _ in range(n):
+                aug.append(self.get_preds(dl=dl)[0])
+        finally:
+            dl.train = old
+        aug = torch.stack(aug)
+        aug = aug.max(0)[0] if use_max else aug.mean(0)
+        return (preds * (1 - beta) + aug * beta if beta is not None else aug), targs
+
+    def show_results(self, ds_idx: int = 1, max_n: int = 9, **kwargs):
+        """Show predictions next to targets on a few items (applications draw them)."""
+        recipe = self.dls.recipe
+        if recipe is None or not hasattr(recipe, "show_results"):
+            raise DataError("These DataLoaders have no recipe that knows how to show results (plain tensors). "
+                            "Expected DataLoaders from a DataBlock or an application factory.")
+        dl = self.dls[ds_idx]
+        b = next(iter(dl))
+        self._split(b)
+        self.model.eval()
+        with torch.no_grad():
+            pred = self._forward()
+        dec = loss_decodes(self.loss_func, loss_activation(self.loss_func, pred), activated=True)
+        return recipe.show_results(b, to_cpu(dec), max_n=max_n, **kwargs)
+
+    def summary(self, print_out: bool = True) -> str:
+        """Layers with output shapes for one batch, parameter counts (trainable or frozen), and the setup."""
+        from .callbacks.progress import model_summary
+
+        s = model_summary(self)
+        if print_out:
+            print(s)
+        return s
+
+    # ------------------------------------------------------------------ files
+    def _file(self, name) -> Path:
+        p = Path(name)
+        if p.suffix == "":
+            p = p.with_suffix(".pth")
+        return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
+
+    def save(self, name: str | os.PathLike, with_opt: bool = True) -> Path:
+        """Save the model (and optimizer) state dicts atomically to ``path/model_dir/name.pth``."""
+        state = {"format": "learnkit.weights", "version": 1, "model": _unwrap(self.model).state_dict()}
+        if with_opt and self.opt is not None:
+            state["opt"] = self.opt.state_dict()
+        return atomic_save(state, self._file(name))
+
+    def load(self, name: str | os.PathLike, with_opt: bool = True, strict: bool = True) -> Learner:
+        """Load weights saved by :meth:`save` (or a raw state dict); mismatched keys are listed in the error."""
+        state = safe_load(self._file(name), map_location=self.device)
+        sd = state.get("model", state) if isinstance(state, dict) else state
+        load_state_checked(_unwrap(self.model), sd, strict=strict, source=str(self._file(name)))
+        if with_opt and isinstance(state, dict) and "opt" in state:
+            if self.opt is None:
+                self.create_opt()
+            try:
+                self.opt.load_state_dict(state["opt"])
+            except (ValueError, KeyError) as e:
+                warnings.warn(f"Optimizer state in {name!r} does not fit this optimizer ({e}); it was not loaded.")
+        return self
+
+    @property
+    def n_iter_train(self) -> int:
+        """Number of training batches per epoch."""
+        return len(self.dls.train) if self.dls.train is not None else 0
+
+    def checkpoint_state(self, n_done: int | None = None, epoch_complete: bool = False) -> dict:
+        """Everything needed to continue training exactly: weights, optimizer, position, RNG and callback states.
+
+        ``n_done``: training batches of the current epoch already applied; ``epoch_complete``: the epoch
+        (training and validation) is finished, so resuming starts the next one.
+        """
+        cb_states = {}
+        for cb in self.cbs:
+            if hasattr(cb, "state_dict"):
+                cb_states[type(cb).__name__] = cb.state_dict()
+        if epoch_complete:
+            epoch, n_done = self.epoch + 1, 0
+        else:
+            epoch, n_done = self.epoch, (self.iter + 1 if n_done is None else n_done)
+        return {
+            "format": "learnkit.checkpoint",
+            "version": 1,
+            "model": _unwrap(self.model).state_dict(),
+            "opt": self.opt.state_dict() if self.opt is not None else None,
+            "epoch": epoch,
+            "iter": n_done,
+            "train_iter": epoch * self.n_iter_train + n_done,
+            "n_epoch": self.n_epoch,
+            "frozen_idx": self.frozen_idx,
+            "rng_epoch": self._rng_epoch if self._rng_epoch is not None else get_rng_state(),
+            "rng": get_rng_state(),
+            "callbacks": cb_states,
+        }
+
+    def _load_resume(self, resume) -> None:
+        if resume is True:
+            from .callbacks.tracker import Checkpoint
+
+            ck = next((c for c in self.cbs if isinstance(c, Checkpoint)), None)
+            resume = ck.file if ck is not None else self._file("checkpoint")
+        path = Path(resume)
+        st = safe_load(path, map_location=self.device)
+        if not isinstance(st, dict) or st.get("format") != "learnkit.checkpoint":
+            raise CheckpointError(f"{str(path)!r} is not a learnkit checkpoint. Expected a file written by the "
+                                  "Checkpoint callback. Fix: pass the checkpoint path, e.g. models/checkpoint.pth.")
+        load_state_checked(_unwrap(self.model), st["model"], strict=True, source=str(path))
+        if self.frozen_idx != st.get("frozen_idx", 0):
+            self.freeze_to(st.get("frozen_idx", 0))
+        if st.get("opt") is not None:
+            self.opt.load_state_dict(st["opt"])
+        self._lrs_set = True
+        for cb in self.cbs:
+            s = st["callbacks"].get(type(cb).__name__)
+            if s is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(s)
+        self._start_epoch, self.train_iter = st["epoch"], st["train_iter"]
+        if st["iter"]:
+            self._resume_state = {"iter": st["iter"], "rng_epoch": st["rng_epoch"], "rng": st["rng"]}
+        else:
+            self._resume_state = None
+            set_rng_state(st["rng"])
+
+    def export(self, fname: str | os.PathLike = "export.lk", factory: str | None = None,
+               factory_kwargs: dict | None = None, pickle_model: bool = False) -> Path:
+        """Write one pickle-free file with everything needed to predict: model spec + weights + data recipe.
+
+        The model is rebuilt from its spec when loading: models from :func:`~learnkit.models.create_model`
+        and the application factories carry one; for your own model pass ``factory='pkg.module:make_model'``
+        (and ``factory_kwargs``). ``pickle_model=True`` stores a pickled model instead, which
+        :func:`~learnkit.export.load_learner` refuses unless called with ``allow_pickle=True``.
+        """
+        from .export import export_learner
+
+        return export_learner(self, fname, factory=factory, factory_kwargs=factory_kwargs, pickle_model=pickle_model)
+
+    # ------------------------------------------------------------------ context managers
+    @contextlib.contextmanager
+    def no_bar(self):
+        """Context manager: no progress bars or tables inside."""
+        with self._quiet_ctx(True):
+            yield self
+
+    def distributed(self, **kwargs):
+        """Context manager: train with DistributedDataParallel (under torchrun) inside the block."""
+        from .distributed import DistributedTrainer
+
+        return DistributedTrainer(self, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, "
+                f"device={self.device}, cbs={[type(c).__name__ for c in self.cbs]})")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The underlying module of a DDP / compiled wrapper."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ in (
+                "DistributedDataParallel", "DataParallel"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def load_state_checked(model: nn.Module, sd: dict, strict: bool = True, source: str = "the file") -> None:
+    """``model.load_state_dict(sd)`` with an error that lists missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own
+             if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if shape or (strict and (missing or unexpected)):
+        def few(xs):
+            return ", ".join(xs[:8]) + (f", ... ({len(xs)} in all)" if len(xs) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing in the file: {few(missing)}")
+        if unexpected:
+            parts.append(f"not in the model: {few(unexpected)}")
+        if shape:
+            parts.append(f"different shapes: {few(shape)}")
+        raise CheckpointError(f"The weights in {source} do not fit this model ({'; '.join(parts)}). Expected weights "
+                              "saved from the same architecture. Fix: build the model with the same arguments, or "
+                              "load with strict=False to load only the matching layers.")
+    model.load_state_dict(sd, strict=strict)
+
+
+def _make_default_cbs() -> list[Callback]:
+    from .callbacks.progress import ProgressCallback, Recorder, TrainEvalCallback
+    from .callbacks.tracker import TerminateOnNaN
+
+    return [TrainEvalCallback(), Recorder(), ProgressCallback(), TerminateOnNaN()]

@@ -268,6 +268,8 @@ def _fmt_time(t: float) -> str:
 
 
 def _in_notebook() -> bool:
+    if "IPython" not in sys.modules:  # never import IPython just to find out (it costs ~0.1 s)
+        return False
     try:
         from IPython import get_ipython
 

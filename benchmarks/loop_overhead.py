@@ -1,0 +1,182 @@
+"""Per-batch overhead of learnkit's training loop, side by side (prints one JSON object).
+
+A tiny MLP on in-memory tensors (20,000 x 32, batch 64, 3 epochs), for 1 thread and the default number of
+threads:
+
+- ``hand_sliced``: a hand-written PyTorch loop over the same sliced batches (``TensorLoader``),
+- ``learnkit``: ``Learner.fit`` with its default callbacks (progress bar and recorder included),
+- ``hand_torch_dataloader``: a hand-written loop over ``DataLoader(TensorDataset)`` (what most code does),
+- ``fastai``: ``fastai.learner.Learner.fit`` with its defaults, when fastai is importable here or in the
+  interpreter named by ``$FASTAI_PYTHON`` (default ``/work/fastai-venv/bin/python``). Never a dependency.
+
+Ratios are times divided by ``hand_sliced`` (lower is better; 1.0 = no overhead).
+
+Run: ``python benchmarks/loop_overhead.py`` (or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+N, D, BS, EPOCHS, REPEATS = 20_000, 32, 64, 3, 3
+
+
+def make_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, D, generator=g)
+    y = (x[:, :4].sum(1) > 0).long()
+    return x, y
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 64), nn.ReLU(), nn.Linear(64, 2))
+
+
+def make_opt(params, lr=1e-3):
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
+
+
+def best_of(f, repeats=REPEATS):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run_hand_sliced(x, y):
+    from learnkit.data.loaders import TensorLoader
+
+    model, dl = make_model(), TensorLoader(x, y, bs=BS, shuffle=True)
+    opt, loss_func = make_opt(model.parameters()), nn.CrossEntropyLoss()
+
+    def go():
+        model.train()
+        for _ in range(EPOCHS):
+            for xb, yb in dl:
+                loss = loss_func(model(xb), yb)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+    return best_of(go)
+
+
+def run_hand_torch_dl(x, y):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, dl = make_model(), DataLoader(TensorDataset(x, y), batch_size=BS, shuffle=True)
+    opt, loss_func = make_opt(model.parameters()), nn.CrossEntropyLoss()
+
+    def go():
+        model.train()
+        for _ in range(EPOCHS):
+            for xb, yb in dl:
+                loss = loss_func(model(xb), yb)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+    return best_of(go)
+
+
+def run_learnkit(x, y):
+    from learnkit import DataLoaders, Learner
+
+    dls = DataLoaders.from_tensors((x, y), None, bs=BS, device="cpu")
+    learn = Learner(dls, make_model(), loss_func=nn.CrossEntropyLoss(), opt_func=make_opt)
+
+    def go():
+        with contextlib.redirect_stdout(io.StringIO()):  # the bars still run; JSON stays clean
+            learn.fit(EPOCHS)
+
+    return best_of(go)
+
+
+def run_fastai_here(x, y):
+    from fastai.data.core import DataLoaders as FDataLoaders
+    from fastai.learner import Learner as FLearner
+    from fastai.optimizer import Adam as FAdam
+    from torch.utils.data import TensorDataset
+
+    ds = TensorDataset(x, y)
+    from fastai.data.load import DataLoader as FDataLoader
+
+    dls = FDataLoaders(FDataLoader(ds, bs=BS, shuffle=True), FDataLoader(TensorDataset(x[:BS], y[:BS]), bs=BS),
+                       device="cpu")
+    learn = FLearner(dls, make_model(), loss_func=nn.CrossEntropyLoss(), opt_func=FAdam)
+
+    def go():
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            learn.fit(EPOCHS)
+
+    return best_of(go)
+
+
+def fastai_python() -> str | None:
+    try:
+        import fastai  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        pass
+    p = os.environ.get("FASTAI_PYTHON", "/work/fastai-venv/bin/python")
+    return p if os.path.exists(p) else None
+
+
+def run_fastai(threads: int):
+    py = fastai_python()
+    if py is None:
+        return None
+    if py == sys.executable:
+        torch.set_num_threads(threads)
+        return run_fastai_here(*make_data())
+    out = subprocess.run([py, __file__, "--fastai-only", str(threads)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ""}, timeout=900)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])["fastai"]
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--fastai-only":
+        torch.set_num_threads(int(sys.argv[2]))
+        print(json.dumps({"fastai": run_fastai_here(*make_data())}))
+        return
+    x, y = make_data()
+    steps = EPOCHS * ((N + BS - 1) // BS)
+    default_threads = torch.get_num_threads()
+    results = {"task": f"MLP {D}-64-2, {N} x {D} tensors, bs {BS}, {EPOCHS} epochs ({steps} steps)",
+               "torch": torch.__version__, "runs": {}}
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        r = {"hand_sliced": run_hand_sliced(x, y), "learnkit": run_learnkit(x, y),
+             "hand_torch_dataloader": run_hand_torch_dl(x, y)}
+        fa = run_fastai(threads)
+        torch.set_num_threads(threads)
+        if isinstance(fa, float):
+            r["fastai"] = fa
+        elif fa is not None:
+            r["fastai_error"] = fa
+        base = r["hand_sliced"]
+        res = {k: {"seconds": round(v, 4), "us_per_step": round(v / steps * 1e6, 1), "ratio_vs_hand": round(v / base, 3)}
+               for k, v in r.items() if isinstance(v, float)}
+        if "fastai_error" in r:
+            res["fastai"] = r["fastai_error"]
+        results["runs"][f"threads={threads}"] = res
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

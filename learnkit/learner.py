@@ -729,7 +729,8 @@ class Learner:
             s = st["callbacks"].get(type(cb).__name__)
             if s is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(s)
-        self._start_epoch, self.train_iter = st["epoch"], st["train_iter"]
+        # the position in *this* run's steps (a checkpoint written by N processes counts N times fewer)
+        self._start_epoch, self.train_iter = st["epoch"], st["epoch"] * self.n_iter_train + st["iter"]
         if st["iter"]:
             self._resume_state = {"iter": st["iter"], "rng_epoch": st["rng_epoch"], "rng": st["rng"]}
         else:

@@ -319,7 +319,8 @@ class ProgressCallback(Callback):
         self._start_bar("valid")
 
     def _start_bar(self, desc):
-        if not getattr(self, "on", False):
+        if not getattr(self, "on", False) or not self._active():  # e.g. validate() after a verbose fit
+            self.pbar = None
             return
         self.pbar = self._tqdm(total=len(self.learn.dl), desc=desc, leave=False, file=sys.stdout, dynamic_ncols=True,
                                position=1, mininterval=0.2)

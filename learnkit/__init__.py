@@ -6,6 +6,9 @@
 __version__ = "0.1.0"
 
 from .callbacks.core import Callback
+from .callbacks.loggers import CSVLogger, TensorBoardLogger
+from .callbacks.mixup import CutMix, MixUp
+from .callbacks.profile import Profile
 from .callbacks.progress import ProgressCallback, Recorder, TrainEvalCallback
 from .callbacks.schedule import (
     LRFinder,
@@ -21,6 +24,7 @@ from .callbacks.schedule import (
     valley,
 )
 from .callbacks.tracker import Checkpoint, EarlyStopping, ReduceLROnPlateau, SaveModel, TerminateOnNaN
+from .callbacks.training import BnFreeze, ChannelsLast, GradientAccumulation, GradientClip, MixedPrecision
 from .data.loaders import DataLoaders, TensorLoader
 from .device import default_device, set_seed, to_device
 from .exceptions import *
@@ -40,6 +44,8 @@ __all__ = [
     "ParamScheduler", "LRFinder", "SchedCos", "SchedLin", "SchedExp", "SchedNo", "combined_cos",
     "valley", "slide", "minimum", "steep",
     "Checkpoint", "EarlyStopping", "ReduceLROnPlateau", "SaveModel", "TerminateOnNaN",
+    "CSVLogger", "TensorBoardLogger", "CutMix", "MixUp", "Profile",
+    "BnFreeze", "ChannelsLast", "GradientAccumulation", "GradientClip", "MixedPrecision",
     "default_device", "set_seed", "to_device",
     "Adam", "SGD", "RMSProp",
 ] + list(_exc_all) + list(_loss_all) + list(_metric_all)

@@ -6,7 +6,7 @@ phase's ``after_cancel_*`` event and then its ``after_*`` event, which always ru
 ========================  ================================================================
 ``CancelBatchException``  skip the rest of this batch (no backward/step); ``after_cancel_batch``, ``after_batch``, next batch
 ``CancelBackwardException`` skip ``loss.backward()``; ``after_cancel_backward``, ``after_backward``, then the step
-``CancelStepException``   skip ``opt.step()`` (and ``zero_grad``); ``after_cancel_step``, ``after_step``
+``CancelStepException``   skip ``opt.step()`` (``zero_grad`` still runs); ``after_cancel_step``, ``after_step``
 ``CancelTrainException``  end the training phase of this epoch; ``after_cancel_train``, ``after_train``, validation
 ``CancelValidException``  end validation; ``after_cancel_validate``, ``after_validate``
 ``CancelEpochException``  end this epoch; ``after_cancel_epoch``, ``after_epoch``, next epoch
@@ -42,7 +42,7 @@ class CancelBackwardException(Exception):
 
 
 class CancelStepException(Exception):
-    """Skip the optimizer step (and ``zero_grad``) of this batch; ``after_cancel_step`` then ``after_step`` run."""
+    """Skip the optimizer step of this batch (``zero_grad`` still runs); ``after_cancel_step``, ``after_step`` run."""
 
 
 class CancelTrainException(Exception):

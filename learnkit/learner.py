@@ -352,8 +352,8 @@ class Learner:
             return
         self.dl = dl
         self.training = False
-        with torch.no_grad():
-            self._with_events(self._all_batches, "validate", CancelValidException)
+        with torch.no_grad():  # final: after_validate cleans up (e.g. autocast) even when a batch raises
+            self._with_events(self._all_batches, "validate", CancelValidException, final=True)
 
     def _do_epoch(self) -> None:
         self._do_epoch_train()

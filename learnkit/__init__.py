@@ -25,6 +25,8 @@ from .callbacks.schedule import (
 )
 from .callbacks.tracker import Checkpoint, EarlyStopping, ReduceLROnPlateau, SaveModel, TerminateOnNaN
 from .callbacks.training import BnFreeze, ChannelsLast, GradientAccumulation, GradientClip, MixedPrecision
+from .data import *
+from .data import __all__ as _data_all
 from .data.loaders import DataLoaders, TensorLoader
 from .device import default_device, set_seed, to_device
 from .exceptions import *
@@ -48,4 +50,4 @@ __all__ = [
     "BnFreeze", "ChannelsLast", "GradientAccumulation", "GradientClip", "MixedPrecision",
     "default_device", "set_seed", "to_device",
     "Adam", "SGD", "RMSProp",
-] + list(_exc_all) + list(_loss_all) + list(_metric_all)
+] + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")] + list(_exc_all) + list(_loss_all) + list(_metric_all)

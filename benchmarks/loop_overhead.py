@@ -55,10 +55,9 @@ def best_of(f, repeats=REPEATS):
     return min(times)
 
 
-def run_hand_sliced(x, y):
-    from learnkit.data.loaders import TensorLoader
-
-    model, dl = make_model(), TensorLoader(x, y, bs=BS, shuffle=True)
+def hand_loop(dl):
+    """The loop a user would write by hand: forward, loss, backward, step, zero_grad."""
+    model = make_model()
     opt, loss_func = make_opt(model.parameters()), nn.CrossEntropyLoss()
 
     def go():
@@ -71,24 +70,18 @@ def run_hand_sliced(x, y):
                 opt.zero_grad(set_to_none=True)
 
     return best_of(go)
+
+
+def run_hand_sliced(x, y):
+    from learnkit.data.loaders import TensorLoader
+
+    return hand_loop(TensorLoader(x, y, bs=BS, shuffle=True))
 
 
 def run_hand_torch_dl(x, y):
     from torch.utils.data import DataLoader, TensorDataset
 
-    model, dl = make_model(), DataLoader(TensorDataset(x, y), batch_size=BS, shuffle=True)
-    opt, loss_func = make_opt(model.parameters()), nn.CrossEntropyLoss()
-
-    def go():
-        model.train()
-        for _ in range(EPOCHS):
-            for xb, yb in dl:
-                loss = loss_func(model(xb), yb)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-
-    return best_of(go)
+    return hand_loop(DataLoader(TensorDataset(x, y), batch_size=BS, shuffle=True))
 
 
 def run_learnkit(x, y):

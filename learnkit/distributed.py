@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import inspect
 import os
 import sys
 import warnings
@@ -113,8 +114,9 @@ def _timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=float(os.environ.get("LEARNKIT_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
 
 
-def setup_distributed(device: str | torch.device | None = None, backend: str | None = None,
-                      timeout: float | None = None) -> bool:
+def setup_distributed(
+    device: str | torch.device | None = None, backend: str | None = None, timeout: float | None = None
+) -> bool:
     """Initialise the default process group from torchrun's environment; returns True if this call created it.
 
     Does nothing (returns False) in a single process or when a process group already exists. On CUDA,
@@ -141,8 +143,10 @@ def setup_distributed(device: str | torch.device | None = None, backend: str | N
         torch.cuda.set_device(_local_cuda_index())
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         if backend is None and per_node > torch.cuda.device_count():
-            warnings.warn(f"{per_node} processes share {torch.cuda.device_count()} GPU(s) on this machine; using the "
-                          "gloo backend (NCCL needs one GPU per process). Fix: --nproc_per_node=<number of GPUs>.")
+            warnings.warn(
+                f"{per_node} processes share {torch.cuda.device_count()} GPU(s) on this machine; using the "
+                "gloo backend (NCCL needs one GPU per process). Fix: --nproc_per_node=<number of GPUs>."
+            )
             backend = "gloo"
         backend = backend or "cpu:gloo,cuda:nccl"
     else:
@@ -184,8 +188,10 @@ def rank0_first(func, *args, **kwargs):
     6
     """
     if not callable(func):
-        raise TypeError(f"Expected a function as the first argument. Received: func={func!r}. "
-                        "Fix: rank0_first(download, url) runs download(url) on rank 0 first.")
+        raise TypeError(
+            f"Expected a function as the first argument. Received: func={func!r}. "
+            "Fix: rank0_first(download, url) runs download(url) on rank 0 first."
+        )
     setup_distributed()
     if not is_distributed():
         return func(*args, **kwargs)
@@ -251,8 +257,10 @@ def sync_metrics(metrics) -> None:
             elif how == "cat":
                 out[k] = _gather_cat(torch.as_tensor(t))
             else:
-                raise ValueError(f"Expected reduction 'sum' or 'cat'. Received: {how!r} for "
-                                 f"{type(m).__name__}.{k}. Fix: return (tensor, 'sum') or (tensor, 'cat').")
+                raise ValueError(
+                    f"Expected reduction 'sum' or 'cat'. Received: {how!r} for "
+                    f"{type(m).__name__}.{k}. Fix: return (tensor, 'sum') or (tensor, 'cat')."
+                )
         m.load_dist_state(out)
 
 
@@ -307,23 +315,36 @@ def _is_dataloader(dl) -> bool:
 
 def _rebuild_dataloader(dl, sampler):
     """A copy of torch DataLoader ``dl`` (same dataset, batch size, workers, collate, ...) with ``sampler``."""
-    kw = dict(batch_size=dl.batch_size, drop_last=dl.drop_last, num_workers=dl.num_workers,
-              collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, timeout=dl.timeout,
-              worker_init_fn=dl.worker_init_fn, multiprocessing_context=dl.multiprocessing_context,
-              generator=dl.generator, persistent_workers=dl.persistent_workers)
+    kw = dict(
+        batch_size=dl.batch_size,
+        drop_last=dl.drop_last,
+        num_workers=dl.num_workers,
+        collate_fn=dl.collate_fn,
+        pin_memory=dl.pin_memory,
+        timeout=dl.timeout,
+        worker_init_fn=dl.worker_init_fn,
+        multiprocessing_context=dl.multiprocessing_context,
+        generator=dl.generator,
+        persistent_workers=dl.persistent_workers,
+    )
     if dl.num_workers > 0:
         kw["prefetch_factor"] = dl.prefetch_factor
     for a in ("pin_memory_device", "in_order"):
         if hasattr(dl, a):
             kw[a] = getattr(dl, a)
-    return torch.utils.data.DataLoader(dl.dataset, sampler=sampler, **kw)
+    try:  # keep a DataLoader subclass (e.g. a DataBlock's dl_type) when it takes DataLoader's arguments
+        return type(dl)(dl.dataset, sampler=sampler, **kw)
+    except TypeError:
+        return torch.utils.data.DataLoader(dl.dataset, sampler=sampler, **kw)
 
 
 def _unshardable(dl, why: str) -> DataError:
-    return DataError(f"Expected a loader learnkit can shard across processes. Received: {type(dl).__name__} "
-                     f"({why}). Fix: use a TensorLoader, a torch DataLoader over a map-style dataset, a loader "
-                     "with a .shard(num_replicas, rank, seed) method, or give your DataLoader a "
-                     "torch.utils.data.DistributedSampler yourself.")
+    return DataError(
+        f"Expected a loader learnkit can shard across processes. Received: {type(dl).__name__} "
+        f"({why}). Fix: use a TensorLoader, a torch DataLoader over a map-style dataset, a loader "
+        "with a .shard(num_replicas, rank, seed) method, or give your DataLoader a "
+        "torch.utils.data.DistributedSampler yourself."
+    )
 
 
 def _shard_train_inner(dl, world: int, rank: int, seed: int):
@@ -344,8 +365,9 @@ def _shard_train_inner(dl, world: int, rank: int, seed: int):
         if dl.batch_size is None or type(dl.batch_sampler) is not torch.utils.data.BatchSampler:
             raise _unshardable(dl, "a custom batch_sampler")
         shuffle = isinstance(dl.sampler, torch.utils.data.RandomSampler)
-        sampler = torch.utils.data.DistributedSampler(dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle,
-                                                      seed=seed, drop_last=False)
+        sampler = torch.utils.data.DistributedSampler(
+            dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
         return _rebuild_dataloader(dl, sampler)
     raise _unshardable(dl, "no .shard() method")
 
@@ -416,6 +438,14 @@ def _from_sync_bn(swaps: list) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the callback
+#: DDP's name for "broadcast buffers from rank 0 at every forward" (renamed in recent PyTorch).
+_BUFFERS_ARG = (
+    "forward_sync_buffers"
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    else "broadcast_buffers"
+)
+
+
 class DistributedTrainer(Callback):
     """Trains with ``DistributedDataParallel`` across the processes of a torchrun job.
 
@@ -424,9 +454,15 @@ class DistributedTrainer(Callback):
     closing it at the end if it started it. In a single process it does nothing.
 
     During ``fit``: ``learn.model`` stays your module (splitters, freezing, hooks and state dicts see the
-    plain model); ``learn.ddp_model`` is the ``DistributedDataParallel`` wrapper the forward goes through
-    (use :func:`no_sync` for gradient accumulation). The wrapper is rebuilt at each ``fit`` and whenever
-    the set of trainable parameters changes, so ``fine_tune``'s freezing works.
+    plain model); ``learn.ddp_model`` is the ``DistributedDataParallel`` wrapper the training forward goes
+    through (use :func:`no_sync` for gradient accumulation). The wrapper is built at the first
+    ``before_train`` of each ``fit`` (after every callback's ``before_fit`` set the model up: memory
+    format, SyncBatchNorm, ...) and rebuilt whenever the set of trainable parameters changes, so
+    ``fine_tune``'s freezing works. Validation runs the plain module on each rank's shard.
+
+    Call ``fit``, ``validate`` and ``get_preds`` on the learner's own loaders on *every* rank (they use
+    collectives); ``get_preds(dl=...)``/``predict`` on other loaders evaluate the whole loader locally and
+    may run on one rank.
 
     Per training step: DDP all-reduces gradients (bucketed, overlapped with the backward pass) and
     broadcasts buffers from rank 0 (``broadcast_buffers``); the loss is averaged across ranks
@@ -451,13 +487,21 @@ class DistributedTrainer(Callback):
 
     order = -100
 
-    def __init__(self, learn=None, sync_bn: bool = False, find_unused_parameters: bool = False,
-                 broadcast_buffers: bool = True, sync_loss: bool = True, backend: str | None = None,
-                 timeout: float | None = None, **ddp_kwargs):
+    def __init__(
+        self,
+        learn=None,
+        sync_bn: bool = False,
+        find_unused_parameters: bool = False,
+        broadcast_buffers: bool = True,
+        sync_loss: bool = True,
+        backend: str | None = None,
+        timeout: float | None = None,
+        **ddp_kwargs,
+    ):
         self._owner = learn
-        self.sync_bn, self.find_unused_parameters, self.broadcast_buffers = sync_bn, find_unused_parameters, \
-            broadcast_buffers
-        self.sync_loss, self.backend, self.timeout, self.ddp_kwargs = sync_loss, backend, timeout, ddp_kwargs
+        self.sync_bn, self.sync_loss = sync_bn, sync_loss
+        self.find_unused_parameters, self.broadcast_buffers = find_unused_parameters, broadcast_buffers
+        self.backend, self.timeout, self.ddp_kwargs = backend, timeout, ddp_kwargs
         self.ddp = None
         self.seed: int | None = None
         self._on = self._in_fit = self._created_pg = self._dirty = self._gather = False
@@ -482,8 +526,10 @@ class DistributedTrainer(Callback):
     def __enter__(self):
         learn = self._owner
         if learn is None:
-            raise TypeError("Expected DistributedTrainer(learn) when used as a context manager. Received: learn=None. "
-                            "Fix: `with learn.distributed(): learn.fit(...)`.")
+            raise TypeError(
+                "Expected DistributedTrainer(learn) when used as a context manager. Received: learn=None. "
+                "Fix: `with learn.distributed(): learn.fit(...)`."
+            )
         self._created_pg = self.setup(learn)
         self._replaced = [c for c in learn.cbs if isinstance(c, DistributedTrainer)]
         learn.remove_cbs(self._replaced)
@@ -524,12 +570,17 @@ class DistributedTrainer(Callback):
             return
         dev = next(model.parameters()).device
         if dev.type == "cuda" and dist.get_backend() == "nccl" and dev.index != torch.cuda.current_device():
-            raise ModelError(f"Expected the model on this process's GPU cuda:{torch.cuda.current_device()}. Received: "
-                             f"device={dev}. Fix: let learnkit place it (do not pass device=...) under torchrun.")
+            raise ModelError(
+                f"Expected the model on this process's GPU cuda:{torch.cuda.current_device()}. Received: "
+                f"device={dev}. Fix: let learnkit place it (do not pass device=...) under torchrun."
+            )
         self.ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=self.find_unused_parameters, broadcast_buffers=self.broadcast_buffers,
-            **self.ddp_kwargs)
+            model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=self.find_unused_parameters,
+            **{_BUFFERS_ARG: self.broadcast_buffers},
+            **self.ddp_kwargs,
+        )
         learn.ddp_model = self.ddp
         self._ddp_fwd = torch.compile(self.ddp) if getattr(learn, "compiled", False) else self.ddp
 
@@ -559,16 +610,19 @@ class DistributedTrainer(Callback):
         self.seed = self._shared_seed()
         if self._orig_train is not None:
             learn.dls.loaders[0] = self._sharded_train(self._orig_train)
-        if learn._start_epoch > 0 or learn._resume_state is not None:  # resume: position in *this* world's steps
+        if (
+            learn._start_epoch > 0 or learn._resume_state is not None
+        ):  # resuming: count in *this* world's steps
             done = (learn._resume_state or {}).get("iter", 0)
             learn.train_iter = learn._start_epoch * len(learn.dls.train) + done
-        if self.sync_bn:
-            if learn.device.type == "cpu":
-                raise ModelError("Expected a CUDA device for sync_bn=True (PyTorch's SyncBatchNorm runs on GPUs "
-                                 "only). Received: device=cpu. Fix: train on GPUs, or drop sync_bn.")
-            self._swaps = _to_sync_bn(learn.model)
-        self._wrap()
-        learn._fwd = self._ddp_fwd
+        if self.sync_bn and learn.device.type == "cpu":
+            raise ModelError(
+                "Expected a CUDA device for sync_bn=True (PyTorch's SyncBatchNorm runs on GPUs only). "
+                "Received: device=cpu. Fix: train on GPUs, or drop sync_bn."
+            )
+        # the DDP wrapper is built at the first before_train, after every callback's before_fit has changed the
+        # model as it needs (memory format, dtype, ...): DDP's buckets must see the final parameters
+        self.ddp, self._sig, learn.ddp_model = None, None, None
 
     def _sharded_train(self, dl):
         inner = _inner(dl)
@@ -580,8 +634,9 @@ class DistributedTrainer(Callback):
         sharded = hit[1]
         if getattr(inner, "seed", None) is None and hasattr(sharded, "seed"):
             sharded.seed = self.seed  # TensorLoader: a fresh common seed each fit
-        if isinstance(getattr(sharded, "sampler", None), torch.utils.data.DistributedSampler) and sharded is not inner:
-            sharded.sampler.seed = self.seed
+        sampler = getattr(sharded, "sampler", None)
+        if isinstance(sampler, torch.utils.data.DistributedSampler) and sharded is not inner:
+            sampler.seed = self.seed  # a DataLoader we rebuilt: a fresh common seed each fit
         return _with_inner(dl, sharded)
 
     def before_epoch(self):
@@ -591,7 +646,9 @@ class DistributedTrainer(Callback):
         _LOCAL_PHASE["on"] = False
         if not self._on:
             return
-        if self._signature() != self._sig:  # a callback froze/unfroze parameters: DDP must know
+        if self.sync_bn and not self._swaps:
+            self._swaps = _to_sync_bn(self.learn.model)
+        if self._sig is None or self._signature() != self._sig:  # first epoch, or the trainable set changed
             self._wrap()
         self.learn._fwd = self._ddp_fwd
         if self.ddp is not None:
@@ -615,7 +672,8 @@ class DistributedTrainer(Callback):
         learn = self.learn
         world, rank = dist.get_world_size(), dist.get_rank()
         if self._in_fit:
-            learn._fwd = self._orig_fwd  # evaluation needs no gradient sync; ranks may run different batch counts
+            # evaluation needs no gradient sync (and ranks may run different numbers of batches)
+            learn._fwd = self._orig_fwd
             if self._dirty:
                 self._sync_buffers()  # e.g. BatchNorm running stats: evaluate rank 0's, like DDP's forward would
         dl = learn.dl
@@ -629,8 +687,10 @@ class DistributedTrainer(Callback):
             self._valid_cache[id(inner)] = hit
         if hit[1] is None:
             if not self._warned:
-                warnings.warn(f"learnkit cannot shard the evaluation loader {type(inner).__name__}; every rank "
-                              "evaluates all of it (correct, not faster).")
+                warnings.warn(
+                    f"learnkit cannot shard the evaluation loader {type(inner).__name__}; every rank "
+                    "evaluates all of it (correct, not faster)."
+                )
                 self._warned = True
             _LOCAL_PHASE["on"] = True
             return
@@ -661,11 +721,9 @@ class DistributedTrainer(Callback):
                 if self._dirty:
                     self._sync_buffers()
                 barrier()  # rank 0 has written its files (SaveModel, Checkpoint) before anyone reads them
-            elif not isinstance(exc, KeyboardInterrupt):
-                msg = f"learnkit: rank {self._rank} of {self._world} failed: {type(exc).__name__}: {exc}"
-                print(msg, file=sys.stderr, flush=True)
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"(on distributed rank {self._rank} of {self._world})")
+            elif hasattr(exc, "add_note") and not getattr(exc, "_learnkit_rank_noted", False):
+                exc.add_note(f"(on distributed rank {self._rank} of {self._world})")
+                exc._learnkit_rank_noted = True
         finally:
             learn._fwd = self._orig_fwd
             if self._orig_train is not None:

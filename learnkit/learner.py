@@ -131,6 +131,7 @@ class Learner:
         self.training, self.pred, self.loss, self.loss_grad, self.xb, self.yb, self.dl = False, None, None, None, (), (), None
         self._in_step, self._resume_state, self._rng_epoch, self._dict_target = False, None, None, None
         self._stepped_iter, self._quiet, self._need_rng, self._start_epoch = None, None, False, 0
+        self.ddp_model = None  # the DistributedDataParallel wrapper during a distributed fit
         self.add_cbs(_make_default_cbs())
         self.add_cbs(cbs)
         from .distributed import auto_callbacks
@@ -510,7 +511,10 @@ class Learner:
             "rng": get_rng_state(),
             "lrs_set": getattr(self, "_lrs_set", False),
         }
-        n_epoch = max(1, math.ceil(num_it / max(1, len(self.dls.train))))
+        from .distributed import num_distrib
+
+        per_epoch = max(1, len(self.dls.train) // num_distrib())  # the train loader is sharded under DDP
+        n_epoch = max(1, math.ceil(num_it / per_epoch))
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         try:
             self.fit(n_epoch, cbs=[finder], quiet=True)

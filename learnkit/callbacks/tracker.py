@@ -141,9 +141,11 @@ class SaveModel(MonitorCallback):
             keep, drop = better_first[: self.top_k], better_first[self.top_k :]
             if (self.last, name) in keep:
                 self._save(name)
+            from ..distributed import rank_distrib
+
             for _, n in drop:
                 f = learn._file(n)
-                if f.exists():
+                if rank_distrib() == 0 and f.exists():
                     f.unlink()
             self.saved = keep
         elif self.new_best:

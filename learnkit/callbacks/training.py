@@ -71,7 +71,8 @@ class GradientAccumulation(Callback):
     multiple of the batch size, or the short last batch of an epoch) the gradients are rescaled before the step
     so that they are the mean over the samples actually accumulated. A loss with ``reduction='sum'`` is left
     unscaled (sums add up by themselves). The last batch of each epoch always steps, like a big-batch loader
-    with ``drop_last=False``.
+    with ``drop_last=False``. Under distributed training ``n_acc`` counts this process's samples, so one
+    step covers ``n_acc * world_size`` samples in all.
 
     On accumulating batches the step and ``zero_grad`` are skipped by raising
     :class:`~learnkit.exceptions.CancelBatchException` after backward (``after_cancel_batch`` and

@@ -351,7 +351,6 @@ def test_export_of_unknown_model_explains_the_options(wine_tensors, tmp_path):
 
 
 def test_crafted_pickle_file_is_refused_and_nothing_runs(tmp_path):
-    import pickle
 
     marker = tmp_path / "pwned"
 
@@ -360,7 +359,7 @@ def test_crafted_pickle_file_is_refused_and_nothing_runs(tmp_path):
             return (open, (str(marker), "w"))
 
     f = tmp_path / "evil.lk"
-    torch.save({"format": "learnkit.export", "model": Evil()}, f, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save({"format": "learnkit.export", "model": Evil()}, f)
     with pytest.raises(UnsafeFileError):
         load_learner(f)
     assert not marker.exists()

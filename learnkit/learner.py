@@ -626,13 +626,14 @@ class Learner:
         aug = aug.max(0)[0] if use_max else aug.mean(0)
         return (preds * (1 - beta) + aug * beta if beta is not None else aug), targs
 
-    def show_results(self, ds_idx: int = 1, max_n: int = 9, **kwargs):
-        """Show predictions next to targets on a few items (applications draw them)."""
+    def show_results(self, ds_idx: int = 1, dl=None, max_n: int = 9, **kwargs):
+        """Show predictions next to targets on the first ``max_n`` items of loader ``ds_idx`` or ``dl``
+        (applications draw them; mistakes are marked)."""
         recipe = self.dls.recipe
         if recipe is None or not hasattr(recipe, "show_results"):
             raise DataError("These DataLoaders have no recipe that knows how to show results (plain tensors). "
                             "Expected DataLoaders from a DataBlock or an application factory.")
-        dl = self.dls[ds_idx]
+        dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
         b = next(iter(dl))
         self._split(b)
         self.model.eval()

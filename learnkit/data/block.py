@@ -1177,6 +1177,12 @@ class DataBlockRecipe:
         tgt = self.targets
         self.loss_func = tgt[0].loss_func() if len(tgt) == 1 else None
 
+    def add_batch_tfms(self, tfms) -> None:
+        """Append batch transforms (e.g. ``Normalize`` for a pretrained model); they are exported with the recipe."""
+        self.user_batch_tfms.extend(t for t in listify(tfms) if t is not None)
+        block_batch = [t for b in self.blocks for t in listify(getattr(b, "batch_tfms", ()))]
+        self.batch_pipe = compose_batch(block_batch + self.user_batch_tfms)
+
     @property
     def targets(self) -> tuple:
         """The target blocks (after the ``n_inp`` inputs)."""

@@ -139,7 +139,7 @@ def _demo(args) -> int:
     plt.close("all")
     for k, f in files.items():
         _say(f"Saved {k} plot: {f}")
-    exp = learn.export(out / "digits_export.lk")
+    exp = learn.export((out / "digits_export.lk").resolve())  # relative paths are under learn.path
     _say(f"Exported to {exp} ({exp.stat().st_size / 1e6:.1f} MB, loads with torch.load(weights_only=True)).")
     loaded = load_learner(exp)
     sample = sorted((data / "valid").glob("*/*.png"))[0]

@@ -309,8 +309,9 @@ class ProgressCallback(Callback):
         self._tqdm = tqdm
         self.notebook = _in_notebook()
         self._printed_header, self._handle = False, None
+        # disable=None: no bars when stdout is not a terminal (a log file keeps just the table)
         self.mbar = tqdm(total=self.learn.n_epoch, initial=self.learn._start_epoch, desc="epochs", leave=False,
-                         file=sys.stdout, dynamic_ncols=True, position=0)
+                         file=sys.stdout, dynamic_ncols=True, disable=None, position=0)
 
     def before_train(self):
         self._start_bar("train")
@@ -323,7 +324,7 @@ class ProgressCallback(Callback):
             self.pbar = None
             return
         self.pbar = self._tqdm(total=len(self.learn.dl), desc=desc, leave=False, file=sys.stdout, dynamic_ncols=True,
-                               position=1, mininterval=0.2)
+                               disable=None, position=1, mininterval=0.2)
         self._i = 0
 
     def after_batch(self):

@@ -260,6 +260,12 @@ def add_normalize(dls, stats=imagenet_stats, n_in: int | None = None) -> bool:
     return True
 
 
+def _fixed_shape_fast_path(learn) -> None:
+    """Image batches have fixed shapes: let cuDNN pick the fastest kernels (unless runs must be reproducible)."""
+    if learn.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True
+
+
 def vision_learner(
     dls,
     arch,
@@ -348,6 +354,7 @@ def vision_learner(
     )
     if pretrained:
         learn.freeze()
+    _fixed_shape_fast_path(learn)
     return learn
 
 
@@ -438,4 +445,5 @@ def unet_learner(
     )
     if pretrained:
         learn.freeze()
+    _fixed_shape_fast_path(learn)
     return learn

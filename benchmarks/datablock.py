@@ -8,8 +8,8 @@ Measures, for each library:
 - ``item_pass_s``: one pass of every training item through the dataset's ``__getitem__`` (the item
   pipeline: getters, encoding, to-tensor; no image decoding).
 
-fastai runs when ``import fastai`` works (e.g. ``/work/fastai-venv/bin/python benchmarks/datablock.py``);
-otherwise its numbers are ``null``. Ratios are ``fastai_time / learnkit_time`` (> 1: learnkit is faster).
+fastai runs when ``import fastai`` works here, or else in the interpreter named by ``$FASTAI_PYTHON``
+(default ``/work/fastai-venv/bin/python``, run as a subprocess); otherwise its numbers are ``null``. Ratios are ``fastai_time / learnkit_time`` (> 1: learnkit is faster).
 
 Usage: ``python benchmarks/datablock.py [--n 100000] [--repeats 3]``
 """
@@ -122,14 +122,34 @@ def bench_fastai(items, repeats: int) -> dict | None:
     }
 
 
+def bench_fastai_elsewhere(n: int, repeats: int) -> dict | None:
+    """Run the fastai half in ``$FASTAI_PYTHON`` (fastai is never a learnkit dependency)."""
+    import subprocess
+
+    py = os.environ.get("FASTAI_PYTHON", "/work/fastai-venv/bin/python")
+    if not os.path.exists(py):
+        return None
+    out = subprocess.run([py, os.path.abspath(__file__), "--n", str(n), "--repeats", str(repeats), "--fastai-only"],
+                         capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fastai-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     items = make_items(args.n)
+    if args.fastai_only:
+        print(json.dumps(bench_fastai(items, args.repeats)))
+        return
     lk = bench_learnkit(items, args.repeats)
     fa = bench_fastai(items, args.repeats)
+    if fa is None:
+        fa = bench_fastai_elsewhere(args.n, args.repeats)
     ratios = None
     if fa is not None:
         ratios = {k: fa[k] / lk[k] for k in ("build_s", "item_pass_s")}

@@ -2,7 +2,8 @@
 
 A :class:`DataBlock` says where the items come from (``get_items``), how each item gives its input and
 label (``get_x``/``get_y``), how to split them (``splitter``), what each element *is* (``blocks``) and
-which transforms run per item (in the DataLoader workers) and per batch (on the device)::
+which transforms run per item (in the DataLoader workers) and per batch (on the device; when the device is
+the CPU, in the DataLoader workers right after collation)::
 
     dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
                        get_y=parent_label, splitter=GrandparentSplitter(), item_tfms=Resize(64))
@@ -54,6 +55,7 @@ __all__ = [
     "BlockDataset",
     "SamplePipeline",
     "BlockCollate",
+    "BatchTfmsCollate",
     "DataBlockRecipe",
     "recipe_from_spec",
 ]
@@ -1103,6 +1105,45 @@ class BlockCollate:
         return tuple(b.collate(list(col)) for b, col in zip(self.blocks, zip(*samples)))
 
 
+class BatchTfmsCollate:
+    """A ``collate_fn`` that collates, then runs batch transforms on the batch: ``batch_pipe(batch, kinds, train)``.
+
+    :class:`~learnkit.data.loaders.DeviceLoader` uses it (through :meth:`DataBlockRecipe.worker_collate`) to
+    run the batch transforms inside the DataLoader workers when the data stays on the CPU. It is picklable
+    when its parts are; two are equal when they do the same work (same collate, transforms and ``train``).
+
+    >>> from learnkit.data.transforms import compose_batch, Normalize
+    >>> c = BatchTfmsCollate(BlockCollate([TransformBlock(kind="image")]), compose_batch(Normalize([1.0], [2.0])),
+    ...                      ("image",), train=False)
+    >>> c([(torch.full((1, 2, 2), 3.0),)])[0].flatten().tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, collate_fn, batch_pipe, kinds, train: bool):
+        self.collate_fn, self.batch_pipe = collate_fn, batch_pipe
+        self.kinds, self.train = tuple(kinds), bool(train)
+
+    def __call__(self, samples: list) -> tuple:
+        b = self.collate_fn(samples)
+        b = tuple(b) if isinstance(b, (list, tuple)) else (b,)
+        return self.batch_pipe(b, self.kinds[: len(b)], self.train)
+
+    def __eq__(self, other) -> bool:
+        return (
+            type(other) is type(self)
+            and other.collate_fn is self.collate_fn
+            and other.batch_pipe is self.batch_pipe
+            and other.kinds == self.kinds
+            and other.train == self.train
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self.collate_fn), id(self.batch_pipe), self.kinds, self.train))
+
+    def __repr__(self) -> str:
+        return f"BatchTfmsCollate({self.collate_fn!r}, {self.batch_pipe!r}, train={self.train})"
+
+
 class BlockDataset(Dataset):
     """A map-style torch ``Dataset`` over ``items[idxs]``: ``ds[i]`` is a tuple of tensors, ready to collate.
 
@@ -1209,11 +1250,32 @@ class DataBlockRecipe:
 
     # ---------------------------------------------------------------- batches
     def after_batch(self, batch, train: bool):
-        """Batch transforms, on the device (wired into each loader by ``DataLoaders``)."""
+        """Batch transforms, on the device (wired into each loader by ``DataLoaders``; on the CPU they run in
+        the loader's workers through :meth:`worker_collate` instead)."""
         if not self.batch_pipe.tfms:
             return batch
         b = tuple(batch) if isinstance(batch, (list, tuple)) else (batch,)
         return self.batch_pipe(b, self.kinds[: len(b)], train)
+
+    def worker_collate(self, collate_fn, train: bool) -> BatchTfmsCollate | None:
+        """``collate_fn`` followed by this recipe's batch transforms (for DataLoader workers on the CPU).
+
+        ``None`` when there are no batch transforms, or when they cannot be pickled (spawned workers receive
+        them by pickling; they then run in the main process instead). See
+        :class:`~learnkit.data.loaders.DeviceLoader`.
+        """
+        pipe = self.batch_pipe
+        if not pipe.tfms:
+            return None
+        ok = getattr(self, "_picklable", None)
+        if ok is None or ok[0] is not pipe:
+            try:
+                pickle.dumps(pipe)
+                ok = (pipe, True)
+            except Exception:
+                ok = (pipe, False)
+            self._picklable = ok
+        return BatchTfmsCollate(collate_fn, pipe, self.kinds, train) if ok[1] else None
 
     def decode_batch(self, batch, max_n: int | None = None) -> list[tuple]:
         """A batch back to a list of decoded item tuples (batch transforms undone, then each block decodes)."""
@@ -1555,7 +1617,7 @@ class DataBlock:
         n_inp: how many blocks are inputs (default ``len(blocks) - 1``).
         splitter: ``splitter(items) -> (train_idx, valid_idx)``; default ``RandomSplitter(0.2)``.
         item_tfms: item transforms (PIL/CPU, in the workers) added to the blocks' own.
-        batch_tfms: batch transforms (on the device) added to the blocks' own.
+        batch_tfms: batch transforms (on the device, or in the workers on the CPU) added to the blocks' own.
         dl_type: the loader class (default ``torch.utils.data.DataLoader``), called with its arguments.
 
     >>> dblock = DataBlock(blocks=(TransformBlock, CategoryBlock), get_y=label_of)  # doctest: +SKIP
@@ -1757,7 +1819,8 @@ class DataBlock:
         """``DataLoaders`` (train, valid) from ``source``: see :meth:`Datasets.dataloaders` for the arguments.
 
         The loaders are plain ``torch.utils.data.DataLoader``s with a collate function from the blocks; batch
-        transforms run on the device; ``dls.loss_func`` is the target block's loss.
+        transforms run on the device (on the CPU: in the DataLoader workers, see
+        :class:`~learnkit.data.loaders.DeviceLoader`); ``dls.loss_func`` is the target block's loss.
         """
         return self.datasets(source).dataloaders(
             bs=bs,

@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import default_device, to_device
 from ..exceptions import DataError
 
-__all__ = ["DataLoaders", "TensorLoader", "DeviceLoader", "default_num_workers", "TARGET_KEYS"]
+__all__ = [
+    "DataLoaders",
+    "TensorLoader",
+    "DeviceLoader",
+    "default_num_workers",
+    "TARGET_KEYS",
+    "MIN_SHM_BYTES",
+]
 
 #: Keys looked for, in order, as the target of a dict batch.
 TARGET_KEYS = ("y", "label", "labels", "target", "targets")
@@ -134,15 +141,77 @@ class TensorLoader:
             yield tuple(t[i : i + bs] for t in ts)
 
 
+#: Free shared memory (``/dev/shm``) below which batch transforms stay in the main process: transformed
+#: batches are float (4x the bytes of ``uint8`` images) and workers hand them over through shared memory,
+#: which is small in some containers (Docker's default is 64 MB).
+MIN_SHM_BYTES = 1 << 30
+
+
+def _shm_free() -> int | None:
+    """Free bytes in ``/dev/shm`` (``None`` where there is no such file system)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _with_collate(dl: DataLoader, collate_fn) -> DataLoader | None:
+    """A copy of torch DataLoader ``dl`` (same dataset, sampler, workers, ...) with ``collate_fn``;
+    ``None`` when its class does not take DataLoader's arguments."""
+    kw = dict(
+        num_workers=dl.num_workers,
+        collate_fn=collate_fn,
+        pin_memory=dl.pin_memory,
+        timeout=dl.timeout,
+        worker_init_fn=dl.worker_init_fn,
+        multiprocessing_context=dl.multiprocessing_context,
+        generator=dl.generator,
+        persistent_workers=dl.persistent_workers,
+    )
+    if dl.batch_size is None:  # a custom batch sampler
+        kw["batch_sampler"] = dl.batch_sampler
+    else:  # the same sampler object: shuffling, seeds and set_epoch stay shared with ``dl``
+        kw.update(batch_size=dl.batch_size, drop_last=dl.drop_last, sampler=dl.sampler)
+    if dl.num_workers > 0:
+        kw["prefetch_factor"] = dl.prefetch_factor
+    for a in ("pin_memory_device", "in_order"):
+        if hasattr(dl, a):
+            kw[a] = getattr(dl, a)
+    try:
+        return type(dl)(dl.dataset, **kw)
+    except (TypeError, ValueError):
+        return None
+
+
 class DeviceLoader:
     """Wraps any loader: moves each batch to ``device`` (non-blocking) and runs batch transforms there.
 
     ``DataLoaders.train`` and ``.valid`` are ``DeviceLoader``s; ``.loader`` is the wrapped one.
+    ``after_batch(batch, train)`` runs the batch transforms (``train`` selects random augmentation).
+
+    When the device is the CPU and the wrapped loader is a torch ``DataLoader`` with workers,
+    ``worker_collate(collate_fn, train)`` (a data recipe's, given by ``DataLoaders``) may return a
+    ``collate_fn`` that also runs the batch transforms: batches then come from a copy of the wrapped
+    loader with that collate (same dataset, sampler and workers), so the transforms run in the worker
+    processes, in parallel with the training step, and not again here. The copy follows ``train``, so
+    flipping it (test-time augmentation) gives batches transformed in that mode. On an accelerator the
+    transforms run there, on whole batches, as usual; they also stay here when ``/dev/shm`` has less than
+    :data:`MIN_SHM_BYTES` free.
     """
 
-    def __init__(self, loader: Iterable, device: torch.device | None = None, after_batch=None, train: bool = False):
+    def __init__(
+        self,
+        loader: Iterable,
+        device: torch.device | None = None,
+        after_batch=None,
+        train: bool = False,
+        worker_collate=None,
+    ):
         self.loader, self.device, self.after_batch, self.train = loader, device, after_batch, train
+        self.worker_collate = worker_collate
         self._start_batch = 0
+        self._workers = None  # (wrapped loader, its worker collate, the copy that uses it)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -171,16 +240,44 @@ class DeviceLoader:
         else:
             self._start_batch = n_batches
 
+    @property
+    def tfms_in_workers(self) -> bool:
+        """Whether the next iteration runs the batch transforms in the DataLoader workers (see the class
+        doc)."""
+        return self._worker_loader() is not None
+
+    def _worker_loader(self) -> DataLoader | None:
+        """The copy of the wrapped DataLoader whose workers run the batch transforms, or ``None``."""
+        dl, dev = self.loader, self.device
+        if (
+            self.worker_collate is None
+            or self.after_batch is None
+            or dev is None
+            or torch.device(dev).type != "cpu"
+            or not isinstance(dl, DataLoader)
+            or dl.num_workers == 0
+            or (_shm_free() or MIN_SHM_BYTES) < MIN_SHM_BYTES
+        ):
+            return None
+        collate = self.worker_collate(dl.collate_fn, bool(self.train))
+        if collate is None:
+            return None
+        w = self._workers
+        if w is None or w[0] is not dl or w[1] != collate:
+            w = self._workers = (dl, collate, _with_collate(dl, collate))
+        return w[2]
+
     def __iter__(self):
-        it = iter(self.loader)
+        wdl = self._worker_loader()
+        it = iter(self.loader if wdl is None else wdl)
         if self._start_batch:  # resuming mid-epoch: skip eagerly so RNG use happens now
             for _ in range(self._start_batch):
                 next(it, None)
             self._start_batch = 0
-        return self._batches(it)
+        return self._batches(it, self.after_batch if wdl is None else None)
 
-    def _batches(self, it):
-        dev, tfm, train = self.device, self.after_batch, self.train
+    def _batches(self, it, tfm):
+        dev, train = self.device, self.train
         move = dev is not None and getattr(self.loader, "device", None) != dev
         nb = dev is not None and dev.type == "cuda"
         for b in it:
@@ -224,7 +321,7 @@ class DataLoaders:
     >>> x, y = torch.randn(100, 4), torch.randint(0, 2, (100,))
     >>> dls = DataLoaders.from_tensors((x[:80], y[:80]), (x[80:], y[80:]), bs=16, device="cpu")
     >>> len(dls.train), len(dls.valid)
-    (5, 2)
+    (5, 1)
     """
 
     def __init__(self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."):
@@ -239,7 +336,8 @@ class DataLoaders:
 
     def _wrap(self, dl, train: bool) -> DeviceLoader:
         after = getattr(self.recipe, "after_batch", None) if self.recipe is not None else None
-        return DeviceLoader(dl, self.device, after, train=train)
+        wc = getattr(self.recipe, "worker_collate", None) if self.recipe is not None else None
+        return DeviceLoader(dl, self.device, after, train=train, worker_collate=wc)
 
     # --- access -------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> DeviceLoader:

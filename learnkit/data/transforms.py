@@ -18,7 +18,9 @@ anything else (``'category'``, ``'multicategory'``, ``'regression'``, ``'tensor'
 
 *Item transforms* (:class:`ItemTransform`) run per sample in the DataLoader workers, on the CPU;
 *batch transforms* (:class:`BatchTransform`) run on the device on whole collated batches and can be
-decoded (undone, where that means something) for showing. Both sort by their ``order``:
+decoded (undone, where that means something) for showing. When the device is the CPU, DataBlock loaders run
+the batch transforms in the DataLoader workers right after collation, and :class:`BatchPipeline` runs
+``per_item`` transforms on a few items at a time (cache-sized chunks). Both sort by their ``order``:
 
 ======  ==========================================================================
 order   transforms
@@ -58,6 +60,7 @@ __all__ = [
     "transform_from_spec",
     "register_transform",
     "check_kinds",
+    "CHUNK_BYTES",
 ]
 
 imagenet_stats: tuple[list[float], list[float]] = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -141,6 +144,10 @@ class BatchTransform(_Spec):
     """
 
     order: int = 0
+    #: True when each item's output depends only on that item (and its own random draws): a
+    #: :class:`BatchPipeline` may then run the transform on a CPU batch in cache-sized chunks. Leave it
+    #: False for transforms that mix items (MixUp) or draw one parameter for the whole batch.
+    per_item: bool = False
 
     def __call__(self, batch: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(batch, kinds, train).")
@@ -196,16 +203,96 @@ class ItemPipeline(ItemTransform):
         return cls([transform_from_spec(s) for s in spec.get("kwargs", {}).get("tfms", [])])
 
 
+#: Bytes of float32 per item-chunk when a CPU batch is transformed in chunks (a few images: they stay in
+#: the CPU caches from one transform to the next, and temporaries are reused instead of page-faulted).
+CHUNK_BYTES = 3 << 20
+
+
+def _chunk_len(batch: tuple) -> int | None:
+    """Items per chunk for transforming ``batch`` (a CPU batch) in cache-sized pieces; ``None``: in one go."""
+    n, per_item = None, 0
+    for x in batch:
+        if isinstance(x, torch.Tensor):
+            if x.ndim == 0 or x.device.type != "cpu":
+                return None
+            m = x.shape[0]
+            per_item = max(per_item, (x.numel() // max(m, 1)) * max(x.element_size(), 4))
+        elif isinstance(x, list):
+            m = len(x)
+        else:
+            return None
+        if n is None:
+            n = m
+        elif m != n:
+            return None
+    if not n or not per_item:
+        return None
+    size = max(1, CHUNK_BYTES // per_item)
+    return size if size < n else None
+
+
+def _shared_out(parts: list) -> torch.Tensor | None:
+    """In a DataLoader worker, an empty tensor in shared memory to concatenate ``parts`` into (as torch's
+    ``default_collate`` does), so sending the batch to the main process copies nothing; else ``None``."""
+    if torch.utils.data.get_worker_info() is None:
+        return None
+    first = parts[0]
+    try:
+        storage = first._typed_storage()._new_shared(sum(p.numel() for p in parts), device=first.device)
+        return first.new(storage).resize_(sum(p.shape[0] for p in parts), *first.shape[1:])
+    except (AttributeError, RuntimeError, TypeError):  # private torch API changed: a plain tensor then
+        return None
+
+
+def _join(parts: list):
+    """Concatenate the chunks of one batch element (tensors along dim 0, lists end to end)."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, out=_shared_out(parts))
+    if isinstance(first, list):
+        return [v for p in parts for v in p]
+    return first
+
+
+def _run_chunked(tfms: list, batch: tuple, kinds: tuple[str, ...], train: bool, size: int) -> tuple:
+    n = len(batch[0])
+    outs = []
+    for a in range(0, n, size):
+        b = tuple(x[a : a + size] for x in batch)
+        for t in tfms:
+            b = t(b, kinds, train)
+        outs.append(tuple(b))
+    return tuple(_join([o[k] for o in outs]) for k in range(len(outs[0])))
+
+
 class BatchPipeline(BatchTransform):
-    """Batch transforms sorted by ``order``, applied in sequence and decoded in reverse (see :func:`compose_batch`)."""
+    """Batch transforms sorted by ``order``, applied in sequence and decoded in reverse (see :func:`compose_batch`).
+
+    On a CPU batch, consecutive transforms that are ``per_item`` run on chunks of a few items at a time
+    (:data:`CHUNK_BYTES` each), which keeps the data in the CPU caches between transforms; the result is the
+    same as in one go (each item still gets its own random draws). Batches on an accelerator run whole.
+    """
 
     def __init__(self, tfms: Sequence[BatchTransform] | BatchTransform | None = None):
         self.tfms = _sorted_tfms(tfms, BatchTransform, ItemTransform, "batch_tfms")
 
+    @property
+    def per_item(self) -> bool:
+        """True when every transform is ``per_item``."""
+        return all(t.per_item for t in self.tfms)
+
     def __call__(self, batch: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         batch = check_kinds(batch, kinds, "batch")
-        for t in self.tfms:
-            batch = t(batch, kinds, train)
+        tfms, i = self.tfms, 0
+        while i < len(tfms):
+            j = i
+            while j < len(tfms) and tfms[j].per_item:
+                j += 1
+            size = _chunk_len(batch) if j - i > 0 else None
+            if size is not None:
+                batch, i = _run_chunked(tfms[i:j], batch, kinds, train, size), j
+            else:
+                batch, i = tfms[i](batch, kinds, train), i + 1
         return batch
 
     def decode(self, batch: tuple, kinds: tuple[str, ...]) -> tuple:
@@ -266,6 +353,7 @@ class IntToFloat(BatchTransform):
     """
 
     order = 0
+    per_item = True
 
     def __init__(self, dtype: str | torch.dtype = "float32"):
         if isinstance(dtype, torch.dtype):
@@ -321,6 +409,7 @@ class Normalize(BatchTransform):
     """
 
     order = 99
+    per_item = True
 
     def __init__(self, mean, std):
         self.mean = _stats(mean, "mean")
@@ -382,7 +471,7 @@ class Normalize(BatchTransform):
             if k == "image":
                 self._check(x)
                 m, s = self._stats_on(x)
-                x = (x - m) / s
+                x = torch.sub(x, m).div_(s)  # one new tensor
             out.append(x)
         return tuple(out)
 
@@ -393,7 +482,7 @@ class Normalize(BatchTransform):
             if k == "image":
                 self._check(x)
                 m, s = self._stats_on(x)
-                x = x * s + m
+                x = torch.mul(x, s).add_(m)
             out.append(x)
         return tuple(out)
 

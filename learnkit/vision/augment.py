@@ -505,6 +505,11 @@ class SpatialTransform(BatchTransform):
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
         raise NotImplementedError
 
+    @property
+    def per_item(self) -> bool:
+        """Each image gets its own draw (``batch=False``), so a batch may be transformed in chunks."""
+        return not self.batch
+
     def _apply(self, ctx: _Ctx) -> torch.Tensor:
         """Which images get the op (``(n,)`` bool), drawn with probability ``p``."""
         return _uniform(ctx.n, 0.0, 1.0, ctx.device, self.batch) < self.p
@@ -770,6 +775,11 @@ class AffineCoordTfm(BatchTransform):
         self.pad_mode = _choice(pad_mode, _PAD_MODES, "pad_mode")
         self.align_corners = bool(align_corners)
 
+    @property
+    def per_item(self) -> bool:
+        """True when every op draws per image, so a batch may be transformed in chunks."""
+        return all(getattr(op, "per_item", False) for op in self.ops)
+
     def matrices(
         self, n: int, in_hw, train: bool, device
     ) -> tuple[torch.Tensor | None, tuple[int, int], bool]:
@@ -798,21 +808,22 @@ class AffineCoordTfm(BatchTransform):
         return e_in[:, None] * t * e_out, out_hw, projective  # diag(e_in) @ t @ diag(e_out)
 
     def _grid(self, m: torch.Tensor, out_hw, projective: bool) -> torch.Tensor:
-        n, (ho, wo) = m.shape[0], out_hw
-        if not projective:
-            return F.affine_grid(m[:, :2], [n, 1, ho, wo], align_corners=self.align_corners)
-        dev = m.device
-        xs = (torch.arange(wo, device=dev, dtype=torch.float32) + 0.5 - wo / 2) / _half_extent(
-            wo, self.align_corners
-        )
-        ys = (torch.arange(ho, device=dev, dtype=torch.float32) + 0.5 - ho / 2) / _half_extent(
-            ho, self.align_corners
-        )
-        base = torch.stack(
-            [xs.expand(ho, wo), ys[:, None].expand(ho, wo), torch.ones(ho, wo, device=dev)], -1
-        )
-        g = base.view(1, ho * wo, 3) @ m.transpose(1, 2)
-        return (g[..., :2] / g[..., 2:]).view(n, ho, wo, 2)
+        """The ``(n, ho, wo, 2)`` sampling grid of the maps ``m``.
+
+        Each grid coordinate is ``row . (x, y, 1)``, a sum of a term in ``x`` and a term in ``y``, so it is
+        built from two small per-image vectors with one broadcast add (and one division for a projective map)
+        instead of a ``(n, ho * wo, 3) @ (3, 3)`` product.
+        """
+        (ho, wo), dev, dt = out_hw, m.device, m.dtype
+        ac = self.align_corners
+        xs = (torch.arange(wo, device=dev, dtype=dt) + (0.5 - wo / 2)) / _half_extent(wo, ac)
+        ys = (torch.arange(ho, device=dev, dtype=dt) + (0.5 - ho / 2)) / _half_extent(ho, ac)
+        rows = 3 if projective else 2
+        ax = m[:, :rows, 0, None] * xs  # (n, rows, wo)
+        by = m[:, :rows, 1, None] * ys + m[:, :rows, 2, None]  # (n, rows, ho)
+        planes = ax[:, :, None, :] + by[:, :, :, None]  # (n, rows, ho, wo): long rows, fast to compute
+        grid = planes[:, :2].div_(planes[:, 2:]) if projective else planes
+        return grid.permute(0, 2, 3, 1)  # (n, ho, wo, 2), a view: grid_sample reads it as it is
 
     def __call__(self, batch: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         ref = _batch_geometry(batch, kinds, type(self).__name__)
@@ -905,7 +916,10 @@ class LightingTransform(BatchTransform):
     """Base of lighting batch transforms acting on image logits; :class:`LightingTfm` composes them.
 
     A subclass implements ``logits(x, n, device) -> (x, applied)`` on ``(B, C, H, W)`` logits of images in
-    ``[0, 1]``, ``applied`` saying which images changed. Used alone it runs through a one-op ``LightingTfm``.
+    ``[0, 1]``, ``applied`` saying which images changed. A change of the form ``logit * scale + shift`` (one
+    ``scale``/``shift`` per image) can instead implement ``affine(n, device) -> (scale, shift, applied)``
+    (``(n,)`` tensors, ``None`` for no scaling / no shift): ``LightingTfm`` then folds consecutive such ops
+    into one multiply-add. Used alone it runs through a one-op ``LightingTfm``.
     """
 
     order = 40
@@ -915,8 +929,19 @@ class LightingTransform(BatchTransform):
         self.p = _number(p, "p", 0, 1)
         self.batch = bool(batch)
 
+    @property
+    def per_item(self) -> bool:
+        """Each image gets its own draw (``batch=False``), so a batch may be transformed in chunks."""
+        return not self.batch
+
+    def affine(self, n: int, device) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """``(scale, shift, applied)`` of an op acting as ``logit * scale + shift`` (see the class doc)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither affine() nor logits().")
+
     def logits(self, x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """``(new logits, applied)``; the default applies :meth:`affine`."""
+        scale, shift, applied = self.affine(n, device)
+        return _scale_shift(x.clone(), scale, shift), applied
 
     def _apply(self, n: int, device) -> torch.Tensor:
         return _uniform(n, 0.0, 1.0, device, self.batch) < self.p
@@ -928,33 +953,49 @@ class LightingTransform(BatchTransform):
         return {"max_lighting": self.max_lighting, "p": self.p, "batch": self.batch}
 
 
+def _is_affine(op: LightingTransform) -> bool:
+    """Whether ``op`` is described by its ``affine()`` (it has one, and no ``logits()`` of its own)."""
+    cls = type(op)
+    return cls.affine is not LightingTransform.affine and cls.logits is LightingTransform.logits
+
+
+def _scale_shift(x: torch.Tensor, scale, shift) -> torch.Tensor:
+    """``x * scale + shift`` in place, with per-image ``(n,)`` ``scale``/``shift`` (``None``: skip)."""
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    if scale is not None:
+        x.mul_(scale.view(shape))
+    if shift is not None:
+        x.add_(shift.view(shape))
+    return x
+
+
 class Brightness(LightingTransform):
     """Change brightness with probability ``p``: add ``logit(b)``, ``b`` uniform in ``0.5 * (1 ± max_lighting)``."""
 
-    def logits(self, x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def affine(self, n: int, device) -> tuple[None, torch.Tensor, torch.Tensor]:
         m = self.max_lighting
         b = _uniform(n, 0.5 * (1 - m), 0.5 * (1 + m), device, self.batch)
         apply = self._apply(n, device)
         shift = torch.where(apply, torch.log(b / (1 - b)), torch.zeros_like(b))
-        return x + shift.view(n, 1, 1, 1), apply
+        return None, shift, apply
 
 
 class Contrast(LightingTransform):
     """Change contrast with probability ``p``: scale logits by a factor log-uniform in ``[1 - m, 1 / (1 - m)]``."""
 
-    def logits(self, x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def affine(self, n: int, device) -> tuple[torch.Tensor, None, torch.Tensor]:
         lim = -math.log(1 - self.max_lighting)
         c = torch.exp(_uniform(n, -lim, lim, device, self.batch))
         apply = self._apply(n, device)
-        c = torch.where(apply, c, torch.ones_like(c))
-        return x * c.view(n, 1, 1, 1), apply
+        return torch.where(apply, c, torch.ones_like(c)), None, apply
 
 
 class LightingTfm(BatchTransform):
     """Apply lighting ops (``Brightness``, ``Contrast``) in one logit/sigmoid round trip, on train only.
 
     Images must be float in ``[0, 1]`` (after ``IntToFloat``, before ``Normalize``); images no op touched
-    are returned exactly. 16-bit float images are computed in float32 and cast back.
+    are returned exactly. 16-bit float images are computed in float32 and cast back. Consecutive affine ops
+    (both built-in ones) are folded into one multiply-add on the logits, computed in place.
 
     >>> out = LightingTfm([Brightness(0.4, p=1.0)])((torch.rand(2, 3, 4, 4),), ("image",), train=True)
     >>> out[0].shape
@@ -972,6 +1013,11 @@ class LightingTfm(BatchTransform):
                     "Fix: pass other batch transforms in batch_tfms directly."
                 )
         self.ops = ops
+
+    @property
+    def per_item(self) -> bool:
+        """True when every op draws per image, so a batch may be transformed in chunks."""
+        return all(getattr(op, "per_item", False) for op in self.ops)
 
     def __call__(self, batch: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         if not train or not self.ops:
@@ -996,15 +1042,30 @@ class LightingTfm(BatchTransform):
             )
         n, dev, dt = x.shape[0], x.device, x.dtype
         xf = x if dt in (torch.float32, torch.float64) else x.float()
-        eps = 1e-5
-        xc = xf.clamp(eps, 1 - eps)
-        logit = torch.log(xc / (1 - xc))
+        y = torch.logit(xf, eps=1e-5)  # a new tensor: everything below works in place on it
         applied = torch.zeros(n, dtype=torch.bool, device=dev)
+        scale = shift = None
         for op in self.ops:
-            logit, a = op.logits(logit, n, dev)
+            if _is_affine(op):  # fold: (y * s1 + b1) * s2 + b2 = y * (s1 s2) + (b1 s2 + b2)
+                s, b, a = op.affine(n, dev)
+                if s is not None:
+                    scale = s if scale is None else scale * s
+                    shift = None if shift is None else shift * s
+                if b is not None:
+                    shift = b if shift is None else shift + b
+            else:
+                y = _scale_shift(y, scale, shift)
+                scale = shift = None
+                y, a = op.logits(y, n, dev)
             applied = applied | a
-        y = torch.sigmoid(logit)
-        return torch.where(applied.view(n, 1, 1, 1), y, xf).to(dt)
+        y = _scale_shift(y, scale, shift).sigmoid_()
+        if dev.type == "cpu" and not y.requires_grad:  # untouched images back exactly (few: copy just those)
+            keep = (~applied).nonzero().flatten()
+            if len(keep):
+                y.index_copy_(0, keep, xf.index_select(0, keep))
+        else:  # no host synchronisation on accelerators
+            y = torch.where(applied.view(n, 1, 1, 1), y, xf)
+        return y.to(dt)
 
     def spec_kwargs(self) -> dict:
         return {"ops": [o.spec() for o in self.ops]}

@@ -547,6 +547,7 @@ class PointScaler(BatchTransform):
     """
 
     order = 95
+    per_item = True
 
     @staticmethod
     def _size(batch, kinds):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -588,3 +589,90 @@ def test_loaders_on_cuda_pin_memory_and_decode(digits_dir):
     learn = Learner(dls, create_model("test_block_tiny_net", n_out=10))
     learn.fit(1, 1e-2, quiet=True)
     assert learn.predict(digits_dir / "valid" / "1" / "1_20.png")[0] in dls.vocab
+
+
+# ------------------------------------------------------------------------------------------ batch transforms in workers
+def _as_float(i):
+    return float(i)
+
+
+def _parity(i):
+    return float(i % 2)
+
+
+class _AddAndTag(BatchTransform):
+    """Adds 1000 (train) or 2000 (valid) to the inputs, and replaces the targets by the id of the process
+    that ran it, so a test can see how often, in which mode and where the batch transforms ran."""
+
+    order = 50
+
+    def __call__(self, batch, kinds, train):
+        x, y = batch
+        return x + (1000.0 if train else 2000.0), torch.full_like(y, float(os.getpid()))
+
+
+class _Plus(BatchTransform):
+    order = 60
+
+    def __init__(self, v, fn=None):
+        self.v, self.fn = v, fn
+
+    def __call__(self, batch, kinds, train):
+        return (batch[0] + self.v, *batch[1:])
+
+
+def _numbers_block(tfm=None):
+    return DataBlock(
+        blocks=(TransformBlock, RegressionBlock),
+        get_x=_as_float,
+        get_y=_parity,
+        splitter=IndexSplitter(range(32, 40)),
+        batch_tfms=[_AddAndTag()] + ([tfm] if tfm is not None else []),
+    )
+
+
+def _xs(dl):
+    return torch.cat([xb for xb, _ in dl])
+
+
+def test_cpu_batch_transforms_run_once_in_the_workers():
+    me = float(os.getpid())
+    dls = _numbers_block().dataloaders(list(range(40)), bs=8, num_workers=1, device="cpu", seed=0)
+    assert dls.train.tfms_in_workers and dls.valid.tfms_in_workers
+    batches = list(dls.train)
+    x = torch.cat([xb for xb, _ in batches])
+    assert sorted((x - 1000).tolist()) == list(range(32))  # once each, in training mode
+    assert all((yb != me).all() for _, yb in batches)  # ... in a worker process
+    valid = torch.arange(32, 40, dtype=torch.float32)
+    assert torch.equal(_xs(dls.valid), valid + 2000) and torch.equal(_xs(dls.valid), valid + 2000)
+    # flipping the valid loader to training mode (what Learner.tta does) reaches the workers
+    dls.valid.train = True
+    assert torch.equal(_xs(dls.valid), valid + 1000)
+    dls.valid.train = False
+    assert torch.equal(_xs(dls.valid), valid + 2000)
+    # transforms added after the workers started are used from the next iteration on
+    dls.recipe.add_batch_tfms(_Plus(1.0))
+    assert torch.equal(_xs(dls.valid), valid + 2001)
+    # the same seed gives the same shuffling as main-process transforms
+    same = _numbers_block().dataloaders(list(range(40)), bs=8, num_workers=0, device="cpu", seed=0)
+    assert not same.train.tfms_in_workers
+    xb, yb = same.one_batch()
+    assert torch.equal(xb, batches[0][0]) and (yb == me).all()
+
+
+def test_batch_transforms_stay_in_the_main_process_when_they_must(monkeypatch):
+    from learnkit.data import loaders as loaders_mod
+
+    me = float(os.getpid())
+    valid = torch.arange(32, 40, dtype=torch.float32)
+    # not picklable (a lambda): spawned workers could not receive it
+    dls = _numbers_block(_Plus(1.0, fn=lambda v: v)).dataloaders(list(range(40)), bs=8, num_workers=1)
+    assert not dls.train.tfms_in_workers
+    assert torch.equal(_xs(dls.valid), valid + 2001) and (dls.one_batch()[1] == me).all()
+    # an accelerator, or too little shared memory for float batches
+    dls = _numbers_block().dataloaders(list(range(40)), bs=8, num_workers=1, device="cpu")
+    dls.train.device = torch.device("cuda")
+    assert not dls.train.tfms_in_workers and dls.valid.tfms_in_workers
+    monkeypatch.setattr(loaders_mod, "MIN_SHM_BYTES", 1 << 62)
+    assert not dls.valid.tfms_in_workers
+    assert torch.equal(_xs(dls.valid), valid + 2000)

@@ -233,3 +233,70 @@ def test_transforms_pickle_after_use(photo_batch):
     assert torch.equal(clone((photo_batch,), ("image",), True)[0], before)
     item = pickle.loads(pickle.dumps(compose_item([_Record("a", 2)])))
     assert item(([], 0), ("tensor", "category"), True) == (["a"], 0)
+
+
+# ------------------------------------------------------------------------------------------ chunked CPU batches
+class _Sizes(BatchTransform):
+    """Records the batch sizes it sees; adds 1 to the 'regression' element (to count applications)."""
+
+    def __init__(self, per_item: bool, order: int):
+        self.per_item, self.order, self.sizes = per_item, order, []
+
+    def __call__(self, batch, kinds, train):
+        self.sizes.append(len(batch[0]))
+        return tuple(x + 1 if k == "regression" else x for x, k in zip(batch, kinds))
+
+
+def _photo_stack(photo_batch, n):
+    """``n`` images (the four photo crops, repeated) as a uint8 batch, with a float target 0..n-1."""
+    x = photo_batch.repeat((n + 3) // 4, 1, 1, 1)[:n].contiguous()
+    return x, torch.arange(n, dtype=torch.float32)
+
+
+def test_cpu_batches_run_per_item_transforms_in_chunks(photo_batch, monkeypatch):
+    from learnkit.data import transforms as T
+
+    x, y = _photo_stack(photo_batch, 10)
+    kinds = ("image", "regression")
+    per_img = 3 * 32 * 48 * 4  # bytes of one float image
+    monkeypatch.setattr(T, "CHUNK_BYTES", 3 * per_img)  # 3 images per chunk
+    first, whole, last = _Sizes(True, order=10), _Sizes(False, order=20), _Sizes(True, order=30)
+    pipe = compose_batch([IntToFloat(), first, Normalize([0.5] * 3, [0.25] * 3), whole, last])
+    out_x, out_y = pipe((x, y), kinds, train=True)
+    assert first.sizes == [3, 3, 3, 1] and last.sizes == [3, 3, 3, 1]
+    assert whole.sizes == [10]  # a transform that may mix items sees the whole batch
+    assert torch.equal(out_y, y + 3)  # every transform applied exactly once, items kept in order
+    ref = (x.float() / 255 - 0.5) / 0.25
+    assert out_x.shape == x.shape and out_x.dtype == torch.float32
+    assert torch.allclose(out_x, ref, atol=1e-5)
+    # small batches, or batches with elements of other lengths, run in one go
+    first.sizes.clear()
+    pipe((x[:2], y[:2]), kinds, train=True)
+    assert first.sizes == [2]
+    first.sizes.clear()
+    pipe((x, torch.arange(3.0)), kinds, train=True)
+    assert first.sizes == [10]
+
+
+def test_chunked_augmentation_matches_whole_batch(photo_batch, monkeypatch):
+    from learnkit.data import transforms as T
+    from learnkit.vision.augment import aug_transforms
+
+    x, y = _photo_stack(photo_batch, 8)
+    kinds = ("image", "regression")
+    pipe = compose_batch([IntToFloat(), *aug_transforms(size=24, min_scale=0.5), Normalize(*imagenet_stats)])
+    assert pipe.per_item
+    whole = pipe((x, y), kinds, train=False)
+    monkeypatch.setattr(T, "CHUNK_BYTES", 3 * 24 * 24 * 4)  # the 32x48 inputs: one image per chunk
+    chunked = pipe((x, y), kinds, train=False)
+    assert torch.allclose(chunked[0], whole[0], atol=1e-6) and torch.equal(chunked[1], y)
+    # training: every image gets its own draw, also inside a chunk; same seed -> same batch
+    same = x[:1].expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(0)
+    a = pipe((same, y), kinds, train=True)[0]
+    torch.manual_seed(0)
+    b = pipe((same, y), kinds, train=True)[0]
+    assert torch.equal(a, b) and a.shape == (8, 3, 24, 24)
+    assert min((a[0] - a[i]).abs().max().item() for i in range(1, 8)) > 1e-3
+    # one draw for the whole batch: not per item, so never split
+    assert not compose_batch(aug_transforms(batch=True)).per_item

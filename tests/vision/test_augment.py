@@ -635,3 +635,56 @@ def test_pipeline_on_cuda_fp16(photos):
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
     dec = full.decode((y, m, p), kinds)[0]
     assert dec.dtype == torch.float16 and dec.min() > -0.02 and dec.max() < 1.02
+
+
+# ------------------------------------------------------------------------------------------ fast paths
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_sampling_grid_matches_the_reference_construction(align_corners):
+    torch.manual_seed(0)
+    affine = AffineCoordTfm(
+        [Flip(), Rotate(30, p=1.0), Zoom(1.0, 1.5, p=1.0)], size=(20, 28), align_corners=align_corners
+    )
+    m, hw, projective = affine.matrices(5, (40, 50), True, "cpu")
+    assert not projective
+    ref = F.affine_grid(m[:, :2], [5, 1, *hw], align_corners=align_corners)
+    assert torch.allclose(affine._grid(m, hw, False), ref, atol=1e-5)
+    warp = AffineCoordTfm([Rotate(30, p=1.0), Warp(0.4, p=1.0)], align_corners=align_corners)
+    m, hw, projective = warp.matrices(5, (40, 50), True, "cpu")
+    assert projective
+    # homogeneous coordinates of every output pixel through the 3x3 maps, then divided by the last one
+    ys, xs = F.affine_grid(torch.eye(2, 3)[None], [1, 1, *hw], align_corners=align_corners)[0].unbind(-1)[
+        ::-1
+    ]
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, -1, 3) @ m.transpose(1, 2)
+    ref = (pts[..., :2] / pts[..., 2:]).view(5, *hw, 2)
+    assert torch.allclose(warp._grid(m, hw, True), ref, atol=1e-5)
+
+
+class _SlowBrightness(Brightness):
+    """Brightness through the generic ``logits`` protocol (no folding)."""
+
+    def logits(self, x, n, device):
+        _, shift, applied = self.affine(n, device)
+        return x + shift.view(n, 1, 1, 1), applied
+
+
+class _SlowContrast(Contrast):
+    def logits(self, x, n, device):
+        scale, _, applied = self.affine(n, device)
+        return x * scale.view(n, 1, 1, 1), applied
+
+
+def test_folded_lighting_equals_one_op_after_the_other(photos):
+    x = geo_batch(photos, n=6)[0].float() / 255
+    kinds = ("image",)
+    torch.manual_seed(4)
+    fast = LightingTfm([Brightness(0.4, p=0.5), Contrast(0.4, p=0.5)])((x,), kinds, True)[0]
+    torch.manual_seed(4)
+    slow = LightingTfm([_SlowBrightness(0.4, p=0.5), _SlowContrast(0.4, p=0.5)])((x,), kinds, True)[0]
+    assert torch.allclose(fast, slow, atol=1e-5)
+    unchanged = [i for i in range(6) if torch.equal(fast[i], x[i])]
+    assert 0 < len(unchanged) < 6 and all(torch.equal(slow[i], x[i]) for i in unchanged)
+    # the input batch itself is never modified
+    before = x.clone()
+    LightingTfm([Brightness(0.4, p=1.0), Contrast(0.4, p=1.0)])((x,), kinds, True)
+    assert torch.equal(x, before)

@@ -18,6 +18,7 @@ from PIL import Image
 from learnkit.data.block import DataBlock, RegressionBlock
 from learnkit.data.getters import get_image_files, parent_label
 from learnkit.data.splitters import RandomSplitter
+from learnkit.data.transforms import Normalize, imagenet_stats
 from learnkit.exceptions import DataError
 from learnkit.vision.augment import Resize, aug_transforms
 from learnkit.vision.data import (
@@ -474,3 +475,39 @@ def test_show_batch_and_test_dl(digits_dir, photo):
     (x,) = next(iter(dls.test_dl(items)))
     assert x.shape == (4, 3, 16, 16)
     assert torch.allclose(x[1], x[2]) and torch.allclose(x[2], x[3])
+
+
+# ------------------------------------------------------------------------------------------- CPU: augmentation in workers
+def _aug_dls(digits_dir, num_workers):
+    return ImageDataLoaders.from_folder(
+        digits_dir,
+        item_tfms=Resize(16),
+        batch_tfms=[*aug_transforms(p_affine=1.0, p_lighting=1.0), Normalize.from_stats(*imagenet_stats)],
+        bs=8,
+        num_workers=num_workers,
+        device="cpu",
+        shuffle=False,
+    )
+
+
+def test_cpu_augmentation_in_workers_matches_the_main_process(digits_dir):
+    work, main = _aug_dls(digits_dir, 1), _aug_dls(digits_dir, 0)
+    assert work.train.tfms_in_workers and not main.train.tfms_in_workers
+    # validation: deterministic, so the very same tensors wherever the transforms run
+    for (xw, yw), (xm, ym) in zip(work.valid, main.valid):
+        assert torch.allclose(xw, xm, atol=1e-6) and torch.equal(yw, ym)
+    # training: augmented once (not twice, not never): the same shape and value range as in the main process
+    xw, yw = work.one_batch()
+    xm, _ = main.one_batch()
+    assert xw.shape == xm.shape == (8, 3, 16, 16) and xw.dtype == torch.float32
+    raw = work.train.loader.dataset  # item pipeline only: uint8 images
+    plain = torch.stack([raw[i][0] for i in range(8)]).float() / 255
+    dec = torch.stack([torch.from_numpy(t[0]).permute(2, 0, 1) for t in work.decode((xw, yw))])
+    assert dec.min() >= 0 and dec.max() <= 1  # Normalize was applied exactly once
+    assert (dec - plain).abs().mean() > 0.02  # augmented ...
+    assert abs(float(dec.mean() - plain.mean())) < 0.1  # ... but still the same pictures
+    assert abs(float(xw.mean() - xm.mean())) < 0.5 and abs(float(xw.std() - xm.std())) < 0.5
+    # show_batch decodes worker-made batches into the labelled images
+    fig = work.show_batch(max_n=4)
+    assert [ax.get_title() for ax in fig.axes] == [work.vocab[int(y)] for y in yw[:4]]
+    assert all(0 <= ax.images[0].get_array().min() and ax.images[0].get_array().max() <= 1 for ax in fig.axes)

@@ -19,7 +19,7 @@ from learnkit.device import set_seed
 from learnkit.exceptions import ModelError
 from learnkit.export import load_learner
 from learnkit.metrics import accuracy
-from learnkit.vision.augment import Resize
+from learnkit.vision.augment import Resize, aug_transforms
 from learnkit.vision.data import ImageDataLoaders, SegmentationDataLoaders
 from learnkit.vision.learner import unet_learner, vision_learner
 from learnkit.vision.models import imagenet_stats, pretrained_weights_file
@@ -284,3 +284,19 @@ def test_cuda_unet_on_a_resnet_encoder(tmp_path):
     learn.fit_one_cycle(8, 1e-2, quiet=True)
     preds, targs = learn.get_preds()
     assert (preds.argmax(1) == targs).float().mean() > 0.9
+
+
+def test_tta_augments_when_cpu_batch_transforms_run_in_workers(small_dir):
+    set_seed(0)
+    dls = ImageDataLoaders.from_folder(
+        small_dir, batch_tfms=aug_transforms(p_affine=1.0, p_lighting=1.0), bs=8, num_workers=1, device="cpu"
+    )
+    assert dls.valid.tfms_in_workers
+    learn = vision_learner(dls, "simple_cnn", pretrained=False)
+    plain, targs = learn.get_preds()
+    aug, targs2 = learn.tta(n=2, beta=None)
+    assert torch.equal(targs, targs2) and aug.shape == plain.shape
+    assert (aug - plain).abs().max() > 1e-3  # training-time augmentation reached the workers
+    assert dls.valid.train is False
+    again, _ = learn.get_preds()
+    assert torch.allclose(again, plain, atol=1e-6)  # and validation is deterministic again

@@ -27,7 +27,7 @@ import time
 import torch
 from torch import nn
 
-N, D, BS, EPOCHS, REPEATS = 20_000, 32, 64, 3, 5
+N, D, BS, EPOCHS, REPEATS = 20_000, 32, 64, 3, 10
 
 
 def make_data():
@@ -161,6 +161,42 @@ def run_fastai(threads: int):
     return json.loads(out.stdout.strip().splitlines()[-1])["fastai"]
 
 
+def fixed_overhead_us(rounds=REPEATS) -> dict:
+    """learnkit's fixed cost per step, seen on a model so small that the step itself costs almost nothing."""
+    from learnkit import DataLoaders, Learner
+    from learnkit.data.loaders import TensorLoader
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20_000, 2, generator=g), torch.randint(0, 2, (20_000,), generator=g)
+    n_steps = len(x) // 8
+
+    def sgd(p, lr=0.1):
+        return torch.optim.SGD(p, lr=lr)
+
+    m, dl = nn.Linear(2, 2), TensorLoader(x, y, bs=8, shuffle=True)
+    opt, lf = sgd(m.parameters()), nn.CrossEntropyLoss()
+
+    def hand():
+        for xb, yb in dl:
+            loss = lf(m(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    learn = Learner(DataLoaders.from_tensors((x, y), None, bs=8, device="cpu"), nn.Linear(2, 2),
+                    loss_func=nn.CrossEntropyLoss(), opt_func=sgd)
+
+    def lk():
+        with contextlib.redirect_stdout(_FakeTTY()):
+            learn.fit(1)
+
+    hand(), lk()
+    best = interleaved({"hand": hand, "learnkit": lk}, rounds)
+    return {"hand_us_per_step": round(best["hand"] / n_steps * 1e6, 1),
+            "learnkit_us_per_step": round(best["learnkit"] / n_steps * 1e6, 1),
+            "learnkit_overhead_us_per_step": round((best["learnkit"] - best["hand"]) / n_steps * 1e6, 1)}
+
+
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--fastai-only":
         torch.set_num_threads(int(sys.argv[2]))
@@ -190,6 +226,8 @@ def main():
         if "fastai_error" in r:
             res["fastai"] = r["fastai_error"]
         results["runs"][f"threads={threads}"] = res
+    torch.set_num_threads(1)
+    results["fixed_overhead_linear_2x2_bs8_1thread"] = fixed_overhead_us()
     print(json.dumps(results, indent=2))
 
 

@@ -132,6 +132,7 @@ class Learner:
         self._in_step, self._resume_state, self._rng_epoch, self._dict_target = False, None, None, None
         self._stepped_iter, self._quiet, self._need_rng, self._start_epoch = None, None, False, 0
         self.ddp_model = None  # the DistributedDataParallel wrapper during a distributed fit
+        self._n_inp, self._tables, self._bw_hooked, self._step_hooked = None, None, True, True
         self.add_cbs(_make_default_cbs())
         self.add_cbs(cbs)
         from .distributed import auto_callbacks
@@ -213,6 +214,9 @@ class Learner:
                 if getattr(cb, "run_train", True) or not inner:
                     tables[1].setdefault(ev, []).append((cb, fn))
         self._tables = tables
+        # phases nobody hooks run without the event machinery (and nobody can cancel them)
+        self._bw_hooked = any(e in tables[1] for e in ("before_backward", "after_backward", "after_cancel_backward"))
+        self._step_hooked = any(e in tables[1] for e in ("before_step", "after_step", "after_cancel_step"))
 
     def __call__(self, event: str) -> None:
         """Fire ``event``: call every callback that implements it, in order."""
@@ -265,7 +269,7 @@ class Learner:
             return
         if not isinstance(b, (tuple, list)):
             b = (b,)
-        n = self.dls.n_inp
+        n = self._n_inp if self._n_inp is not None else self.dls.n_inp
         n = len(b) - 1 if n is None else n
         if len(b) == 1:
             n = 1
@@ -286,8 +290,14 @@ class Learner:
         self("after_loss")
         if not self.training or not self.yb:
             return
-        self._with_events(self._backward, "backward", CancelBackwardException)
-        self._with_events(self._step, "step", CancelStepException)
+        if self._bw_hooked:
+            self._with_events(self._backward, "backward", CancelBackwardException)
+        else:
+            self._backward()
+        if self._step_hooked:
+            self._with_events(self._step, "step", CancelStepException)
+        else:
+            self._step()
         self.opt.zero_grad(set_to_none=True)
 
     def _loss(self, pred, *yb):
@@ -336,10 +346,14 @@ class Learner:
         elif self.training:
             self._rng_epoch = get_rng_state() if self._need_rng else None
         it = iter(self.dl)
+        self._n_inp = self.dls.n_inp  # read once per phase, not per batch
         if start:
             set_rng_state(st["rng"])
-        for i, b in enumerate(it, start):
-            self.one_batch(i, b)
+        try:
+            for i, b in enumerate(it, start):
+                self.one_batch(i, b)
+        finally:
+            self._n_inp = None
 
     def _do_epoch_train(self) -> None:
         self.dl = self.dls.train

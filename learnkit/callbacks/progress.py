@@ -349,8 +349,8 @@ class ProgressCallback(Callback):
     def after_epoch(self):
         if not getattr(self, "on", False):
             return
-        rec = self.learn.recorder
-        if not rec.log_rows:
+        rec = getattr(self.learn, "recorder", None)
+        if rec is None or not rec.log_rows:  # the Recorder was removed: bars only
             return
         if self.mbar is not None:
             self.mbar.update(1)

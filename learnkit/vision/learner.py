@@ -260,6 +260,19 @@ def add_normalize(dls, stats=imagenet_stats, n_in: int | None = None) -> bool:
     return True
 
 
+def _finish_learner(dls, model, default_splitter, pretrained, normalize, n_in, splitter=None, path=None,
+                    **learner_kw) -> Learner:
+    """The shared end of the vision factories: normalisation for pretrained weights, the Learner, a frozen body."""
+    if normalize and pretrained:
+        add_normalize(dls, imagenet_stats, n_in=n_in)
+    learn = Learner(dls, model, splitter=splitter or default_splitter,
+                    path=path if path is not None else getattr(dls, "path", "."), **learner_kw)
+    if pretrained:
+        learn.freeze()
+    _fixed_shape_fast_path(learn)
+    return learn
+
+
 def _fixed_shape_fast_path(learn) -> None:
     """Image batches have fixed shapes: let cuDNN pick the fastest kernels (unless runs must be reproducible)."""
     if learn.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
@@ -336,26 +349,9 @@ def vision_learner(
         model = create_vision_model(arch, n_out, pretrained=pretrained, cut=cut, n_in=n_in, **head_kw)
         if y_range is not None:
             model[1].append(SigmoidRange(*y_range))
-    if normalize and pretrained:
-        add_normalize(dls, imagenet_stats, n_in=n_in)
-    learn = Learner(
-        dls,
-        model,
-        loss_func=loss_func,
-        opt_func=opt_func,
-        lr=lr,
-        splitter=splitter or vision_splitter,
-        cbs=cbs,
-        metrics=metrics,
-        wd=wd,
-        path=path if path is not None else getattr(dls, "path", "."),
-        model_dir=model_dir,
-        **kwargs,
-    )
-    if pretrained:
-        learn.freeze()
-    _fixed_shape_fast_path(learn)
-    return learn
+    return _finish_learner(dls, model, vision_splitter, pretrained, normalize, n_in, loss_func=loss_func,
+                           opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs, metrics=metrics, wd=wd, path=path,
+                           model_dir=model_dir, **kwargs)
 
 
 def _img_size(dls) -> tuple[int, int]:
@@ -427,23 +423,6 @@ def unet_learner(
         kw["img_size"] = tuple(size)
         kw["y_range"] = None if y_range is None else tuple(y_range)
         model = create_unet_model(arch, pretrained=pretrained, **kw)
-    if normalize and pretrained:
-        add_normalize(dls, imagenet_stats, n_in=n_in)
-    learn = Learner(
-        dls,
-        model,
-        loss_func=loss_func,
-        opt_func=opt_func,
-        lr=lr,
-        splitter=splitter or unet_splitter,
-        cbs=cbs,
-        metrics=metrics,
-        wd=wd,
-        path=path if path is not None else getattr(dls, "path", "."),
-        model_dir=model_dir,
-        **kwargs,
-    )
-    if pretrained:
-        learn.freeze()
-    _fixed_shape_fast_path(learn)
-    return learn
+    return _finish_learner(dls, model, unet_splitter, pretrained, normalize, n_in, loss_func=loss_func,
+                           opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs, metrics=metrics, wd=wd, path=path,
+                           model_dir=model_dir, **kwargs)

@@ -231,17 +231,17 @@ class Metric:
         self._name = value
 
     def reset(self) -> None:
-        """Forget everything accumulated (called before each validation)."""
-        raise NotImplementedError
+        """Forget everything accumulated (called before each validation). Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement reset() (Metric is an abstract base).")
 
     def accumulate(self, pred, *targs) -> None:
-        """Add one batch: ``pred`` the raw (detached) model output, ``targs`` the targets."""
-        raise NotImplementedError
+        """Add one batch: ``pred`` the raw (detached) model output, ``targs`` the targets. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base).")
 
     @property
     def value(self) -> float | None:
         """The metric over everything accumulated, as a Python float (``None`` before any batch)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement the value property (abstract base).")
 
     def dist_state(self) -> dict[str, tuple[torch.Tensor, str]]:
         """``{key: (tensor, 'sum' | 'cat')}`` to reduce across processes (``'cat'``: along dim 0)."""

@@ -430,8 +430,29 @@ def _unknown_error(block: str, unknown: list, n_bad: int, what: str, first_item,
     )
 
 
+class _VocabBlock(TransformBlock):
+    """Shared by the blocks whose targets index a vocabulary: ``c``, ``vocab`` and the exported state."""
+
+    _vocab: list | None = None
+
+    @property
+    def c(self) -> int | None:
+        return len(self._vocab) if self._vocab is not None else None
+
+    @property
+    def vocab(self) -> list | None:
+        return self._vocab
+
+    def get_state(self) -> dict:
+        return {"vocab": list(self._vocab) if self._vocab is not None else None}
+
+    def set_state(self, state: dict) -> None:
+        if state.get("vocab") is not None:
+            self._set_vocab(list(state["vocab"]))
+
+
 @register_block
-class CategoryBlock(TransformBlock):
+class CategoryBlock(_VocabBlock):
     """A single label per item, encoded as its index in a vocab fitted on the training split.
 
     Args:
@@ -580,23 +601,8 @@ class CategoryBlock(TransformBlock):
 
         return CrossEntropyLossFlat()
 
-    @property
-    def c(self) -> int | None:
-        return len(self._vocab) if self._vocab is not None else None
-
-    @property
-    def vocab(self) -> list | None:
-        return self._vocab
-
     def spec_kwargs(self) -> dict:
         return {"sort": self.sort, "add_na": self.add_na}
-
-    def get_state(self) -> dict:
-        return {"vocab": list(self._vocab) if self._vocab is not None else None}
-
-    def set_state(self, state: dict) -> None:
-        if state.get("vocab") is not None:
-            self._set_vocab(list(state["vocab"]))
 
 
 def _hashable(v) -> bool:
@@ -620,7 +626,7 @@ def _as_label_list(v) -> list:
 
 
 @register_block
-class MultiCategoryBlock(TransformBlock):
+class MultiCategoryBlock(_VocabBlock):
     """Several labels per item (a list, or a string split by ``ColReader(label_delim=...)``), one-hot encoded.
 
     Args:
@@ -769,23 +775,8 @@ class MultiCategoryBlock(TransformBlock):
 
         return BCEWithLogitsLossFlat()
 
-    @property
-    def c(self) -> int | None:
-        return len(self._vocab) if self._vocab is not None else None
-
-    @property
-    def vocab(self) -> list | None:
-        return self._vocab
-
     def spec_kwargs(self) -> dict:
         return {"encoded": self.encoded, "add_na": self.add_na}
-
-    def get_state(self) -> dict:
-        return {"vocab": list(self._vocab) if self._vocab is not None else None}
-
-    def set_state(self, state: dict) -> None:
-        if state.get("vocab") is not None:
-            self._set_vocab(list(state["vocab"]))
 
 
 @register_block

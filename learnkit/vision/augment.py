@@ -254,7 +254,8 @@ class _PILGeometry(ItemTransform):
     pad_mode = "zeros"
 
     def params(self, w: int, h: int, train: bool) -> _Geom | None:
-        raise NotImplementedError
+        """The geometry for one sample (``None``: leave it alone). Each item transform subclass implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement params(w, h, train) (abstract base).")
 
     def __call__(self, sample: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         size = _item_size(sample, kinds, type(self).__name__)
@@ -503,7 +504,8 @@ class SpatialTransform(BatchTransform):
         self.batch = bool(batch)
 
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
-        raise NotImplementedError
+        """The per-image 3x3 matrices for this batch. Each spatial transform subclass implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement matrix(ctx) (abstract base).")
 
     @property
     def per_item(self) -> bool:

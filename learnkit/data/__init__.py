@@ -28,6 +28,7 @@ from .getters import (
     using_attr,
 )
 from .loaders import DataLoaders, DeviceLoader, TensorLoader, default_num_workers
+from .recipe import DataRecipe
 from .splitters import (
     ColSplitter,
     EndSplitter,
@@ -44,7 +45,7 @@ from .transforms import BatchTransform, IntToFloat, ItemTransform, Normalize, im
 __all__ = ["DataLoaders", "DeviceLoader", "TensorLoader", "default_num_workers", "URLs", "download_url",
            "learnkit_home", "untar_data",
            # DataBlock API
-           "DataBlock", "Datasets", "BlockDataset", "DataBlockRecipe", "TransformBlock", "CategoryBlock",
+           "DataRecipe", "DataBlock", "Datasets", "BlockDataset", "DataBlockRecipe", "TransformBlock", "CategoryBlock",
            "MultiCategoryBlock", "RegressionBlock", "register_block", "block_from_spec",
            # getters
            "get_files", "get_image_files", "get_text_files", "image_extensions", "text_extensions", "FileGetter",

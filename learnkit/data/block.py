@@ -41,6 +41,7 @@ from ..device import default_device, to_cpu
 from ..exceptions import DataError
 from ..utils import find_bs, listify, suggest
 from .loaders import DataLoaders, default_num_workers
+from .recipe import DataRecipe
 from .transforms import BatchTransform, ItemTransform, compose_batch, compose_item, transform_from_spec
 
 __all__ = [
@@ -1184,13 +1185,15 @@ class BlockDataset(Dataset):
 
 
 # ============================================================================================ the recipe
-class DataBlockRecipe:
+class DataBlockRecipe(DataRecipe):
     """The fitted data recipe behind DataBlock loaders (``dls.recipe``): blocks, ``n_inp`` and transforms.
 
     It runs batch transforms (``after_batch``), decodes and shows batches, builds ``test_dl`` loaders for
     new items, decodes predictions, supplies the loss (``loss_func``), and exports itself as plain data
     (``spec()`` / :func:`recipe_from_spec`). ``get_x``/``get_y`` stay in memory only (never exported).
     """
+
+    kind = RECIPE_KIND
 
     def __init__(
         self, blocks, n_inp: int, item_tfms=None, batch_tfms=None, get_x=None, get_y=None, collate_fn=None
@@ -1375,6 +1378,11 @@ class DataBlockRecipe:
             "item_tfms": [t.spec() for t in self.user_item_tfms],
             "batch_tfms": [t.spec() for t in self.user_batch_tfms],
         }
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> DataBlockRecipe:
+        """Rebuild from :meth:`spec` (see :func:`recipe_from_spec`)."""
+        return recipe_from_spec(spec)
 
     def __repr__(self) -> str:
         return (

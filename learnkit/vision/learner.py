@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data.transforms import Normalize
 from ..exceptions import DataError, ModelError
+from ..factory import finish_learner, n_out_from_data
 from ..learner import Learner
 from ..models.registry import create_model, is_model, list_models, model_entrypoint, register_model
 from ..optim import Adam
@@ -198,27 +199,7 @@ def _input_channels(dls) -> int:
 
 
 def _n_out(dls, n_out: int | None, what: str = "n_out") -> int:
-    c = getattr(dls, "c", None)
-    if n_out is None:
-        if c is None:
-            raise ModelError(
-                "Expected the data to say how many outputs the model needs, or n_out. Received: DataLoaders with "
-                f"no target block that knows its size (dls.c is None) and n_out=None. Fix: pass {what}=<number of "
-                "classes or targets>."
-            )
-        return int(c)
-    if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
-        raise ModelError(f"Expected n_out to be a positive int. Received: n_out={n_out!r}.")
-    if c is not None and int(c) != n_out:
-        vocab = getattr(dls, "vocab", None)
-        shown = (
-            f" (classes {list(vocab)[:10]}{' ...' if len(vocab) > 10 else ''})" if vocab is not None else ""
-        )
-        raise ModelError(
-            f"Expected n_out to match the data, which has {c} targets{shown}. Received: n_out={n_out}. "
-            "Fix: leave n_out=None to take it from the data, or fix the labels / vocab."
-        )
-    return n_out
+    return n_out_from_data(dls, n_out, what)
 
 
 def _norm_stats(n_in: int, stats) -> tuple[list[float], list[float]]:
@@ -260,15 +241,12 @@ def add_normalize(dls, stats=imagenet_stats, n_in: int | None = None) -> bool:
     return True
 
 
-def _finish_learner(dls, model, default_splitter, pretrained, normalize, n_in, splitter=None, path=None,
-                    **learner_kw) -> Learner:
-    """The shared end of the vision factories: normalisation for pretrained weights, the Learner, a frozen body."""
+def _finish_learner(dls, model, default_splitter, pretrained, normalize, n_in, **learner_kw) -> Learner:
+    """Vision's part of the shared finishing step: ImageNet normalisation for pretrained weights, then
+    :func:`learnkit.factory.finish_learner` (frozen body when pretrained), then the fixed-shape fast path."""
     if normalize and pretrained:
         add_normalize(dls, imagenet_stats, n_in=n_in)
-    learn = Learner(dls, model, splitter=splitter or default_splitter,
-                    path=path if path is not None else getattr(dls, "path", "."), **learner_kw)
-    if pretrained:
-        learn.freeze()
+    learn = finish_learner(dls, model, default_splitter=default_splitter, freeze=bool(pretrained), **learner_kw)
     _fixed_shape_fast_path(learn)
     return learn
 

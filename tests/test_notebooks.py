@@ -1,10 +1,8 @@
 """Lecture notebooks: stored without outputs, numbered, titled, ending with exercises; executed by
-``make notebooks`` (a real Jupyter kernel, failing on any error). The execution test runs here too unless
-``LEARNKIT_SKIP_NOTEBOOKS=1`` (``make test`` runs them once through ``make notebooks`` instead)."""
+``make notebooks`` (a real Jupyter kernel, failing on any error; ``make test`` runs them too)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -31,7 +29,6 @@ def test_notebook_is_stored_clean(path):
     assert re.search(r"from learnkit(\.\w+)*(\.all)? import \*", code), "notebooks import learnkit like a lecture"
 
 
-@pytest.mark.skipif(os.environ.get("LEARNKIT_SKIP_NOTEBOOKS") == "1", reason="run by make notebooks instead")
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient

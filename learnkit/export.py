@@ -32,7 +32,7 @@ EXPORT_FORMAT = "learnkit.export"
 
 #: data-recipe kind -> "module:function" that rebuilds it (learnkit modules only; extended by applications)
 _RECIPES: dict[str, str] = {
-    "datablock": "learnkit.data.block:recipe_from_spec",
+    "datablock": "learnkit.data.recipe:recipe_from_spec",
 }
 
 

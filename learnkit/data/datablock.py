@@ -1,0 +1,402 @@
+"""The DataBlock API: describe your data once, get ``DataLoaders`` that train, show, decode and export.
+
+A :class:`DataBlock` says where the items come from (``get_items``), how each item gives its input and
+label (``get_x``/``get_y``), how to split them (``splitter``), what each element *is* (``blocks``) and
+which transforms run per item (in the DataLoader workers) and per batch (on the device; when the device is
+the CPU, in the DataLoader workers right after collation)::
+
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                       get_y=parent_label, splitter=GrandparentSplitter(), item_tfms=Resize(64))
+    dls = dblock.dataloaders(path, bs=32)
+    dls.show_batch()
+    dblock.summary(path)   # runs one item and one batch through the real pipeline, step by step
+
+The pieces live in :mod:`learnkit.data.blocks` (what each element is), :mod:`learnkit.data.pipeline`
+(item pipeline, collate, datasets) and :mod:`learnkit.data.recipe` (the fitted recipe ``dls.recipe``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..exceptions import DataError
+from ..utils import listify
+from .blocks import TransformBlock, _as_block, _describe, _fname, _short
+from .loaders import DataLoaders
+from .pipeline import Datasets, SamplePipeline, _dataset_from, _overrides_setup
+from .recipe import DataBlockRecipe
+from .splitters import RandomSplitter
+from .transforms import compose_batch, compose_item
+
+__all__ = ["DataBlock"]
+
+
+# ============================================================================================ DataBlock
+def _check_getter(f, name: str, n: int):
+    if f is None or (callable(f) and not isinstance(f, (list, tuple))):
+        return f
+    if isinstance(f, (list, tuple)):
+        if len(f) != n or not all(callable(g) for g in f):
+            raise DataError(
+                f"Expected {name} to be a function, or a list of {n} functions (one per block on its side). "
+                f"Received: {name} with {len(f)} element(s). Fix: pass one function per block, or adjust n_inp."
+            )
+        return list(f)
+    raise DataError(
+        f"Expected {name} to be a function. Received: {name}={_short(f)} (type {type(f).__name__}). "
+        f"Fix: e.g. {name}=parent_label or {name}=ColReader('label')."
+    )
+
+
+class _Step:
+    """Context for DataBlock.summary: record what a step printed, and turn a failure into a clear error."""
+
+    def __init__(self, lines: list, print_out: bool):
+        self.lines, self.print_out = lines, print_out
+
+    def log(self, msg: str) -> None:
+        self.lines.append(msg)
+        if self.print_out:
+            print(msg)
+
+    def run(self, name: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:
+            msg = f"FAILED at step '{name}': {type(e).__name__}: {e}"
+            self.log(msg)
+            raise DataError(f"DataBlock.summary: step '{name}' failed. {e}") from e
+
+
+class DataBlock:
+    """Describe a data set; build its datasets, loaders and a step-by-step summary.
+
+    Args:
+        blocks: one block per sample element (classes or instances), inputs first:
+            ``(ImageBlock, CategoryBlock)``. Default: two :class:`TransformBlock`.
+        get_items: ``get_items(source) -> items`` (e.g. :func:`~learnkit.data.getters.get_image_files`);
+            default: ``source`` itself (a list, or a DataFrame's rows as dicts).
+        get_x, get_y: item -> input(s) / label(s); a function, a list of one function per block on that
+            side, or ``None`` for the item itself (see :class:`SamplePipeline`).
+        n_inp: how many blocks are inputs (default ``len(blocks) - 1``).
+        splitter: ``splitter(items) -> (train_idx, valid_idx)``; default ``RandomSplitter(0.2)``.
+        item_tfms: item transforms (PIL/CPU, in the workers) added to the blocks' own.
+        batch_tfms: batch transforms (on the device, or in the workers on the CPU) added to the blocks' own.
+        dl_type: the loader class (default ``torch.utils.data.DataLoader``), called with its arguments.
+
+    >>> dblock = DataBlock(blocks=(TransformBlock, CategoryBlock), get_y=label_of)  # doctest: +SKIP
+    >>> dls = dblock.dataloaders(items, bs=32)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        blocks=None,
+        get_items: Callable | None = None,
+        get_x=None,
+        get_y=None,
+        n_inp: int | None = None,
+        splitter: Callable | None = None,
+        item_tfms=None,
+        batch_tfms=None,
+        dl_type=None,
+    ):
+        blocks = (TransformBlock, TransformBlock) if blocks is None else blocks
+        blocks = [blocks] if isinstance(blocks, (type, TransformBlock)) else list(blocks)
+        if not blocks:
+            raise DataError(
+                "Expected at least one block. Received: blocks=(). Fix: e.g. blocks=(ImageBlock, "
+                "CategoryBlock)."
+            )
+        self.blocks = tuple(_as_block(b, i) for i, b in enumerate(blocks))
+        for b in self.blocks:
+            if not isinstance(getattr(b, "kind", None), str):
+                raise DataError(
+                    f"Expected every block to have a str kind. Received: {type(b).__name__}.kind="
+                    f"{getattr(b, 'kind', None)!r}."
+                )
+        n = len(self.blocks)
+        self.n_inp = max(1, n - 1) if n_inp is None else n_inp
+        if not isinstance(self.n_inp, int) or not 1 <= self.n_inp <= n:
+            raise DataError(
+                f"Expected n_inp between 1 and the number of blocks ({n}). Received: n_inp={n_inp!r}."
+            )
+        if get_items is not None and not callable(get_items):
+            raise DataError(
+                f"Expected get_items to be a function of the source. Received: {_short(get_items)}. "
+                "Fix: e.g. get_items=get_image_files."
+            )
+        if splitter is not None and not callable(splitter):
+            raise DataError(
+                f"Expected splitter to be callable (items -> (train_idx, valid_idx)). Received: "
+                f"{_short(splitter)}. Fix: e.g. splitter=RandomSplitter(0.2, seed=42)."
+            )
+        self.get_items, self.splitter = get_items, splitter
+        self.get_x = _check_getter(get_x, "get_x", self.n_inp)
+        self.get_y = _check_getter(get_y, "get_y", n - self.n_inp)
+        self.item_tfms = [t for t in listify(item_tfms) if t is not None]
+        self.batch_tfms = [t for t in listify(batch_tfms) if t is not None]
+        compose_item(self.item_tfms)  # validates the types now, with a clear message
+        compose_batch(self.batch_tfms)
+        self.dl_type = dl_type
+
+    # ---------------------------------------------------------------- steps
+    def _items(self, source):
+        if self.get_items is not None:
+            try:
+                items = self.get_items(source)
+            except DataError:
+                raise
+            except Exception as e:
+                raise DataError(
+                    f"get_items={_fname(self.get_items)} failed on source {_short(source)}: {type(e).__name__}: {e}. "
+                    "Fix: check the source path and get_items."
+                ) from e
+        else:
+            items = source
+        if hasattr(items, "columns") and hasattr(items, "to_dict"):  # a DataFrame: one dict per row
+            items = items.to_dict("records")
+        elif hasattr(items, "tolist") and not isinstance(
+            items, (np.ndarray, torch.Tensor)
+        ):  # a pandas Series
+            items = items.tolist()
+        elif not isinstance(items, (list, tuple, np.ndarray, torch.Tensor)):
+            try:
+                items = list(items)
+            except TypeError:
+                raise DataError(
+                    f"Expected get_items to return a list of items. Received: {type(items).__name__}. "
+                    "Fix: return a list (e.g. of file paths)."
+                ) from None
+        if len(items) == 0:
+            where = (
+                f"get_items={_fname(self.get_items)} returned no items for" if self.get_items else "Received:"
+            )
+            raise DataError(
+                f"Expected at least one item. {where} source={_short(source)}. Fix: check the path and the file "
+                "extensions (e.g. get_image_files looks for image extensions only), or the source's contents."
+            )
+        return items
+
+    def _split(self, items) -> tuple[list[int], list[int]]:
+
+        splitter = self.splitter or RandomSplitter(0.2)
+        try:
+            res = splitter(items)
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(
+                f"splitter={_fname(splitter)} failed: {type(e).__name__}: {e}. Expected it to return "
+                "(train_idx, valid_idx). Fix: check the splitter fits these items."
+            ) from e
+        if not isinstance(res, (tuple, list)) or len(res) < 2:
+            raise DataError(
+                f"Expected the splitter to return (train_idx, valid_idx). Received: {_short(res)}."
+            )
+        n = len(items)
+        out = []
+        for name, s in zip(("train", "valid"), res[:2]):
+            a = np.asarray(
+                s.cpu() if isinstance(s, torch.Tensor) else list(s) if not isinstance(s, np.ndarray) else s
+            )
+            if a.dtype == bool:
+                a = np.flatnonzero(a)
+            if a.size and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= n):
+                raise DataError(
+                    f"Expected {name} indices between 0 and {n - 1}. Received: {_short(a.tolist(), 60)} "
+                    f"from splitter={_fname(splitter)}."
+                )
+            out.append(a.astype(np.int64).tolist())
+        train, valid = out
+        if not train:
+            raise DataError(
+                f"Expected training items. Received: splitter={_fname(splitter)} put all {n} items in validation "
+                "(0 for training). Fix: check the splitter's arguments (folder names, valid_pct < 1, column values)."
+            )
+        if not valid:
+            raise DataError(
+                f"Expected validation items. Received: splitter={_fname(splitter)} put all {n} items in training "
+                "(0 for validation). Fix: use a splitter that keeps some items for validation, e.g. "
+                "RandomSplitter(valid_pct=0.2, seed=42), or check its folder names/column values."
+            )
+        return train, valid
+
+    def _setup(self, pipe: SamplePipeline, items, train: list[int]) -> dict:
+        """Fit the blocks on the training values; returns those raw values (reused for encoding)."""
+        slots = [k for k, b in enumerate(pipe.blocks) if b.eager or _overrides_setup(b)]
+        if not slots:
+            return {}
+        raw = pipe.values_for(items, train, slots)
+        for k in slots:
+            b = pipe.blocks[k]
+            try:
+                b.setup(raw[k])
+            except DataError:
+                raise
+            except Exception as e:
+                raise DataError(
+                    f"{type(b).__name__}.setup failed on the training values: {type(e).__name__}: {e}. Expected values "
+                    f"this block can fit (e.g. labels for CategoryBlock). Fix: check {'get_x' if k < self.n_inp else 'get_y'}."
+                ) from e
+        return raw
+
+    def _path(self, source):
+        if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            return Path(source)
+        return None
+
+    def datasets(self, source) -> Datasets:
+        """Items from ``source``, split, blocks fitted on the training split; returns :class:`Datasets`.
+
+        Labels are read and encoded for all items here, so a failing ``get_y`` or an unknown validation
+        label is reported now (naming the item), not in the middle of training.
+        """
+        items = self._items(source)
+        train, valid = self._split(items)
+        blocks = copy.deepcopy(self.blocks)  # fitted copies: this DataBlock stays reusable
+        recipe = DataBlockRecipe(blocks, self.n_inp, self.item_tfms, self.batch_tfms, self.get_x, self.get_y)
+        pipe = recipe.pipeline("full")
+        raw = self._setup(pipe, items, train)
+        for side in (0, 1):  # getters of per-item (lazy) blocks: check one item now (shapes vs blocks)
+            if pipe.lazy[side]:
+                pipe.side_values(items[train[0]], side, train[0])
+        train_ds = _dataset_from(pipe, items, train, True, "the training split", raw)
+        valid_ds = _dataset_from(pipe, items, valid, False, "the validation split")
+        return Datasets(
+            items, (train, valid), recipe, train_ds, valid_ds, path=self._path(source), dl_type=self.dl_type
+        )
+
+    def dataloaders(
+        self,
+        source,
+        bs: int = 64,
+        num_workers: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool | None = None,
+        pin_memory: bool | None = None,
+        device=None,
+        val_bs: int | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> DataLoaders:
+        """``DataLoaders`` (train, valid) from ``source``: see :meth:`Datasets.dataloaders` for the arguments.
+
+        The loaders are plain ``torch.utils.data.DataLoader``s with a collate function from the blocks; batch
+        transforms run on the device (on the CPU: in the DataLoader workers, see
+        :class:`~learnkit.data.loaders.DeviceLoader`); ``dls.loss_func`` is the target block's loss.
+        """
+        return self.datasets(source).dataloaders(
+            bs=bs,
+            num_workers=num_workers,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            pin_memory=pin_memory,
+            device=device,
+            val_bs=val_bs,
+            seed=seed,
+            **kwargs,
+        )
+
+    # ---------------------------------------------------------------- summary
+    def summary(self, source, bs: int = 4, print_out: bool = True) -> str:
+        """Walk one item and one batch through every step, printing what each step produced.
+
+        When a step fails, the output says which step, on which item, and why, and a
+        :class:`~learnkit.exceptions.DataError` is raised with the same message. Returns the text.
+        """
+        lines: list[str] = []
+        st = _Step(lines, print_out)
+        st.log(f"DataBlock summary: blocks={[type(b).__name__ for b in self.blocks]}, n_inp={self.n_inp}")
+        items = st.run("get_items", self._items, source)
+        st.log(
+            f"[get_items] {_fname(self.get_items) if self.get_items else 'source'} -> {len(items)} items; "
+            f"first: {_describe(items[0])}"
+        )
+        train, valid = st.run("splitter", self._split, items)
+        st.log(
+            f"[splitter] {_fname(self.splitter) if self.splitter else 'RandomSplitter(valid_pct=0.2)'} -> "
+            f"{len(train)} training, {len(valid)} validation items"
+        )
+        blocks = copy.deepcopy(self.blocks)
+        recipe = DataBlockRecipe(blocks, self.n_inp, self.item_tfms, self.batch_tfms, self.get_x, self.get_y)
+        pipe = recipe.pipeline("full")
+        slots = [k for k, b in enumerate(blocks) if b.eager or _overrides_setup(b)]
+        raw = None
+        if slots:
+            sides = sorted({"get_x" if k < self.n_inp else "get_y" for k in slots})
+            st.run("/".join(sides), pipe.values_for, items, train, slots)
+            raw = st.run("setup", self._setup, pipe, items, train)
+            for k in slots:
+                b = blocks[k]
+                extra = (
+                    f"vocab ({len(b.vocab)}): {_short(b.vocab, 80)}" if b.vocab is not None else f"c={b.c}"
+                )
+                st.log(f"[setup] {type(b).__name__} fitted on {len(train)} training values: {extra}")
+        ds = st.run("encode labels", _dataset_from, pipe, items, train, True, "the training split", raw)
+        st.run("encode labels", _dataset_from, pipe, items, valid, False, "the validation split")
+        for k in pipe.eager_slots:
+            st.log(
+                f"[{type(blocks[k]).__name__}.encode_many] {len(train)} training and {len(valid)} validation "
+                f"values -> {_describe(ds.eager[k])}"
+            )
+        j = train[0]
+        item = items[j]
+        st.log(f"\nOne training item: item {j} = {_short(item)}")
+        vals = [None] * len(blocks)
+        for side, name in ((0, "get_x"), (1, "get_y")):
+            rng = pipe._slots(side)
+            if not len(rng):
+                continue
+            raw = st.run(name, pipe.side_values, item, side, j)
+            f = pipe.getters[side]
+            st.log(
+                f"[{name}] {_fname(f) if f is not None else '(the item)'} -> {_describe(raw if len(raw) > 1 else raw[0])}"
+            )
+            for k in rng:
+                v = raw[k - rng.start]
+                b = blocks[k]
+                enc = (
+                    st.run(f"{type(b).__name__}.encode", pipe._encode, k, v, item, j)
+                    if not b.eager
+                    else ds.eager[k][0]
+                )
+                st.log(f"[{type(b).__name__}.encode] {_short(v, 50)} -> {_describe(enc)}")
+                vals[k] = enc
+        sample = tuple(vals)
+        for t in pipe.tfms:
+            sample = st.run(f"item transform {t!r}", pipe.apply_tfm, t, sample, True, item, j)
+            st.log(f"[item transform {t!r}] -> {_describe(sample)}")
+        if not pipe.tfms:
+            st.log("[item transforms] none")
+        tens = []
+        for b, v in zip(blocks, sample):
+            tv = st.run(f"{type(b).__name__}.to_tensor", b.to_tensor, v)
+            st.log(f"[{type(b).__name__}.to_tensor] -> {_describe(tv)}")
+            tens.append(tv)
+        n = min(bs, len(ds))
+        st.log(f"\nOne batch of {n} training items:")
+        samples = [st.run(f"item pipeline (training item {train[i]})", ds.__getitem__, i) for i in range(n)]
+        batch = st.run("collate", recipe.collate_fn, samples)
+        st.log(f"[collate] -> {_describe(batch)}")
+        kinds = recipe.kinds
+        for t in recipe.batch_pipe.tfms:
+            batch = st.run(f"batch transform {t!r}", t, tuple(batch), kinds[: len(batch)], True)
+            st.log(f"[batch transform {t!r}] -> {_describe(tuple(batch))}")
+        if not recipe.batch_pipe.tfms:
+            st.log("[batch transforms] none")
+        dec = st.run("decode", recipe.decode_batch, batch, 1)
+        st.log(f"[decode] first item -> {_describe(tuple(dec[0]))}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"DataBlock(blocks={list(self.blocks)}, n_inp={self.n_inp}, get_items={_fname(self.get_items)}, "
+            f"get_x={_fname(self.get_x)}, get_y={_fname(self.get_y)}, splitter={_fname(self.splitter)})"
+        )
+

@@ -1,5 +1,8 @@
 """learnkit: a fast, safe, readable high-level training library on plain PyTorch.
 
+``__all__`` is the core's public surface; applications re-export it (``learnkit.vision.__all__`` starts
+from it), so a name added here reaches every ``from learnkit.<app> import *``.
+
 >>> from learnkit import Learner, DataLoaders
 """
 
@@ -33,6 +36,7 @@ from .exceptions import *
 from .exceptions import __all__ as _exc_all
 from .export import load_learner
 from .learner import Learner
+from .models.registry import create_model, list_models, register_model
 from .losses import *
 from .losses import __all__ as _loss_all
 from .metrics import *
@@ -50,4 +54,5 @@ __all__ = [
     "BnFreeze", "ChannelsLast", "GradientAccumulation", "GradientClip", "MixedPrecision",
     "default_device", "set_seed", "to_device",
     "Adam", "SGD", "RMSProp",
+    "register_model", "create_model", "list_models",
 ] + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")] + list(_exc_all) + list(_loss_all) + list(_metric_all)

@@ -2,8 +2,8 @@
 
 :mod:`learnkit.data.blocks` (TransformBlock, CategoryBlock, MultiCategoryBlock, RegressionBlock,
 register_block, block_from_spec), :mod:`learnkit.data.pipeline` (SamplePipeline, BlockCollate,
-BatchTfmsCollate, BlockDataset, Datasets), :mod:`learnkit.data.recipe` (DataRecipe, DataBlockRecipe,
-recipe_from_spec) and :mod:`learnkit.data.datablock` (DataBlock and its summary). ``from
+BatchTfmsCollate, BlockDataset, Datasets), :mod:`learnkit.data.recipe` (the DataRecipe protocol) and
+:mod:`learnkit.data.datablock` (DataBlock, its summary, and its fitted recipe DataBlockRecipe). ``from
 learnkit.data.block import X`` keeps working for every public name.
 
 >>> from learnkit.data.block import DataBlock, CategoryBlock
@@ -18,9 +18,9 @@ from .blocks import (
     block_from_spec,
     register_block,
 )
-from .datablock import DataBlock
+from .datablock import RECIPE_KIND, DataBlock, DataBlockRecipe, recipe_from_spec
 from .pipeline import BatchTfmsCollate, BlockCollate, BlockDataset, Datasets, SamplePipeline
-from .recipe import RECIPE_KIND, DataBlockRecipe, DataRecipe, recipe_from_spec
+from .recipe import DataRecipe
 
 __all__ = [
     "TransformBlock",

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..device import default_device, to_device
 from ..exceptions import DataError
+from .recipe import DataRecipe
 
 __all__ = [
     "DataLoaders",
@@ -325,6 +326,11 @@ class DataLoaders:
     """
 
     def __init__(self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."):
+        if recipe is not None and not isinstance(recipe, DataRecipe):
+            raise DataError(
+                f"Expected recipe to be a learnkit.data.recipe.DataRecipe (or None). Received: "
+                f"{type(recipe).__name__}. Fix: subclass DataRecipe and implement the members your data supports."
+            )
         self.recipe = recipe
         self.device = default_device(device)
         self._n_inp, self.loss_func, self.path = n_inp, loss_func, path
@@ -334,10 +340,16 @@ class DataLoaders:
             dl = _check_loader(dl.loader if isinstance(dl, DeviceLoader) else dl, name)
             self.loaders.append(self._wrap(dl, train=(i == 0)) if dl is not None else None)
 
+    def _after_batch(self):
+        """The recipe's batch transforms, or ``None`` when there is nothing to run (no recipe, or the default)."""
+        r = self.recipe
+        if r is None or type(r).after_batch is DataRecipe.after_batch:
+            return None
+        return r.after_batch
+
     def _wrap(self, dl, train: bool) -> DeviceLoader:
-        after = getattr(self.recipe, "after_batch", None) if self.recipe is not None else None
-        wc = getattr(self.recipe, "worker_collate", None) if self.recipe is not None else None
-        return DeviceLoader(dl, self.device, after, train=train, worker_collate=wc)
+        wc = self.recipe.worker_collate if self.recipe is not None else None
+        return DeviceLoader(dl, self.device, self._after_batch(), train=train, worker_collate=wc)
 
     # --- access -------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> DeviceLoader:
@@ -371,17 +383,17 @@ class DataLoaders:
         """How many leading elements of a batch are model inputs (``None``: all but the last)."""
         if self._n_inp is not None:
             return self._n_inp
-        return getattr(self.recipe, "n_inp", None)
+        return self.recipe.n_inp if self.recipe is not None else None
 
     @property
     def vocab(self):
         """The target vocabulary (class names) when the data has one."""
-        return getattr(self.recipe, "vocab", None)
+        return self.recipe.vocab if self.recipe is not None else None
 
     @property
     def c(self) -> int | None:
         """Number of outputs the model needs (classes, or regression targets)."""
-        return getattr(self.recipe, "c", None)
+        return self.recipe.c if self.recipe is not None else None
 
     def to(self, device) -> DataLoaders:
         """Send batches to ``device`` from now on."""
@@ -400,27 +412,26 @@ class DataLoaders:
 
     def decode(self, batch):
         """Run the data recipe backwards on a batch (e.g. class indices back to labels)."""
-        if self.recipe is None or not hasattr(self.recipe, "decode_batch"):
+        if self.recipe is None:
             return batch
         return self.recipe.decode_batch(batch)
 
     def show_batch(self, b=None, max_n: int = 9, **kwargs):
         """Show a few items of a batch (decoded) as the data's blocks show them."""
-        if self.recipe is None or not hasattr(self.recipe, "show_batch"):
+        if self.recipe is None:
             raise DataError("These DataLoaders have no recipe that knows how to show items (plain tensors). "
                             "Expected DataLoaders built by a DataBlock or an application factory.")
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def test_dl(self, items, with_labels: bool = False, bs: int | None = None, **kwargs) -> DeviceLoader:
         """A loader over new ``items`` through the same pipeline as validation (for inference)."""
-        if self.recipe is None or not hasattr(self.recipe, "test_dl"):
+        if self.recipe is None:
             if isinstance(items, torch.Tensor):
                 return DeviceLoader(TensorLoader(items, bs=bs or 64), self.device)
             raise DataError("These DataLoaders have no data recipe, so they cannot process raw items. "
                             "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application.")
         dl = self.recipe.test_dl(items, with_labels=with_labels, bs=bs or self._bs_default(), **kwargs)
-        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device,
-                                                                    getattr(self.recipe, "after_batch", None))
+        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device, self._after_batch())
 
     def _bs_default(self) -> int:
         dl = self.valid or self.train

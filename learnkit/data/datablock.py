@@ -41,6 +41,7 @@ from .pipeline import (
     SamplePipeline,
     _dataset_from,
     _overrides_setup,
+    check_splits,
 )
 from .recipe import DataRecipe
 from .splitters import RandomSplitter
@@ -472,6 +473,7 @@ class DataBlock:
                 )
             out.append(a.astype(np.int64).tolist())
         train, valid = out
+        check_splits(train, valid, f"splitter={_fname(splitter)}")
         if not train:
             raise DataError(
                 f"Expected training items. Received: splitter={_fname(splitter)} put all {n} items in validation "

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..device import default_device, to_device
 from ..exceptions import DataError
@@ -26,6 +26,7 @@ __all__ = [
     "default_num_workers",
     "TARGET_KEYS",
     "MIN_SHM_BYTES",
+    "CheckedCollate",
 ]
 
 #: Keys looked for, in order, as the target of a dict batch.
@@ -465,7 +466,14 @@ class DataLoaders:
         for name, ds in (("train_ds", train_ds), ("valid_ds", valid_ds)):
             if ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
                 raise DataError(f"Expected a non-empty dataset. Received: {name} with 0 items.")
-        common = dict(num_workers=nw, pin_memory=pin, collate_fn=collate_fn, persistent_workers=nw > 0)
+            if ds is not None and isinstance(ds, Dataset) and not isinstance(ds, torch.utils.data.IterableDataset):
+                try:
+                    first = ds[0]
+                except Exception:  # not indexable by 0: batching will tell
+                    continue
+                _check_sample(first, "item 0", name)
+        common = dict(num_workers=nw, pin_memory=pin, collate_fn=collate_fn or CheckedCollate(),
+                      persistent_workers=nw > 0)
         tdl = DataLoader(train_ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, **common)
         vdl = DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common) if valid_ds is not None else None
         return cls(tdl, vdl, device=device, **kwargs)
@@ -480,10 +488,86 @@ class DataLoaders:
         return f"DataLoaders(batches={lens}, device={self.device})"
 
 
+def _describe_value(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"tensor(shape={tuple(v.shape)}, dtype={str(v.dtype).replace('torch.', '')})"
+    r = repr(v)
+    return f"{type(v).__name__} {r if len(r) <= 40 else r[:37] + '...'}"
+
+
 def _as_tensors(ts, name):
     if isinstance(ts, torch.Tensor):
         raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
                         f"Fix: pass {name}=(x, y).")
     if isinstance(ts, Mapping) or not isinstance(ts, Sequence):
         raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}.")
-    return [torch.as_tensor(t) for t in ts]
+    out = []
+    for k, t in enumerate(ts):
+        try:
+            out.append(torch.as_tensor(t))
+        except (TypeError, ValueError, RuntimeError) as e:
+            bad = _first_bad(t)
+            where = f" Item {bad[0]} is {_describe_value(bad[1])}." if bad is not None else ""
+            raise DataError(
+                f"Expected {name}[{k}] to be a tensor, or a list/array of numbers of one shape. Received: "
+                f"{type(t).__name__} of {len(t) if hasattr(t, '__len__') else '?'} items.{where} ({e}) Fix: encode "
+                "labels as numbers first (e.g. CategoryBlock, or a dict label -> index) and stack inputs of equal "
+                "shape; for raw items use a DataBlock."
+            ) from e
+    return out
+
+
+def _first_bad(t):
+    """(index, value) of the first element of ``t`` that is not a number or a tensor, or None."""
+    if not isinstance(t, (list, tuple)):
+        return None
+    first = None
+    for i, v in enumerate(t):
+        if isinstance(v, (bool, int, float)) or (isinstance(v, torch.Tensor) and v.ndim == 0):
+            continue
+        if isinstance(v, (torch.Tensor, list, tuple)):
+            shape = tuple(torch.as_tensor(v).shape) if not isinstance(v, torch.Tensor) else tuple(v.shape)
+            first = shape if first is None else first
+            if shape == first:
+                continue
+        return i, v
+    return None
+
+
+def _check_sample(s, pos: str, name: str) -> None:
+    """Raise a DataError naming the item and field when a dataset sample holds ``None``."""
+    fields = list(s.items()) if isinstance(s, Mapping) else list(enumerate(s)) if isinstance(s, (tuple, list)) else []
+    if s is None:
+        raise DataError(
+            f"Expected {name} to give a tuple of tensors (x, y) per item. Received: None for {pos}. Fix: make "
+            "__getitem__ return the item (a forgotten `return`?), or drop the items it cannot read."
+        )
+    for k, v in fields:
+        if v is None:
+            raise DataError(
+                f"Expected {name} to give tensors or numbers in every field. Received: field [{k!r}] is None for "
+                f"{pos}. Fix: fill missing values (or drop those items) in the dataset's __getitem__."
+            )
+
+
+class CheckedCollate:
+    """torch's ``default_collate``, turning its failures into a :class:`DataError` naming the sample and field.
+
+    >>> CheckedCollate()([(torch.zeros(2), 0), (torch.ones(2), 1)])[1]
+    tensor([0, 1])
+    """
+
+    def __init__(self, name: str = "the dataset"):
+        self.name = name
+
+    def __call__(self, samples):
+        try:
+            return default_collate(samples)
+        except (TypeError, RuntimeError) as e:
+            for i, s in enumerate(samples):
+                _check_sample(s, f"sample {i} of the batch", self.name)
+            shapes = [[_describe_value(v) for v in (s if isinstance(s, (tuple, list)) else [s])] for s in samples[:4]]
+            raise DataError(
+                f"Could not batch the items of {self.name}: {e}. Received: samples {shapes}. Expected the same type "
+                "and shape in each field. Fix: resize/pad inputs to one shape (or pass a collate_fn that pads)."
+            ) from e

@@ -34,7 +34,40 @@ from .transforms import compose_item
 if TYPE_CHECKING:  # the recipe module builds on this one
     from .recipe import DataRecipe
 
-__all__ = ["SamplePipeline", "BlockCollate", "BatchTfmsCollate", "BlockDataset", "Datasets"]
+__all__ = ["SamplePipeline", "BlockCollate", "BatchTfmsCollate", "BlockDataset", "Datasets", "check_splits"]
+
+
+def check_splits(train, valid, source: str = "the splits") -> None:
+    """Refuse a split whose training and validation indices overlap, or that repeats an index.
+
+    An item in both splits is validated on after training on it (a silently optimistic score); a repeated
+    index weighs an item twice. The error lists a few offending indices.
+
+    >>> check_splits([0, 1, 2], [3, 4])
+    >>> check_splits([0, 1, 2], [2, 3])
+    Traceback (most recent call last):
+    ...
+    learnkit.exceptions.DataError: Expected disjoint training and validation indices. Received: 1 index in both from the splits, e.g. [2]. Fix: make the splitter put every item in exactly one split (e.g. RandomSplitter(0.2, seed=42)).
+    """
+    t = np.asarray(train, dtype=np.int64).reshape(-1)
+    v = np.asarray(valid, dtype=np.int64).reshape(-1)
+    both = np.intersect1d(t, v)
+    if both.size:
+        raise DataError(
+            f"Expected disjoint training and validation indices. Received: {both.size} "
+            f"ind{'ex' if both.size == 1 else 'ices'} in both from {source}, e.g. {both[:5].tolist()}. Fix: make "
+            "the splitter put every item in exactly one split (e.g. RandomSplitter(0.2, seed=42))."
+        )
+    for name, a in (("training", t), ("validation", v)):
+        u, counts = np.unique(a, return_counts=True)
+        rep = u[counts > 1]
+        if rep.size:
+            raise DataError(
+                f"Expected each index once in the {name} split. Received: {rep.size} repeated "
+                f"ind{'ex' if rep.size == 1 else 'ices'} from {source}, e.g. {rep[:5].tolist()} "
+                f"(index {int(rep[0])} appears {int(counts[counts > 1][0])} times). Fix: remove the duplicates "
+                "from the splitter's output (oversample with a sampler, not by repeating indices)."
+            )
 
 
 # ============================================================================================ the item pipeline
@@ -375,6 +408,8 @@ class Datasets:
         path=None,
         dl_type=None,
     ):
+        if splits is not None:
+            check_splits(splits[0], splits[1], "the Datasets' splits")
         self.items, self.splits, self.recipe = items, splits, recipe
         self.train, self.valid, self.path, self.dl_type = train, valid, path, dl_type
 

@@ -39,6 +39,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks.core import Callback
+from .data.loaders import DeviceLoader, EvalShardable, Shardable
 from .exceptions import DataError, ModelError
 
 __all__ = [
@@ -313,11 +314,10 @@ def _is_dataloader(dl) -> bool:
     return isinstance(dl, torch.utils.data.DataLoader)
 
 
-def _rebuild_dataloader(dl, sampler):
-    """A copy of torch DataLoader ``dl`` (same dataset, batch size, workers, collate, ...) with ``sampler``."""
+def _rebuild_dataloader(dl, sampler=None, batch_sampler=None):
+    """A copy of torch DataLoader ``dl`` (same dataset, batch size, workers, collate, ...) with ``sampler``
+    (or ``batch_sampler``)."""
     kw = dict(
-        batch_size=dl.batch_size,
-        drop_last=dl.drop_last,
         num_workers=dl.num_workers,
         collate_fn=dl.collate_fn,
         pin_memory=dl.pin_memory,
@@ -327,43 +327,52 @@ def _rebuild_dataloader(dl, sampler):
         generator=dl.generator,
         persistent_workers=dl.persistent_workers,
     )
+    if batch_sampler is not None:
+        kw["batch_sampler"] = batch_sampler
+    else:
+        kw.update(batch_size=dl.batch_size, drop_last=dl.drop_last, sampler=sampler)
     if dl.num_workers > 0:
         kw["prefetch_factor"] = dl.prefetch_factor
     for a in ("pin_memory_device", "in_order"):
         if hasattr(dl, a):
             kw[a] = getattr(dl, a)
     try:  # keep a DataLoader subclass (e.g. a DataBlock's dl_type) when it takes DataLoader's arguments
-        return type(dl)(dl.dataset, sampler=sampler, **kw)
+        return type(dl)(dl.dataset, **kw)
     except TypeError:
-        return torch.utils.data.DataLoader(dl.dataset, sampler=sampler, **kw)
+        return torch.utils.data.DataLoader(dl.dataset, **kw)
 
 
-def _unshardable(dl, why: str) -> DataError:
+def _unshardable(dl, why: str, phase: str = "training") -> DataError:
+    method = "shard(num_replicas, rank, seed)" if phase == "training" else "shard_eval(num_replicas, rank)"
     return DataError(
-        f"Expected a loader learnkit can shard across processes. Received: {type(dl).__name__} "
-        f"({why}). Fix: use a TensorLoader, a torch DataLoader over a map-style dataset, a loader "
-        "with a .shard(num_replicas, rank, seed) method, or give your DataLoader a "
-        "torch.utils.data.DistributedSampler yourself."
+        f"Expected a {phase} loader learnkit can shard across processes. Received: {type(dl).__name__} "
+        f"({why}). Fix: use a TensorLoader or a torch DataLoader over a map-style dataset with a standard "
+        f"sampler, give the loader (or its batch_sampler) a .{method} method (the sharding protocol in "
+        "learnkit.data.loaders), or give your DataLoader a torch.utils.data.DistributedSampler yourself."
     )
+
+
+def _is_standard_batching(dl) -> bool:
+    return dl.batch_size is not None and type(dl.batch_sampler) is torch.utils.data.BatchSampler
 
 
 def _shard_train_inner(dl, world: int, rank: int, seed: int):
     """Rank ``rank``'s share of a training loader: every sample once per epoch across ranks (padded so all
     ranks run the same number of steps), shuffled with ``seed + epoch`` when the loader shuffles."""
-    from .data.loaders import TensorLoader
-
-    if isinstance(dl, TensorLoader) or (hasattr(dl, "shard") and not _is_dataloader(dl)):
+    if not _is_dataloader(dl) and isinstance(dl, Shardable):
         new = copy.copy(dl)
-        if getattr(new, "seed", None) is None and hasattr(new, "seed"):
-            new.seed = seed
         return new.shard(world, rank, seed) or new
     if _is_dataloader(dl):
         if isinstance(dl.sampler, torch.utils.data.DistributedSampler):
             return dl  # the user sharded it already
         if isinstance(dl.dataset, torch.utils.data.IterableDataset):
             raise _unshardable(dl, "an IterableDataset; shard it inside the dataset with rank_distrib()")
-        if dl.batch_size is None or type(dl.batch_sampler) is not torch.utils.data.BatchSampler:
-            raise _unshardable(dl, "a custom batch_sampler")
+        if not _is_standard_batching(dl):
+            bs = dl.batch_sampler
+            if isinstance(bs, Shardable):  # e.g. a sort-by-length batch sampler of an application
+                new = copy.copy(bs)
+                return _rebuild_dataloader(dl, batch_sampler=new.shard(world, rank, seed) or new)
+            raise _unshardable(dl, f"a custom batch_sampler {type(bs).__name__} without .shard()")
         shuffle = isinstance(dl.sampler, torch.utils.data.RandomSampler)
         sampler = torch.utils.data.DistributedSampler(
             dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
@@ -373,36 +382,34 @@ def _shard_train_inner(dl, world: int, rank: int, seed: int):
 
 
 def _shard_valid_inner(dl, world: int, rank: int):
-    """Rank ``rank``'s contiguous share of an evaluation loader, without padding (None: cannot shard).
+    """Rank ``rank``'s contiguous share of an evaluation loader, without padding.
 
     Concatenating the shares in rank order gives back the loader's order, so gathered predictions line up
-    with the dataset and every item is counted exactly once in the metrics.
+    with the dataset and every item is counted exactly once in the metrics. A loader that cannot be
+    sharded so is refused (never evaluated unsharded behind the user's back).
     """
-    from .data.loaders import TensorLoader
-
-    if type(dl) is TensorLoader and dl.num_replicas == 1:
-        a, b = _chunk(dl.n, world, rank)
-        new = copy.copy(dl)
-        new.tensors = tuple(t[a:b] for t in dl.tensors)
-        return new
+    if not _is_dataloader(dl) and isinstance(dl, EvalShardable):
+        return dl.shard_eval(world, rank)
     if _is_dataloader(dl) and not isinstance(dl.dataset, torch.utils.data.IterableDataset):
-        if dl.batch_size is None or type(dl.batch_sampler) is not torch.utils.data.BatchSampler:
-            return None
         if isinstance(dl.sampler, torch.utils.data.DistributedSampler):
-            return None
+            raise _unshardable(dl, "a DistributedSampler pads and interleaves ranks, so gathered predictions "
+                               "would not line up; use a plain DataLoader for validation", "evaluation")
+        if not _is_standard_batching(dl):
+            bs = dl.batch_sampler
+            if isinstance(bs, EvalShardable):
+                return _rebuild_dataloader(dl, batch_sampler=bs.shard_eval(world, rank))
+            raise _unshardable(dl, f"a custom batch_sampler {type(bs).__name__} without .shard_eval()", "evaluation")
         if isinstance(dl.sampler, torch.utils.data.SequentialSampler):
             order = range(len(dl.dataset))
         else:
             order = list(iter(dl.sampler))  # e.g. a shuffled loader used for get_preds(ds_idx=0)
         a, b = _chunk(len(order), world, rank)
         return _rebuild_dataloader(dl, order[a:b])
-    return None
+    raise _unshardable(dl, "an IterableDataset or a loader without .shard_eval()", "evaluation")
 
 
 def _with_inner(dl, inner):
     """``dl`` (a DeviceLoader or a bare loader) with its wrapped loader replaced by ``inner``."""
-    from .data.loaders import DeviceLoader
-
     if isinstance(dl, DeviceLoader):
         new = copy.copy(dl)
         new.loader = inner
@@ -411,8 +418,6 @@ def _with_inner(dl, inner):
 
 
 def _inner(dl):
-    from .data.loaders import DeviceLoader
-
     return dl.loader if isinstance(dl, DeviceLoader) else dl
 
 
@@ -685,15 +690,6 @@ class DistributedTrainer(Callback):
         if hit is None or hit[0] is not inner:
             hit = (inner, _shard_valid_inner(inner, world, rank))
             self._valid_cache[id(inner)] = hit
-        if hit[1] is None:
-            if not self._warned:
-                warnings.warn(
-                    f"learnkit cannot shard the evaluation loader {type(inner).__name__}; every rank "
-                    "evaluates all of it (correct, not faster)."
-                )
-                self._warned = True
-            _LOCAL_PHASE["on"] = True
-            return
         learn.dl = _with_inner(dl, hit[1])
         self._gather = True
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -328,9 +329,11 @@ class _Step:
         try:
             return fn(*args)
         except Exception as e:
-            msg = f"FAILED at step '{name}': {type(e).__name__}: {e}"
-            self.log(msg)
-            raise DataError(f"DataBlock.summary: step '{name}' failed. {e}") from e
+            self.fail(name, e)
+
+    def fail(self, name: str, e: Exception):
+        self.log(f"FAILED at step '{name}': {type(e).__name__}: {e}")
+        raise DataError(f"DataBlock.summary: step '{name}' failed. {e}") from e
 
 
 class DataBlock:
@@ -404,8 +407,34 @@ class DataBlock:
         compose_batch(self.batch_tfms)
         self.dl_type = dl_type
 
+    def new(self, item_tfms=None, batch_tfms=None, **kwargs) -> DataBlock:
+        """A copy of this DataBlock with other transforms (or other arguments), as in fastai:
+        ``dblock.new(item_tfms=Resize(128, method='squish'))``. Arguments not given stay the same.
+
+        >>> db = DataBlock(item_tfms=None)
+        >>> db.new(batch_tfms=[]).n_inp == db.n_inp
+        True
+        """
+        args = dict(blocks=self.blocks, get_items=self.get_items, get_x=self.get_x, get_y=self.get_y,
+                    n_inp=self.n_inp, splitter=self.splitter, item_tfms=self.item_tfms,
+                    batch_tfms=self.batch_tfms, dl_type=self.dl_type)
+        if item_tfms is not None:
+            args["item_tfms"] = item_tfms
+        if batch_tfms is not None:
+            args["batch_tfms"] = batch_tfms
+        unknown = set(kwargs) - set(args)
+        if unknown:
+            raise DataError(f"Expected DataBlock arguments. Received: {sorted(unknown)}. Fix: one of {sorted(args)}.")
+        args.update(kwargs)
+        return DataBlock(**args)
+
     # ---------------------------------------------------------------- steps
     def _items(self, source):
+        return self._items_and_split_source(source)[0]
+
+    def _items_and_split_source(self, source):
+        """The items (a DataFrame's rows as dicts, indexable by column name: ``r['fname']``) and what the
+        splitter is given (the DataFrame itself, as in fastai, else the items)."""
         if self.get_items is not None:
             try:
                 items = self.get_items(source)
@@ -418,8 +447,10 @@ class DataBlock:
                 ) from e
         else:
             items = source
-        if hasattr(items, "columns") and hasattr(items, "to_dict"):  # a DataFrame: one dict per row
-            items = items.to_dict("records")
+        split_source = None
+        if isinstance(items, pd.DataFrame):  # one dict per row; the splitter gets the DataFrame
+            split_source = items.reset_index(drop=True)
+            items = split_source.to_dict("records")
         elif hasattr(items, "tolist") and not isinstance(
             items, (np.ndarray, torch.Tensor)
         ):  # a pandas Series
@@ -440,10 +471,9 @@ class DataBlock:
                 f"Expected at least one item. {where} source={_short(source)}. Fix: check the path and the file "
                 "extensions (e.g. get_image_files looks for image extensions only), or the source's contents."
             )
-        return items
+        return items, (items if split_source is None else split_source)
 
     def _split(self, items) -> tuple[list[int], list[int]]:
-
         splitter = self.splitter or RandomSplitter(0.2)
         try:
             res = splitter(items)
@@ -517,8 +547,8 @@ class DataBlock:
         Labels are read and encoded for all items here, so a failing ``get_y`` or an unknown validation
         label is reported now (naming the item), not in the middle of training.
         """
-        items = self._items(source)
-        train, valid = self._split(items)
+        items, split_source = self._items_and_split_source(source)
+        train, valid = self._split(split_source)
         blocks = copy.deepcopy(self.blocks)  # fitted copies: this DataBlock stays reusable
         recipe = DataBlockRecipe(blocks, self.n_inp, self.item_tfms, self.batch_tfms, self.get_x, self.get_y)
         pipe = recipe.pipeline("full")
@@ -543,9 +573,12 @@ class DataBlock:
         device=None,
         val_bs: int | None = None,
         seed: int | None = None,
+        path=None,
         **kwargs,
     ) -> DataLoaders:
-        """``DataLoaders`` (train, valid) from ``source``: see :meth:`Datasets.dataloaders` for the arguments.
+        """``DataLoaders`` (train, valid) from ``source``: see :meth:`Datasets.dataloaders` for the arguments
+        (``dl_type``, ``dl_kwargs``, ``batch_sampler`` plug in an application's loading; ``path`` is
+        ``dls.path``, default the source folder, else ``'.'``).
 
         The loaders are plain ``torch.utils.data.DataLoader``s with a collate function from the blocks; batch
         transforms run on the device (on the CPU: in the DataLoader workers, see
@@ -560,25 +593,28 @@ class DataBlock:
             device=device,
             val_bs=val_bs,
             seed=seed,
+            path=path,
             **kwargs,
         )
 
     # ---------------------------------------------------------------- summary
     def summary(self, source, bs: int = 4, print_out: bool = True) -> str:
-        """Walk one item and one batch through every step, printing what each step produced.
+        """Run one item and one batch through the real pipeline, printing what each step produced.
 
-        When a step fails, the output says which step, on which item, and why, and a
-        :class:`~learnkit.exceptions.DataError` is raised with the same message. Returns the text.
+        The steps are the ones the loaders run (the same :class:`~learnkit.data.pipeline.SamplePipeline`,
+        collate and batch transforms, traced step by step with their names). When a step fails, the output
+        says which step, on which item, and why, and a :class:`~learnkit.exceptions.DataError` is raised
+        with the same message. Returns the text.
         """
         lines: list[str] = []
         st = _Step(lines, print_out)
         st.log(f"DataBlock summary: blocks={[type(b).__name__ for b in self.blocks]}, n_inp={self.n_inp}")
-        items = st.run("get_items", self._items, source)
+        items, split_source = st.run("get_items", self._items_and_split_source, source)
         st.log(
             f"[get_items] {_fname(self.get_items) if self.get_items else 'source'} -> {len(items)} items; "
             f"first: {_describe(items[0])}"
         )
-        train, valid = st.run("splitter", self._split, items)
+        train, valid = st.run("splitter", self._split, split_source)
         st.log(
             f"[splitter] {_fname(self.splitter) if self.splitter else 'RandomSplitter(valid_pct=0.2)'} -> "
             f"{len(train)} training, {len(valid)} validation items"
@@ -600,52 +636,46 @@ class DataBlock:
                 st.log(f"[setup] {type(b).__name__} fitted on {len(train)} training values: {extra}")
         ds = st.run("encode labels", _dataset_from, pipe, items, train, True, "the training split", raw)
         st.run("encode labels", _dataset_from, pipe, items, valid, False, "the validation split")
-        for k in pipe.eager_slots:
-            st.log(
-                f"[{type(blocks[k]).__name__}.encode_many] {len(train)} training and {len(valid)} validation "
-                f"values -> {_describe(ds.eager[k])}"
-            )
         j = train[0]
-        item = items[j]
-        st.log(f"\nOne training item: item {j} = {_short(item)}")
-        vals = [None] * len(blocks)
-        for side, name in ((0, "get_x"), (1, "get_y")):
-            rng = pipe._slots(side)
-            if not len(rng):
-                continue
-            raw = st.run(name, pipe.side_values, item, side, j)
-            f = pipe.getters[side]
-            st.log(
-                f"[{name}] {_fname(f) if f is not None else '(the item)'} -> {_describe(raw if len(raw) > 1 else raw[0])}"
-            )
-            for k in rng:
-                v = raw[k - rng.start]
-                b = blocks[k]
-                enc = (
-                    st.run(f"{type(b).__name__}.encode", pipe._encode, k, v, item, j)
-                    if not b.eager
-                    else ds.eager[k][0]
-                )
-                st.log(f"[{type(b).__name__}.encode] {_short(v, 50)} -> {_describe(enc)}")
-                vals[k] = enc
-        sample = tuple(vals)
-        for t in pipe.tfms:
-            sample = st.run(f"item transform {t!r}", pipe.apply_tfm, t, sample, True, item, j)
-            st.log(f"[item transform {t!r}] -> {_describe(sample)}")
+        st.log(f"\nOne training item: item {j} = {_short(items[j])}")
+        current = ["item pipeline"]
+
+        def trace(step: str, value) -> None:
+            if value is None:  # the step starts
+                current[0] = step
+                return
+            if step in ("get_x", "get_y"):
+                f = pipe.getters[0 if step == "get_x" else 1]
+                shown = value if len(value) > 1 else value[0]
+                st.log(f"[{step}] {_fname(f) if f is not None else '(the item)'} -> {_describe(shown)}")
+            elif step.endswith(".encode") or step.endswith(".encode_many"):
+                before, after = value
+                src = _short(before, 50) if before is not None else f"(encoded for all {len(train)} items)"
+                st.log(f"[{step}] {src} -> {_describe(after)}")
+            else:
+                st.log(f"[{step}] -> {_describe(value)}")
+
+        for side, name in ((0, "get_x"), (1, "get_y")):  # eager blocks' values, as _dataset_from computed them
+            eager_side = [k for k in pipe.eager_slots if k in pipe._slots(side)]
+            if eager_side and not pipe.lazy[side]:
+                vals = st.run(name, pipe.values_for, items, [j], eager_side)
+                f = pipe.getters[side]
+                shown = tuple(vals[k][0] for k in eager_side)
+                st.log(f"[{name}] {_fname(f) if f is not None else '(the item)'} -> "
+                       f"{_describe(shown if len(shown) > 1 else shown[0])}")
+        try:
+            ds.pipeline.sample(items[j], j, ds.eager, 0, True, trace=trace)
+        except Exception as e:
+            st.fail(current[0], e)
         if not pipe.tfms:
             st.log("[item transforms] none")
-        tens = []
-        for b, v in zip(blocks, sample):
-            tv = st.run(f"{type(b).__name__}.to_tensor", b.to_tensor, v)
-            st.log(f"[{type(b).__name__}.to_tensor] -> {_describe(tv)}")
-            tens.append(tv)
         n = min(bs, len(ds))
         st.log(f"\nOne batch of {n} training items:")
         samples = [st.run(f"item pipeline (training item {train[i]})", ds.__getitem__, i) for i in range(n)]
         batch = st.run("collate", recipe.collate_fn, samples)
         st.log(f"[collate] -> {_describe(batch)}")
         kinds = recipe.kinds
-        for t in recipe.batch_pipe.tfms:
+        for t in recipe.batch_pipe.tfms:  # the batch pipeline's own steps, in its order
             batch = st.run(f"batch transform {t!r}", t, tuple(batch), kinds[: len(batch)], True)
             st.log(f"[batch transform {t!r}] -> {_describe(tuple(batch))}")
         if not recipe.batch_pipe.tfms:

@@ -1,16 +1,40 @@
-"""``DataLoaders``: the train/valid pair a Learner trains on, and ``TensorLoader`` for in-memory data.
+r"""``DataLoaders``: the train/valid pair a Learner trains on, and ``TensorLoader`` for in-memory data.
 
 Any iterable of batches with a length works as a loader: a ``torch.utils.data.DataLoader``, a
 :class:`TensorLoader`, or a learnkit application loader. A batch is a tuple ``(x1, ..., xn, y1, ...)``
 (the first ``n_inp`` elements go to the model, the rest to the loss) or a dict (the target key goes
 to the loss, the rest to the model as keyword arguments).
+
+The sharding protocol (distributed training, see :mod:`learnkit.distributed`). Under DDP every loader is
+sharded; one that cannot be is refused with a :class:`~learnkit.exceptions.DataError` (training and
+validation alike: nothing is silently evaluated or trained unsharded). learnkit shards torch
+``DataLoader``\ s with a standard sampler itself; any other loader, or the ``batch_sampler`` of a
+``DataLoader`` (e.g. an application's sort-by-length sampler), implements:
+
+==========================================  =============================================================
+method                                      contract
+==========================================  =============================================================
+``shard(num_replicas, rank, seed)``         training: return (or become) rank ``rank``'s share of every
+                                            epoch; shares are padded so all ranks run the same number of
+                                            batches; shuffle with ``seed + epoch`` so ranks agree
+                                            (:class:`Shardable`)
+``shard_eval(num_replicas, rank)``          evaluation: return a loader over rank ``rank``'s contiguous
+                                            share, no padding, so the shares concatenated in rank order
+                                            give the loader's order (:class:`EvalShardable`)
+``set_epoch(epoch)``                        called before each epoch (the shuffle order of that epoch)
+==========================================  =============================================================
+
+:class:`TensorLoader` implements all three. ``shard`` is called on a copy of the loader.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -27,6 +51,8 @@ __all__ = [
     "TARGET_KEYS",
     "MIN_SHM_BYTES",
     "CheckedCollate",
+    "Shardable",
+    "EvalShardable",
 ]
 
 #: Keys looked for, in order, as the target of a dict batch.
@@ -37,6 +63,20 @@ def default_num_workers() -> int:
     """A sensible number of DataLoader workers for this machine: cores - 1, at most 8, and 0 on 1 core."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, n - 1))
+
+
+@runtime_checkable
+class Shardable(Protocol):
+    """A loader (or batch sampler) that shards itself for distributed training (see the module doc)."""
+
+    def shard(self, num_replicas: int, rank: int, seed: int = 0): ...
+
+
+@runtime_checkable
+class EvalShardable(Protocol):
+    """A loader (or batch sampler) that gives a contiguous, unpadded share of itself for evaluation."""
+
+    def shard_eval(self, num_replicas: int, rank: int): ...
 
 
 class TensorLoader:
@@ -97,6 +137,20 @@ class TensorLoader:
         if self.seed is None:
             self.seed = seed
         return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> TensorLoader:
+        """A copy over rank ``rank``'s contiguous share of the items, unpadded, in order (for evaluation).
+
+        >>> [len(TensorLoader(torch.arange(10), bs=4).shard_eval(3, r).tensors[0]) for r in range(3)]
+        [3, 3, 4]
+        """
+        if self.num_replicas != 1:
+            raise DataError("Expected an unsharded TensorLoader for shard_eval. Received: one already sharded "
+                            f"for {self.num_replicas} replicas. Fix: call shard_eval on the original loader.")
+        a, b = self.n * rank // num_replicas, self.n * (rank + 1) // num_replicas
+        new = copy.copy(self)
+        new.tensors = tuple(t[a:b] for t in self.tensors)
+        return new
 
     def _n_local(self) -> int:
         return math.ceil(self.n / self.num_replicas)
@@ -209,8 +263,10 @@ class DeviceLoader:
         after_batch=None,
         train: bool = False,
         worker_collate=None,
+        recipe=None,
     ):
         self.loader, self.device, self.after_batch, self.train = loader, device, after_batch, train
+        self.recipe = recipe
         self.worker_collate = worker_collate
         self._start_batch = 0
         self._workers = None  # (wrapped loader, its worker collate, the copy that uses it)
@@ -227,6 +283,25 @@ class DeviceLoader:
     def bs(self) -> int | None:
         """The batch size of the wrapped loader."""
         return getattr(self.loader, "bs", None) or getattr(self.loader, "batch_size", None)
+
+    # ---------------------------------------------------------------- fastai-style helpers on one loader
+    def one_batch(self):
+        """The first batch of this loader, on the device, after batch transforms (``dls.valid.one_batch()``)."""
+        return next(iter(self))
+
+    def decode_batch(self, b, max_n: int | None = None) -> list:
+        """A batch back to decoded item tuples through the data recipe (``dls.train.decode_batch(b)``)."""
+        if self.recipe is None:
+            raise DataError("This loader has no data recipe (plain tensors), so there is nothing to decode. "
+                            "Expected a loader of DataLoaders built by a DataBlock or an application.")
+        return self.recipe.decode_batch(b, max_n)
+
+    def show_batch(self, b=None, max_n: int = 9, **kwargs):
+        """Draw a batch of this loader (default: its first) through the data recipe."""
+        if self.recipe is None:
+            raise DataError("This loader has no data recipe that knows how to show items (plain tensors). "
+                            "Expected a loader of DataLoaders built by a DataBlock or an application factory.")
+        return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the loader or its sampler (distributed shuffling)."""
@@ -334,7 +409,7 @@ class DataLoaders:
             )
         self.recipe = recipe
         self.device = default_device(device)
-        self._n_inp, self.loss_func, self.path = n_inp, loss_func, path
+        self._n_inp, self.loss_func, self.path = n_inp, loss_func, Path(path)
         self.loaders = []
         for i, dl in enumerate(loaders):
             name = ("train", "valid")[i] if i < 2 else f"loaders[{i}]"
@@ -350,7 +425,7 @@ class DataLoaders:
 
     def _wrap(self, dl, train: bool) -> DeviceLoader:
         wc = self.recipe.worker_collate if self.recipe is not None else None
-        return DeviceLoader(dl, self.device, self._after_batch(), train=train, worker_collate=wc)
+        return DeviceLoader(dl, self.device, self._after_batch(), train=train, worker_collate=wc, recipe=self.recipe)
 
     # --- access -------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> DeviceLoader:
@@ -396,6 +471,32 @@ class DataLoaders:
         """Number of outputs the model needs (classes, or regression targets)."""
         return self.recipe.c if self.recipe is not None else None
 
+    @property
+    def bs(self) -> int | None:
+        """The training batch size."""
+        dl = self.train or self.valid
+        return dl.bs if dl is not None else None
+
+    def cpu(self) -> DataLoaders:
+        """Send batches to the CPU from now on."""
+        return self.to("cpu")
+
+    def cuda(self) -> DataLoaders:
+        """Send batches to the (current) CUDA device from now on."""
+        return self.to("cuda")
+
+    def new(self, *loaders, device=None, path=None, **kwargs) -> DataLoaders:
+        """New DataLoaders with the same recipe, device and path, over ``loaders`` (default: these loaders).
+
+        >>> dls = DataLoaders.from_tensors((torch.randn(8, 2), torch.zeros(8)), bs=4, device="cpu")
+        >>> len(dls.new().train)
+        2
+        """
+        loaders = loaders or tuple(self.loaders)
+        kw = dict(recipe=self.recipe, n_inp=self._n_inp, loss_func=self.loss_func)
+        kw.update(kwargs)
+        return type(self)(*loaders, device=device or self.device, path=self.path if path is None else path, **kw)
+
     def to(self, device) -> DataLoaders:
         """Send batches to ``device`` from now on."""
         self.device = default_device(device)
@@ -432,7 +533,8 @@ class DataLoaders:
             raise DataError("These DataLoaders have no data recipe, so they cannot process raw items. "
                             "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application.")
         dl = self.recipe.test_dl(items, with_labels=with_labels, bs=bs or self._bs_default(), **kwargs)
-        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device, self._after_batch())
+        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device, self._after_batch(),
+                                                                    recipe=self.recipe)
 
     def _bs_default(self) -> int:
         dl = self.valid or self.train

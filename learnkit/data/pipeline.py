@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -213,27 +214,52 @@ class SamplePipeline:
                 f"{self.kinds}."
             ) from e
 
-    def sample(self, item, pos, eager: Mapping[int, Sequence] | None, i: int, train: bool) -> tuple:
+    def sample(self, item, pos, eager: Mapping[int, Sequence] | None, i: int, train: bool, trace=None) -> tuple:
         """Item ``item`` (position ``pos`` in the items) as a tuple of tensors; ``eager[k][i]`` holds the
-        precomputed values of the eager blocks."""
+        precomputed values of the eager blocks.
+
+        ``trace(step, value)``, when given, is called before each step with its name and ``None``, then
+        after it with what it produced (``DataBlock.summary`` prints the real pipeline with it).
+        """
         vals = [None] * self.n_blocks
         for side, base, slots in self._plan:
+            if trace is not None:
+                trace(("get_x", "get_y")[side], None)
             raw = self.side_values(item, side, pos)
+            if trace is not None:
+                trace(("get_x", "get_y")[side], raw)
             for k, enc in slots:
                 v = raw[k - base]
                 if enc is not None:
+                    if trace is not None:
+                        trace(f"{type(self.blocks[k]).__name__}.encode", None)
                     try:
                         v = enc(v)
                     except Exception as e:
                         raise self._encode_error(k, v, item, pos, e) from e
+                if trace is not None:
+                    trace(f"{type(self.blocks[k]).__name__}.encode", (raw[k - base], v))
                 vals[k] = v
         if eager:
             for k, t in eager.items():
                 vals[k] = t[i]
+                if trace is not None:
+                    trace(f"{type(self.blocks[k]).__name__}.encode_many", (None, vals[k]))
         sample = tuple(vals)
         for t in self.tfms:
+            if trace is not None:
+                trace(f"item transform {t!r}", None)
             sample = self.apply_tfm(t, sample, train, item, pos)
-        return tuple([f(v) for f, v in zip(self._to_tensor, sample)])
+            if trace is not None:
+                trace(f"item transform {t!r}", sample)
+        if trace is None:
+            return tuple([f(v) for f, v in zip(self._to_tensor, sample)])
+        out = []
+        for b, f, v in zip(self.blocks, self._to_tensor, sample):
+            trace(f"{type(b).__name__}.to_tensor", None)
+            out.append(f(v))
+            trace(f"{type(b).__name__}.to_tensor", out[-1])
+        return tuple(out)
 
 
 class BlockCollate:
@@ -328,6 +354,14 @@ class BlockDataset(Dataset):
     def idxs(self) -> list[int]:
         """Positions of this split's items in the DataBlock's list of items."""
         return list(self._idxs)
+
+    @property
+    def vocab(self):
+        """The first target block's vocab (class names), ``None`` when it has none (``dsets.train.vocab``)."""
+        for b in self.pipeline.blocks[self.pipeline.n_inp :]:
+            if b.vocab is not None:
+                return b.vocab
+        return None
 
     def raw(self, i: int):
         """The raw item behind ``ds[i]``."""
@@ -445,14 +479,30 @@ class Datasets:
         device=None,
         val_bs: int | None = None,
         seed: int | None = None,
+        dl_type=None,
+        dl_kwargs: dict | None = None,
+        batch_sampler=None,
+        path=None,
         **kwargs,
     ) -> DataLoaders:
-        """Plain ``torch.utils.data.DataLoader``s over the two datasets, wrapped in :class:`DataLoaders`.
+        """Loaders over the two datasets (plain ``torch.utils.data.DataLoader`` by default), in :class:`DataLoaders`.
 
         ``num_workers=None`` uses :func:`~learnkit.data.loaders.default_num_workers`; workers persist across
         epochs. ``drop_last=None`` drops the last short training batch when there are more items than ``bs``.
-        Pinned memory is on for CUDA. ``seed`` fixes the shuffling order. Other keyword arguments go to the
-        DataLoader (or ``dl_type``).
+        Pinned memory is on for CUDA. ``seed`` fixes the shuffling order.
+
+        How an application plugs in its own loading:
+
+        - ``dl_type``: the loader class (default: the DataBlock's ``dl_type``, else ``DataLoader``), called as
+          ``dl_type(dataset, batch_size=, shuffle=, drop_last=, generator=, num_workers=, collate_fn=, ...)``.
+        - ``dl_kwargs``: extra keyword arguments for ``dl_type`` (both loaders); other keyword arguments go
+          there too.
+        - ``batch_sampler``: a factory ``batch_sampler(dataset, bs=, shuffle=, drop_last=, generator=)`` giving
+          a batch sampler (e.g. sort by length); the loaders are then built with ``batch_sampler=`` instead of
+          ``batch_size``/``shuffle``. Give it ``shard``/``shard_eval``/``set_epoch`` for distributed training
+          (the sharding protocol of :mod:`learnkit.data.loaders`).
+        - ``path``: the folder exports and models go to (``dls.path``, then ``learn.path``; default: the
+          source folder, else ``'.'``).
         """
         if not isinstance(bs, int) or bs < 1:
             raise DataError(f"Expected bs to be a positive integer. Received: bs={bs!r}.")
@@ -462,23 +512,38 @@ class Datasets:
         pin = device.type == "cuda" if pin_memory is None else pin_memory
         drop = len(self.train) > bs if drop_last is None else drop_last
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-        dl_type = self.dl_type or DataLoader
+        dl_type = dl_type or self.dl_type or DataLoader
         common = dict(
             num_workers=nw,
             pin_memory=pin,
             collate_fn=self.recipe.collate_fn,
             persistent_workers=nw > 0,
+            **dict(dl_kwargs or {}),
             **kwargs,
         )
-        train = dl_type(self.train, batch_size=bs, shuffle=shuffle, drop_last=drop, generator=gen, **common)
-        valid = dl_type(self.valid, batch_size=val_bs or bs * 2, shuffle=False, drop_last=False, **common)
+        vbs = val_bs or bs * 2
+        if batch_sampler is not None:
+            if not callable(batch_sampler):
+                raise DataError(
+                    f"Expected batch_sampler to be a factory (dataset, bs=, shuffle=, drop_last=, generator=) -> "
+                    f"batch sampler. Received: {_short(batch_sampler)}. Fix: pass the function or class itself."
+                )
+            tbs = batch_sampler(self.train, bs=bs, shuffle=shuffle, drop_last=drop, generator=gen)
+            vbsamp = batch_sampler(self.valid, bs=vbs, shuffle=False, drop_last=False, generator=None)
+            train = dl_type(self.train, batch_sampler=tbs, **common)
+            valid = dl_type(self.valid, batch_sampler=vbsamp, **common)
+        else:
+            train = dl_type(self.train, batch_size=bs, shuffle=shuffle, drop_last=drop, generator=gen, **common)
+            valid = dl_type(self.valid, batch_size=vbs, shuffle=False, drop_last=False, **common)
+        if path is None:
+            path = self.path if self.path is not None else "."
         return DataLoaders(
             train,
             valid,
             device=device,
             recipe=self.recipe,
             loss_func=self.recipe.loss_func,
-            path=self.path if self.path is not None else ".",
+            path=Path(path),
         )
 
     def __repr__(self) -> str:

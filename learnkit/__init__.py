@@ -36,11 +36,11 @@ from .exceptions import *
 from .exceptions import __all__ as _exc_all
 from .export import load_learner
 from .learner import Learner
-from .models.registry import create_model, list_models, register_model
 from .losses import *
 from .losses import __all__ as _loss_all
 from .metrics import *
 from .metrics import __all__ as _metric_all
+from .models.registry import create_model, list_models, register_model
 from .optim import SGD, Adam, RMSProp
 
 __all__ = [

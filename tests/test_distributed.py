@@ -20,7 +20,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from learnkit import Checkpoint, DataLoaders, Learner, TensorLoader, set_seed
-from learnkit.exceptions import DataError
 from learnkit.distributed import (
     DistributedTrainer,
     _from_sync_bn,
@@ -35,6 +34,7 @@ from learnkit.distributed import (
     rank_distrib,
     sync_metrics,
 )
+from learnkit.exceptions import DataError
 
 SCRIPTS = Path(__file__).parent / "distributed_scripts"
 sys.path.insert(0, str(SCRIPTS))

@@ -3,7 +3,6 @@ pipeline, and loaders an application plugs in (dl_type / dl_kwargs / batch sampl
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader

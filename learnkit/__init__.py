@@ -43,16 +43,55 @@ from .metrics import __all__ as _metric_all
 from .models.registry import create_model, list_models, register_model
 from .optim import SGD, Adam, RMSProp
 
-__all__ = [
-    "__version__",
-    "Learner", "load_learner", "DataLoaders", "TensorLoader",
-    "Callback", "TrainEvalCallback", "Recorder", "ProgressCallback",
-    "ParamScheduler", "LRFinder", "SchedCos", "SchedLin", "SchedExp", "SchedNo", "combined_cos",
-    "valley", "slide", "minimum", "steep",
-    "Checkpoint", "EarlyStopping", "ReduceLROnPlateau", "SaveModel", "TerminateOnNaN",
-    "CSVLogger", "TensorBoardLogger", "CutMix", "MixUp", "Profile",
-    "BnFreeze", "ChannelsLast", "GradientAccumulation", "GradientClip", "MixedPrecision",
-    "default_device", "set_seed", "to_device",
-    "Adam", "SGD", "RMSProp",
-    "register_model", "create_model", "list_models",
-] + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")] + list(_exc_all) + list(_loss_all) + list(_metric_all)
+__all__ = (
+    [
+        "__version__",
+        "Learner",
+        "load_learner",
+        "DataLoaders",
+        "TensorLoader",
+        "Callback",
+        "TrainEvalCallback",
+        "Recorder",
+        "ProgressCallback",
+        "ParamScheduler",
+        "LRFinder",
+        "SchedCos",
+        "SchedLin",
+        "SchedExp",
+        "SchedNo",
+        "combined_cos",
+        "valley",
+        "slide",
+        "minimum",
+        "steep",
+        "Checkpoint",
+        "EarlyStopping",
+        "ReduceLROnPlateau",
+        "SaveModel",
+        "TerminateOnNaN",
+        "CSVLogger",
+        "TensorBoardLogger",
+        "CutMix",
+        "MixUp",
+        "Profile",
+        "BnFreeze",
+        "ChannelsLast",
+        "GradientAccumulation",
+        "GradientClip",
+        "MixedPrecision",
+        "default_device",
+        "set_seed",
+        "to_device",
+        "Adam",
+        "SGD",
+        "RMSProp",
+        "register_model",
+        "create_model",
+        "list_models",
+    ]
+    + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")]
+    + list(_exc_all)
+    + list(_loss_all)
+    + list(_metric_all)
+)

@@ -392,13 +392,19 @@ def _shard_valid_inner(dl, world: int, rank: int):
         return dl.shard_eval(world, rank)
     if _is_dataloader(dl) and not isinstance(dl.dataset, torch.utils.data.IterableDataset):
         if isinstance(dl.sampler, torch.utils.data.DistributedSampler):
-            raise _unshardable(dl, "a DistributedSampler pads and interleaves ranks, so gathered predictions "
-                               "would not line up; use a plain DataLoader for validation", "evaluation")
+            raise _unshardable(
+                dl,
+                "a DistributedSampler pads and interleaves ranks, so gathered predictions "
+                "would not line up; use a plain DataLoader for validation",
+                "evaluation",
+            )
         if not _is_standard_batching(dl):
             bs = dl.batch_sampler
             if isinstance(bs, EvalShardable):
                 return _rebuild_dataloader(dl, batch_sampler=bs.shard_eval(world, rank))
-            raise _unshardable(dl, f"a custom batch_sampler {type(bs).__name__} without .shard_eval()", "evaluation")
+            raise _unshardable(
+                dl, f"a custom batch_sampler {type(bs).__name__} without .shard_eval()", "evaluation"
+            )
         if isinstance(dl.sampler, torch.utils.data.SequentialSampler):
             order = range(len(dl.dataset))
         else:

@@ -90,17 +90,23 @@ __all__ = [
 EXPORT_FORMAT = "learnkit.export"
 
 #: data-recipe kind -> ``'learnkit.module:Class.from_spec'`` that rebuilds it (applications add theirs)
-RECIPES = Registry("data recipe kind", error=ModelError,
-                   fix="install the learnkit version (and application) that wrote the file.")
+RECIPES = Registry(
+    "data recipe kind",
+    error=ModelError,
+    fix="install the learnkit version (and application) that wrote the file.",
+)
 #: model spec kind -> ``'learnkit.module:function'`` rebuilding a non-nn.Module model from (spec, state_dict)
-MODEL_KINDS = Registry("model kind", error=ModelError,
-                       fix="install the learnkit version (and application) that wrote the file.")
+MODEL_KINDS = Registry(
+    "model kind", error=ModelError, fix="install the learnkit version (and application) that wrote the file."
+)
 
 
 def _check_loader_path(kind: str, loader) -> None:
     if not isinstance(loader, str) or not loader.startswith("learnkit.") or ":" not in loader:
-        raise ValueError(f"Expected a learnkit module path 'learnkit.module:function'. Received: "
-                         f"{kind}={loader!r}. Fix: e.g. register_recipe('text.lm', 'learnkit.text.data:LMRecipe.from_spec').")
+        raise ValueError(
+            f"Expected a learnkit module path 'learnkit.module:function'. Received: "
+            f"{kind}={loader!r}. Fix: e.g. register_recipe('text.lm', 'learnkit.text.data:LMRecipe.from_spec')."
+        )
 
 
 def register_recipe(kind: str, loader: str) -> None:
@@ -136,7 +142,9 @@ def _import_attr(path: str):
 def _lookup(reg: Registry, kind) -> str:
     """The loader registered for ``kind``, importing the application the kind names first when needed."""
     if not isinstance(kind, str):
-        raise ModelError(f"Expected a str kind in the export. Received: kind={kind!r}. Fix: re-export the learner.")
+        raise ModelError(
+            f"Expected a str kind in the export. Received: kind={kind!r}. Fix: re-export the learner."
+        )
     if kind not in reg:
         app = application_of(kind)
         if app is not None:
@@ -155,10 +163,29 @@ def _bias(m) -> bool:
     return m.bias is not None
 
 
-_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", _bias,
-         "padding_mode")
-_CONVT = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", _bias,
-          "dilation", "padding_mode")
+_CONV = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    _bias,
+    "padding_mode",
+)
+_CONVT = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "groups",
+    _bias,
+    "dilation",
+    "padding_mode",
+)
 _BN = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 _RNN = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
 _POOL_MAX = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
@@ -169,33 +196,88 @@ _POOL_AVG = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad
 TORCH_LAYERS: dict[str, tuple] = {
     "Linear": ("in_features", "out_features", _bias),
     "Bilinear": ("in1_features", "in2_features", "out_features", _bias),
-    "Conv1d": _CONV, "Conv2d": _CONV, "Conv3d": _CONV,
-    "ConvTranspose1d": _CONVT, "ConvTranspose2d": _CONVT, "ConvTranspose3d": _CONVT,
-    "BatchNorm1d": _BN, "BatchNorm2d": _BN, "BatchNorm3d": _BN,
-    "InstanceNorm1d": _BN, "InstanceNorm2d": _BN, "InstanceNorm3d": _BN,
-    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine", lambda m: m.bias is not None if m.elementwise_affine else True),
+    "Conv1d": _CONV,
+    "Conv2d": _CONV,
+    "Conv3d": _CONV,
+    "ConvTranspose1d": _CONVT,
+    "ConvTranspose2d": _CONVT,
+    "ConvTranspose3d": _CONVT,
+    "BatchNorm1d": _BN,
+    "BatchNorm2d": _BN,
+    "BatchNorm3d": _BN,
+    "InstanceNorm1d": _BN,
+    "InstanceNorm2d": _BN,
+    "InstanceNorm3d": _BN,
+    "LayerNorm": (
+        "normalized_shape",
+        "eps",
+        "elementwise_affine",
+        lambda m: m.bias is not None if m.elementwise_affine else True,
+    ),
     "GroupNorm": ("num_groups", "num_channels", "eps", "affine"),
-    "Embedding": ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq",
-                  "sparse"),
-    "EmbeddingBag": ("num_embeddings", "embedding_dim", "max_norm", "norm_type", "scale_grad_by_freq", "mode",
-                     "sparse", "include_last_offset", "padding_idx"),
-    "LSTM": _RNN + ("proj_size",), "GRU": _RNN, "RNN": _RNN + ("nonlinearity",),
-    "Dropout": ("p", "inplace"), "Dropout1d": ("p", "inplace"), "Dropout2d": ("p", "inplace"),
-    "Dropout3d": ("p", "inplace"), "AlphaDropout": ("p", "inplace"),
-    "ReLU": ("inplace",), "ReLU6": ("inplace",), "SiLU": ("inplace",), "Mish": ("inplace",),
-    "Hardswish": ("inplace",), "Hardsigmoid": ("inplace",), "ELU": ("alpha", "inplace"), "SELU": ("inplace",),
-    "CELU": ("alpha", "inplace"), "LeakyReLU": ("negative_slope", "inplace"), "GELU": ("approximate",),
-    "PReLU": ("num_parameters",), "Sigmoid": (), "Tanh": (), "Identity": (), "Softplus": ("beta", "threshold"),
-    "Softmax": ("dim",), "LogSoftmax": ("dim",), "Flatten": ("start_dim", "end_dim"),
+    "Embedding": (
+        "num_embeddings",
+        "embedding_dim",
+        "padding_idx",
+        "max_norm",
+        "norm_type",
+        "scale_grad_by_freq",
+        "sparse",
+    ),
+    "EmbeddingBag": (
+        "num_embeddings",
+        "embedding_dim",
+        "max_norm",
+        "norm_type",
+        "scale_grad_by_freq",
+        "mode",
+        "sparse",
+        "include_last_offset",
+        "padding_idx",
+    ),
+    "LSTM": _RNN + ("proj_size",),
+    "GRU": _RNN,
+    "RNN": _RNN + ("nonlinearity",),
+    "Dropout": ("p", "inplace"),
+    "Dropout1d": ("p", "inplace"),
+    "Dropout2d": ("p", "inplace"),
+    "Dropout3d": ("p", "inplace"),
+    "AlphaDropout": ("p", "inplace"),
+    "ReLU": ("inplace",),
+    "ReLU6": ("inplace",),
+    "SiLU": ("inplace",),
+    "Mish": ("inplace",),
+    "Hardswish": ("inplace",),
+    "Hardsigmoid": ("inplace",),
+    "ELU": ("alpha", "inplace"),
+    "SELU": ("inplace",),
+    "CELU": ("alpha", "inplace"),
+    "LeakyReLU": ("negative_slope", "inplace"),
+    "GELU": ("approximate",),
+    "PReLU": ("num_parameters",),
+    "Sigmoid": (),
+    "Tanh": (),
+    "Identity": (),
+    "Softplus": ("beta", "threshold"),
+    "Softmax": ("dim",),
+    "LogSoftmax": ("dim",),
+    "Flatten": ("start_dim", "end_dim"),
     "Unflatten": ("dim", "unflattened_size"),
-    "MaxPool1d": _POOL_MAX, "MaxPool2d": _POOL_MAX, "MaxPool3d": _POOL_MAX,
-    "AvgPool1d": _POOL_AVG, "AvgPool2d": _POOL_AVG + ("divisor_override",),
+    "MaxPool1d": _POOL_MAX,
+    "MaxPool2d": _POOL_MAX,
+    "MaxPool3d": _POOL_MAX,
+    "AvgPool1d": _POOL_AVG,
+    "AvgPool2d": _POOL_AVG + ("divisor_override",),
     "AvgPool3d": _POOL_AVG + ("divisor_override",),
-    "AdaptiveAvgPool1d": ("output_size",), "AdaptiveAvgPool2d": ("output_size",),
-    "AdaptiveAvgPool3d": ("output_size",), "AdaptiveMaxPool1d": ("output_size", "return_indices"),
-    "AdaptiveMaxPool2d": ("output_size", "return_indices"), "AdaptiveMaxPool3d": ("output_size", "return_indices"),
+    "AdaptiveAvgPool1d": ("output_size",),
+    "AdaptiveAvgPool2d": ("output_size",),
+    "AdaptiveAvgPool3d": ("output_size",),
+    "AdaptiveMaxPool1d": ("output_size", "return_indices"),
+    "AdaptiveMaxPool2d": ("output_size", "return_indices"),
+    "AdaptiveMaxPool3d": ("output_size", "return_indices"),
     "Upsample": ("size", "scale_factor", "mode", "align_corners"),
-    "ZeroPad2d": ("padding",), "PixelShuffle": ("upscale_factor",),
+    "ZeroPad2d": ("padding",),
+    "PixelShuffle": ("upscale_factor",),
 }
 _CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 _ARG_NAMES = {"LayerNorm": {3: "bias"}}  # argument position -> name where the reader is a function
@@ -283,8 +365,10 @@ def build_torch_layer(spec: dict) -> nn.Module:
     try:
         return getattr(nn, name)(**args)
     except TypeError as e:
-        raise ModelError(f"Could not rebuild torch.nn.{name}({args}): {e}. Fix: load with the torch version that "
-                         "wrote the export.") from e
+        raise ModelError(
+            f"Could not rebuild torch.nn.{name}({args}): {e}. Fix: load with the torch version that "
+            "wrote the export."
+        ) from e
 
 
 def _check_torch_spec(spec: dict, model: nn.Module) -> None:
@@ -318,8 +402,10 @@ def _model_spec(model: nn.Module, factory, factory_kwargs, pickle_model: bool) -
         _check_torch_spec(layer, model)
         return {"kind": "torch.nn", "layer": layer}
     if not is_plain_data(spec.get("kwargs", {})):
-        raise ModelError(f"Expected the model factory's arguments to be plain data (str, numbers, lists, dicts). "
-                         f"Received: {spec.get('kwargs')!r}. Fix: pass names instead of objects (e.g. arch='resnet34').")
+        raise ModelError(
+            f"Expected the model factory's arguments to be plain data (str, numbers, lists, dicts). "
+            f"Received: {spec.get('kwargs')!r}. Fix: pass names instead of objects (e.g. arch='resnet34')."
+        )
     return spec
 
 
@@ -334,8 +420,13 @@ def _bare_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def export_learner(learn, fname: str | os.PathLike = "export.lk", factory=None, factory_kwargs=None,
-                   pickle_model: bool = False) -> Path:
+def export_learner(
+    learn,
+    fname: str | os.PathLike = "export.lk",
+    factory=None,
+    factory_kwargs=None,
+    pickle_model: bool = False,
+) -> Path:
     """Write ``learn``'s model spec, weights, loss and data recipe to one pickle-free file (atomically).
 
     ``fname`` is used as given (any name and extension, e.g. ``'export.pkl'``); a relative name goes under
@@ -384,7 +475,9 @@ def _build_model(mspec: dict, state: dict, allow_pickle: bool, trusted_factories
         trusted = set(trusted_factories or ())
         fn = resolve_factory(name) if name in trusted else None
         if fn is None:
-            fn = next((model_entrypoint(n) for n in list_models() if _path_of(model_entrypoint(n)) == name), None)
+            fn = next(
+                (model_entrypoint(n) for n in list_models() if _path_of(model_entrypoint(n)) == name), None
+            )
         if fn is None:
             raise UnsafeFileError(
                 f"{source!r} asks for the model factory {name!r}, which is not a registered model factory, so "
@@ -404,10 +497,15 @@ def _missing_file(path: Path) -> ModelError:
     near = []
     if parent.is_dir():
         near = sorted(p.name for p in parent.iterdir() if p.is_file() and p.stem == path.stem and p != path)
-    hint = (f" Found beside it: {near}. Fix: pass the file's full name, e.g. load_learner({str(parent / near[0])!r})."
-            if near else " Fix: check the path; learn.export(name) writes under learn.path (dls.path) when name is relative.")
-    return ModelError(f"No export at {str(path)!r} (resolved: {str(path.resolve())!r}). Expected a file written by "
-                      f"learn.export().{hint}")
+    hint = (
+        f" Found beside it: {near}. Fix: pass the file's full name, e.g. load_learner({str(parent / near[0])!r})."
+        if near
+        else " Fix: check the path; learn.export(name) writes under learn.path (dls.path) when name is relative."
+    )
+    return ModelError(
+        f"No export at {str(path)!r} (resolved: {str(path.resolve())!r}). Expected a file written by "
+        f"learn.export().{hint}"
+    )
 
 
 def read_export(fname: str | os.PathLike) -> dict:
@@ -417,12 +515,16 @@ def read_export(fname: str | os.PathLike) -> dict:
         raise _missing_file(path)
     st = safe_load(path)
     if not isinstance(st, dict) or st.get("format") != EXPORT_FORMAT:
-        raise ModelError(f"{str(path)!r} is not a learnkit export. Expected a file written by learn.export(). "
-                         "Fix: for weights saved with learn.save(), build the Learner and call learn.load(name).")
+        raise ModelError(
+            f"{str(path)!r} is not a learnkit export. Expected a file written by learn.export(). "
+            "Fix: for weights saved with learn.save(), build the Learner and call learn.load(name)."
+        )
     return st
 
 
-def load_learner(fname: str | os.PathLike, device=None, allow_pickle: bool = False, trusted_factories=None, cpu=None):
+def load_learner(
+    fname: str | os.PathLike, device=None, allow_pickle: bool = False, trusted_factories=None, cpu=None
+):
     """Load an export written by :meth:`learnkit.Learner.export` for inference (``predict``, ``get_preds``).
 
     Reads with ``torch.load(weights_only=True)``: a file carrying pickled objects is refused with
@@ -444,8 +546,10 @@ def load_learner(fname: str | os.PathLike, device=None, allow_pickle: bool = Fal
     st = read_export(path)
     model = _build_model(st["model"], st["state_dict"], allow_pickle, trusted_factories, str(path))
     if not isinstance(model, nn.Module):
-        raise ModelError(f"{str(path)!r} holds a {type(model).__name__} model, which a Learner cannot run. "
-                         "Fix: load it with its application's loader (e.g. learnkit.tabular's load_forest).")
+        raise ModelError(
+            f"{str(path)!r} holds a {type(model).__name__} model, which a Learner cannot run. "
+            "Fix: load it with its application's loader (e.g. learnkit.tabular's load_forest)."
+        )
     load_state_checked(model, st["state_dict"], strict=True, source=str(path))
     recipe = recipe_from_spec(st["data"]) if st.get("data") else None
     if device is None and cpu is False:

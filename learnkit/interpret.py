@@ -111,7 +111,9 @@ class Interpretation:
         recipe = self.learn.dls.recipe
         p = self.decoded[i]
         t = self.targs[i]
-        return (recipe.decode_pred(p), recipe.decode_pred(t)) if recipe is not None else (p.tolist(), t.tolist())
+        return (
+            (recipe.decode_pred(p), recipe.decode_pred(t)) if recipe is not None else (p.tolist(), t.tolist())
+        )
 
     def plot_top_losses(
         self,

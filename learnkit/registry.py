@@ -76,7 +76,9 @@ def import_application(app: str, quiet: bool = True) -> bool:
     try:
         importlib.import_module(mod)
     except ModuleNotFoundError as e:
-        if e.name is not None and mod.startswith(e.name):  # the application is not installed / not written yet
+        if e.name is not None and mod.startswith(
+            e.name
+        ):  # the application is not installed / not written yet
             return False
         if not quiet:
             raise
@@ -119,8 +121,13 @@ class Registry:
     learnkit.exceptions.LearnkitError: Expected the name of a registered colour. Received: name='rd'. Did you mean 'red'? Known: ['red']. Fix: register it first (Registry.register).
     """
 
-    def __init__(self, what: str, error: type[Exception] = LearnkitError, check: Callable | None = None,
-                 fix: str = "register it first (Registry.register)."):
+    def __init__(
+        self,
+        what: str,
+        error: type[Exception] = LearnkitError,
+        check: Callable | None = None,
+        fix: str = "register it first (Registry.register).",
+    ):
         self.what, self.error, self.check, self.fix = what, error, check, fix
         self._items: dict[str, object] = {}
 
@@ -131,8 +138,10 @@ class Registry:
         def _add(o):
             key = name or getattr(o, "__name__", None)
             if not isinstance(key, str) or not key or key == "<lambda>":
-                raise self.error(f"Expected a name for the {self.what}. Received: name={key!r}. "
-                                 f"Fix: register(obj, name='my_{self.what}').")
+                raise self.error(
+                    f"Expected a name for the {self.what}. Received: name={key!r}. "
+                    f"Fix: register(obj, name='my_{self.what}')."
+                )
             if self.check is not None:
                 self.check(key, o)
             old = self._items.get(key)

@@ -366,8 +366,10 @@ def test_custom_batch_samplers_shard_through_the_protocol_and_are_refused_withou
     evals = [torch.cat([b[0] for b in _shard_valid_inner(dl, 2, r)]) for r in (0, 1)]
     assert torch.cat(evals).tolist() == list(range(9))[::-1]  # every item once, in the sampler's order
     plain = DataLoader(TensorDataset(ids), batch_sampler=_PlainBatches(9, 2))
-    for fn, match in ((lambda: _shard_train_inner(plain, 2, 0, seed=0), r"\.shard\(num_replicas, rank, seed\)"),
-                      (lambda: _shard_valid_inner(plain, 2, 0), r"\.shard_eval\(num_replicas, rank\)")):
+    for fn, match in (
+        (lambda: _shard_train_inner(plain, 2, 0, seed=0), r"\.shard\(num_replicas, rank, seed\)"),
+        (lambda: _shard_valid_inner(plain, 2, 0), r"\.shard_eval\(num_replicas, rank\)"),
+    ):
         with pytest.raises(DataError, match=match):
             fn()
 

@@ -37,24 +37,36 @@ def test_plain_sequential_of_torch_layers_exports_and_loads_the_same_predictions
     st = read_export(f)
     assert st["model"]["kind"] == "torch.nn"
     assert [c[1]["class"] for c in st["model"]["layer"]["children"]] == [
-        "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
 
 
 def test_nested_containers_and_recurrent_layers_round_trip():
     torch.manual_seed(0)
-    m = nn.ModuleDict({
-        "emb": nn.Embedding(20, 6, padding_idx=0),
-        "rnn": nn.LSTM(6, 8, num_layers=2, batch_first=True, bidirectional=True),
-        "head": nn.Sequential(nn.LayerNorm(16), nn.Conv1d(16, 4, 3, padding=1, bias=False),
-                              nn.ModuleList([nn.GELU("tanh"), nn.LeakyReLU(0.2)])),
-    })
+    m = nn.ModuleDict(
+        {
+            "emb": nn.Embedding(20, 6, padding_idx=0),
+            "rnn": nn.LSTM(6, 8, num_layers=2, batch_first=True, bidirectional=True),
+            "head": nn.Sequential(
+                nn.LayerNorm(16),
+                nn.Conv1d(16, 4, 3, padding=1, bias=False),
+                nn.ModuleList([nn.GELU("tanh"), nn.LeakyReLU(0.2)]),
+            ),
+        }
+    )
     rebuilt = build_torch_layer(torch_layer_spec(m))
     rebuilt.load_state_dict(m.state_dict())  # strict: same keys and shapes
     x = torch.randint(1, 20, (2, 5))
+
     def run(mod):
         h, _ = mod["rnn"](mod["emb"](x))
         h = mod["head"][0](h).transpose(1, 2)
         return mod["head"][1](h)
+
     m.eval(), rebuilt.eval()
     assert torch.equal(run(m), run(rebuilt))
     assert rebuilt["head"][1].bias is None and rebuilt["emb"].padding_idx == 0
@@ -118,8 +130,9 @@ def test_load_learner_in_a_fresh_process_imports_the_application_the_file_needs(
 
     imgs = [torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8) for _ in range(8)]
     items = [(im, "ab"[i % 2]) for i, im in enumerate(imgs)]
-    dls = DataBlock(blocks=(ImageBlock, CategoryBlock), splitter=lambda o: (list(range(6)), [6, 7])).dataloaders(
-        items, bs=4, num_workers=0, device="cpu")
+    dls = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), splitter=lambda o: (list(range(6)), [6, 7])
+    ).dataloaders(items, bs=4, num_workers=0, device="cpu")
     learn = Learner(dls, create_model("simple_cnn", n_out=2), path=tmp_path)
     f = learn.export("export.pkl")
     code = (
@@ -127,8 +140,13 @@ def test_load_learner_in_a_fresh_process_imports_the_application_the_file_needs(
         f"l = load_learner({str(f)!r}); "
         "assert 'learnkit.vision' in sys.modules; print(type(l.dls.recipe).__name__, l.dls.vocab)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(ROOT), "LEARNKIT_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "LEARNKIT_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DataBlockRecipe ['a', 'b']" in out.stdout

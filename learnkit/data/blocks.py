@@ -144,7 +144,6 @@ def _as_image_array(v) -> np.ndarray | None:
     return a
 
 
-
 # ============================================================================================ blocks
 def _check_block(name: str, cls) -> None:
     if not (isinstance(cls, type) and issubclass(cls, TransformBlock)):
@@ -873,5 +872,3 @@ def _as_block(b, i: int) -> TransformBlock:
         f"Expected blocks to be TransformBlock instances or classes. Received: blocks[{i}]={_short(b)} "
         f"(type {type(b).__name__}). Fix: e.g. blocks=(ImageBlock, CategoryBlock)."
     )
-
-

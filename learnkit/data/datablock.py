@@ -415,16 +415,26 @@ class DataBlock:
         >>> db.new(batch_tfms=[]).n_inp == db.n_inp
         True
         """
-        args = dict(blocks=self.blocks, get_items=self.get_items, get_x=self.get_x, get_y=self.get_y,
-                    n_inp=self.n_inp, splitter=self.splitter, item_tfms=self.item_tfms,
-                    batch_tfms=self.batch_tfms, dl_type=self.dl_type)
+        args = dict(
+            blocks=self.blocks,
+            get_items=self.get_items,
+            get_x=self.get_x,
+            get_y=self.get_y,
+            n_inp=self.n_inp,
+            splitter=self.splitter,
+            item_tfms=self.item_tfms,
+            batch_tfms=self.batch_tfms,
+            dl_type=self.dl_type,
+        )
         if item_tfms is not None:
             args["item_tfms"] = item_tfms
         if batch_tfms is not None:
             args["batch_tfms"] = batch_tfms
         unknown = set(kwargs) - set(args)
         if unknown:
-            raise DataError(f"Expected DataBlock arguments. Received: {sorted(unknown)}. Fix: one of {sorted(args)}.")
+            raise DataError(
+                f"Expected DataBlock arguments. Received: {sorted(unknown)}. Fix: one of {sorted(args)}."
+            )
         args.update(kwargs)
         return DataBlock(**args)
 
@@ -655,14 +665,19 @@ class DataBlock:
             else:
                 st.log(f"[{step}] -> {_describe(value)}")
 
-        for side, name in ((0, "get_x"), (1, "get_y")):  # eager blocks' values, as _dataset_from computed them
+        for side, name in (
+            (0, "get_x"),
+            (1, "get_y"),
+        ):  # eager blocks' values, as _dataset_from computed them
             eager_side = [k for k in pipe.eager_slots if k in pipe._slots(side)]
             if eager_side and not pipe.lazy[side]:
                 vals = st.run(name, pipe.values_for, items, [j], eager_side)
                 f = pipe.getters[side]
                 shown = tuple(vals[k][0] for k in eager_side)
-                st.log(f"[{name}] {_fname(f) if f is not None else '(the item)'} -> "
-                       f"{_describe(shown if len(shown) > 1 else shown[0])}")
+                st.log(
+                    f"[{name}] {_fname(f) if f is not None else '(the item)'} -> "
+                    f"{_describe(shown if len(shown) > 1 else shown[0])}"
+                )
         try:
             ds.pipeline.sample(items[j], j, ds.eager, 0, True, trace=trace)
         except Exception as e:
@@ -689,4 +704,3 @@ class DataBlock:
             f"DataBlock(blocks={list(self.blocks)}, n_inp={self.n_inp}, get_items={_fname(self.get_items)}, "
             f"get_x={_fname(self.get_x)}, get_y={_fname(self.get_y)}, splitter={_fname(self.splitter)})"
         )
-

@@ -96,21 +96,39 @@ class TensorLoader:
     [4, 4, 2]
     """
 
-    def __init__(self, *tensors: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        bs: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int | None = None,
+    ):
         if not tensors:
-            raise DataError("Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64).")
+            raise DataError(
+                "Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64)."
+            )
         n = len(tensors[0])
         for i, t in enumerate(tensors):
             if not isinstance(t, torch.Tensor):
-                raise DataError(f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
-                                "Fix: convert with torch.as_tensor(...).")
+                raise DataError(
+                    f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
+                    "Fix: convert with torch.as_tensor(...)."
+                )
             if len(t) != n:
-                raise DataError(f"Expected tensors with the same length. Received: lengths "
-                                f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item.")
+                raise DataError(
+                    f"Expected tensors with the same length. Received: lengths "
+                    f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item."
+                )
         if int(bs) < 1:
             raise DataError(f"Expected bs >= 1. Received: bs={bs}.")
-        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = tuple(tensors), int(bs), shuffle, drop_last, seed
+        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = (
+            tuple(tensors),
+            int(bs),
+            shuffle,
+            drop_last,
+            seed,
+        )
         self.epoch, self.num_replicas, self.rank, self._start_batch = 0, 1, 0, 0
 
     @property
@@ -145,8 +163,10 @@ class TensorLoader:
         [3, 3, 4]
         """
         if self.num_replicas != 1:
-            raise DataError("Expected an unsharded TensorLoader for shard_eval. Received: one already sharded "
-                            f"for {self.num_replicas} replicas. Fix: call shard_eval on the original loader.")
+            raise DataError(
+                "Expected an unsharded TensorLoader for shard_eval. Received: one already sharded "
+                f"for {self.num_replicas} replicas. Fix: call shard_eval on the original loader."
+            )
         a, b = self.n * rank // num_replicas, self.n * (rank + 1) // num_replicas
         new = copy.copy(self)
         new.tensors = tuple(t[a:b] for t in self.tensors)
@@ -292,20 +312,28 @@ class DeviceLoader:
     def decode_batch(self, b, max_n: int | None = None) -> list:
         """A batch back to decoded item tuples through the data recipe (``dls.train.decode_batch(b)``)."""
         if self.recipe is None:
-            raise DataError("This loader has no data recipe (plain tensors), so there is nothing to decode. "
-                            "Expected a loader of DataLoaders built by a DataBlock or an application.")
+            raise DataError(
+                "This loader has no data recipe (plain tensors), so there is nothing to decode. "
+                "Expected a loader of DataLoaders built by a DataBlock or an application."
+            )
         return self.recipe.decode_batch(b, max_n)
 
     def show_batch(self, b=None, max_n: int = 9, **kwargs):
         """Draw a batch of this loader (default: its first) through the data recipe."""
         if self.recipe is None:
-            raise DataError("This loader has no data recipe that knows how to show items (plain tensors). "
-                            "Expected a loader of DataLoaders built by a DataBlock or an application factory.")
+            raise DataError(
+                "This loader has no data recipe that knows how to show items (plain tensors). "
+                "Expected a loader of DataLoaders built by a DataBlock or an application factory."
+            )
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the loader or its sampler (distributed shuffling)."""
-        for o in (self.loader, getattr(self.loader, "sampler", None), getattr(self.loader, "batch_sampler", None)):
+        for o in (
+            self.loader,
+            getattr(self.loader, "sampler", None),
+            getattr(self.loader, "batch_sampler", None),
+        ):
             if o is not None and hasattr(o, "set_epoch"):
                 o.set_epoch(epoch)
                 return
@@ -369,18 +397,24 @@ def _check_loader(dl, name: str):
     if dl is None:
         return None
     if isinstance(dl, Dataset) and not isinstance(dl, Iterable):
-        raise DataError(f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
-                        "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64).")
+        raise DataError(
+            f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
+            "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64)."
+        )
     if not isinstance(dl, Iterable):
-        raise DataError(f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
-                        f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...).")
+        raise DataError(
+            f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
+            f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...)."
+        )
     try:
         n = len(dl)
     except TypeError:
         n = None
     if n == 0:
-        raise DataError(f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
-                        "dataset has items and that drop_last=True is not dropping a batch smaller than bs.")
+        raise DataError(
+            f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
+            "dataset has items and that drop_last=True is not dropping a batch smaller than bs."
+        )
     return dl
 
 
@@ -401,7 +435,9 @@ class DataLoaders:
     (5, 1)
     """
 
-    def __init__(self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."):
+    def __init__(
+        self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."
+    ):
         if recipe is not None and not isinstance(recipe, DataRecipe):
             raise DataError(
                 f"Expected recipe to be a learnkit.data.recipe.DataRecipe (or None). Received: "
@@ -425,7 +461,9 @@ class DataLoaders:
 
     def _wrap(self, dl, train: bool) -> DeviceLoader:
         wc = self.recipe.worker_collate if self.recipe is not None else None
-        return DeviceLoader(dl, self.device, self._after_batch(), train=train, worker_collate=wc, recipe=self.recipe)
+        return DeviceLoader(
+            dl, self.device, self._after_batch(), train=train, worker_collate=wc, recipe=self.recipe
+        )
 
     # --- access -------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> DeviceLoader:
@@ -495,7 +533,9 @@ class DataLoaders:
         loaders = loaders or tuple(self.loaders)
         kw = dict(recipe=self.recipe, n_inp=self._n_inp, loss_func=self.loss_func)
         kw.update(kwargs)
-        return type(self)(*loaders, device=device or self.device, path=self.path if path is None else path, **kw)
+        return type(self)(
+            *loaders, device=device or self.device, path=self.path if path is None else path, **kw
+        )
 
     def to(self, device) -> DataLoaders:
         """Send batches to ``device`` from now on."""
@@ -509,7 +549,9 @@ class DataLoaders:
         """The first batch of loader ``i`` (0 = train), on the device, after batch transforms."""
         dl = self.loaders[i]
         if dl is None:
-            raise DataError(f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders.")
+            raise DataError(
+                f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders."
+            )
         return next(iter(dl))
 
     def decode(self, batch):
@@ -521,8 +563,10 @@ class DataLoaders:
     def show_batch(self, b=None, max_n: int = 9, **kwargs):
         """Show a few items of a batch (decoded) as the data's blocks show them."""
         if self.recipe is None:
-            raise DataError("These DataLoaders have no recipe that knows how to show items (plain tensors). "
-                            "Expected DataLoaders built by a DataBlock or an application factory.")
+            raise DataError(
+                "These DataLoaders have no recipe that knows how to show items (plain tensors). "
+                "Expected DataLoaders built by a DataBlock or an application factory."
+            )
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def test_dl(self, items, with_labels: bool = False, bs: int | None = None, **kwargs) -> DeviceLoader:
@@ -530,11 +574,16 @@ class DataLoaders:
         if self.recipe is None:
             if isinstance(items, torch.Tensor):
                 return DeviceLoader(TensorLoader(items, bs=bs or 64), self.device)
-            raise DataError("These DataLoaders have no data recipe, so they cannot process raw items. "
-                            "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application.")
+            raise DataError(
+                "These DataLoaders have no data recipe, so they cannot process raw items. "
+                "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application."
+            )
         dl = self.recipe.test_dl(items, with_labels=with_labels, bs=bs or self._bs_default(), **kwargs)
-        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device, self._after_batch(),
-                                                                    recipe=self.recipe)
+        return (
+            dl
+            if isinstance(dl, DeviceLoader)
+            else DeviceLoader(dl, self.device, self._after_batch(), recipe=self.recipe)
+        )
 
     def _bs_default(self) -> int:
         dl = self.valid or self.train
@@ -542,22 +591,45 @@ class DataLoaders:
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
-    def from_tensors(cls, train: Sequence[torch.Tensor], valid: Sequence[torch.Tensor] | None = None, bs: int = 64,
-                     val_bs: int | None = None, shuffle: bool = True, drop_last: bool = False, device=None,
-                     seed: int | None = None, **kwargs) -> DataLoaders:
+    def from_tensors(
+        cls,
+        train: Sequence[torch.Tensor],
+        valid: Sequence[torch.Tensor] | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        device=None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> DataLoaders:
         """Loaders over in-memory tensors, batched by slicing: ``train=(x, y)``, ``valid=(x_valid, y_valid)``.
 
         Tensors stay where they are (put them on the GPU first to skip the per-batch copy).
         """
-        train, valid = _as_tensors(train, "train"), (_as_tensors(valid, "valid") if valid is not None else None)
+        train, valid = (
+            _as_tensors(train, "train"),
+            (_as_tensors(valid, "valid") if valid is not None else None),
+        )
         tdl = TensorLoader(*train, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
         vdl = TensorLoader(*valid, bs=val_bs or bs * 2) if valid is not None else None
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
-    def from_datasets(cls, train_ds: Dataset, valid_ds: Dataset | None = None, bs: int = 64, val_bs: int | None = None,
-                      shuffle: bool = True, num_workers: int | None = None, drop_last: bool = False,
-                      pin_memory: bool | None = None, collate_fn=None, device=None, **kwargs) -> DataLoaders:
+    def from_datasets(
+        cls,
+        train_ds: Dataset,
+        valid_ds: Dataset | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        num_workers: int | None = None,
+        drop_last: bool = False,
+        pin_memory: bool | None = None,
+        collate_fn=None,
+        device=None,
+        **kwargs,
+    ) -> DataLoaders:
         """torch ``DataLoader``s over map-style datasets; workers default to :func:`default_num_workers`.
 
         Pinned memory is on when the device is CUDA.
@@ -568,16 +640,28 @@ class DataLoaders:
         for name, ds in (("train_ds", train_ds), ("valid_ds", valid_ds)):
             if ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
                 raise DataError(f"Expected a non-empty dataset. Received: {name} with 0 items.")
-            if ds is not None and isinstance(ds, Dataset) and not isinstance(ds, torch.utils.data.IterableDataset):
+            if (
+                ds is not None
+                and isinstance(ds, Dataset)
+                and not isinstance(ds, torch.utils.data.IterableDataset)
+            ):
                 try:
                     first = ds[0]
                 except Exception:  # not indexable by 0: batching will tell
                     continue
                 _check_sample(first, "item 0", name)
-        common = dict(num_workers=nw, pin_memory=pin, collate_fn=collate_fn or CheckedCollate(),
-                      persistent_workers=nw > 0)
+        common = dict(
+            num_workers=nw,
+            pin_memory=pin,
+            collate_fn=collate_fn or CheckedCollate(),
+            persistent_workers=nw > 0,
+        )
         tdl = DataLoader(train_ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, **common)
-        vdl = DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common) if valid_ds is not None else None
+        vdl = (
+            DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common)
+            if valid_ds is not None
+            else None
+        )
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
@@ -599,10 +683,14 @@ def _describe_value(v) -> str:
 
 def _as_tensors(ts, name):
     if isinstance(ts, torch.Tensor):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
-                        f"Fix: pass {name}=(x, y).")
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
+            f"Fix: pass {name}=(x, y)."
+        )
     if isinstance(ts, Mapping) or not isinstance(ts, Sequence):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}.")
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}."
+        )
     out = []
     for k, t in enumerate(ts):
         try:
@@ -638,7 +726,13 @@ def _first_bad(t):
 
 def _check_sample(s, pos: str, name: str) -> None:
     """Raise a DataError naming the item and field when a dataset sample holds ``None``."""
-    fields = list(s.items()) if isinstance(s, Mapping) else list(enumerate(s)) if isinstance(s, (tuple, list)) else []
+    fields = (
+        list(s.items())
+        if isinstance(s, Mapping)
+        else list(enumerate(s))
+        if isinstance(s, (tuple, list))
+        else []
+    )
     if s is None:
         raise DataError(
             f"Expected {name} to give a tuple of tensors (x, y) per item. Received: None for {pos}. Fix: make "
@@ -668,7 +762,10 @@ class CheckedCollate:
         except (TypeError, RuntimeError) as e:
             for i, s in enumerate(samples):
                 _check_sample(s, f"sample {i} of the batch", self.name)
-            shapes = [[_describe_value(v) for v in (s if isinstance(s, (tuple, list)) else [s])] for s in samples[:4]]
+            shapes = [
+                [_describe_value(v) for v in (s if isinstance(s, (tuple, list)) else [s])]
+                for s in samples[:4]
+            ]
             raise DataError(
                 f"Could not batch the items of {self.name}: {e}. Received: samples {shapes}. Expected the same type "
                 "and shape in each field. Fix: resize/pad inputs to one shape (or pass a collate_fn that pads)."

@@ -214,7 +214,9 @@ class SamplePipeline:
                 f"{self.kinds}."
             ) from e
 
-    def sample(self, item, pos, eager: Mapping[int, Sequence] | None, i: int, train: bool, trace=None) -> tuple:
+    def sample(
+        self, item, pos, eager: Mapping[int, Sequence] | None, i: int, train: bool, trace=None
+    ) -> tuple:
         """Item ``item`` (position ``pos`` in the items) as a tuple of tensors; ``eager[k][i]`` holds the
         precomputed values of the eager blocks.
 
@@ -369,7 +371,6 @@ class BlockDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"BlockDataset({len(self)} items, train={self.train}, kinds={self.pipeline.kinds})"
-
 
 
 def _dataset_from(
@@ -533,7 +534,9 @@ class Datasets:
             train = dl_type(self.train, batch_sampler=tbs, **common)
             valid = dl_type(self.valid, batch_sampler=vbsamp, **common)
         else:
-            train = dl_type(self.train, batch_size=bs, shuffle=shuffle, drop_last=drop, generator=gen, **common)
+            train = dl_type(
+                self.train, batch_size=bs, shuffle=shuffle, drop_last=drop, generator=gen, **common
+            )
             valid = dl_type(self.valid, batch_size=vbs, shuffle=False, drop_last=False, **common)
         if path is None:
             path = self.path if self.path is not None else "."
@@ -548,5 +551,3 @@ class Datasets:
 
     def __repr__(self) -> str:
         return f"Datasets(train={len(self.train)}, valid={len(self.valid)}, blocks={list(self.blocks)})"
-
-

@@ -39,7 +39,9 @@ __all__ = ["add_parser", "add_commands", "main"]
 
 def add_commands(subparsers) -> None:
     """Add vision's top-level commands (``learnkit demo``) to the ``learnkit`` parser's subparsers."""
-    d = subparsers.add_parser("demo", help="vision demo on scikit-learn's digits (trains in seconds on a CPU)")
+    d = subparsers.add_parser(
+        "demo", help="vision demo on scikit-learn's digits (trains in seconds on a CPU)"
+    )
     d.add_argument("--out", default="learnkit_demo", help="folder for the data, plots and export")
     d.add_argument("--epochs", type=int, default=4)
     d.add_argument("--size", type=int, default=28, help="image size in pixels")

@@ -28,9 +28,12 @@ def _wine_block(**kw):
     def splitter(df):  # fastai-book style: the splitter reads the DataFrame
         return df.index[~df["is_valid"]].tolist(), df.index[df["is_valid"]].tolist()
 
-    args = dict(blocks=(RegressionBlock(n_out=3), CategoryBlock),
-                get_x=lambda r: [r["alcohol"], r["malic_acid"], r["flavanoids"]], get_y=lambda r: r["cls"],
-                splitter=splitter)
+    args = dict(
+        blocks=(RegressionBlock(n_out=3), CategoryBlock),
+        get_x=lambda r: [r["alcohol"], r["malic_acid"], r["flavanoids"]],
+        get_y=lambda r: r["cls"],
+        splitter=splitter,
+    )
     args.update(kw)
     return DataBlock(**args)
 
@@ -103,8 +106,15 @@ def test_summary_runs_the_real_item_pipeline(wine_df, monkeypatch, capsys):
     text = _wine_block().summary(wine_df, bs=4)
     assert calls and calls[0] is True  # the traced walk is the loaders' own sample()
     assert len(calls) == 1 + 4  # one traced item, then the batch of 4 through the dataset
-    for step in ("-> 142 training, 36 validation", "[get_x] _wine_block", "[get_y] _wine_block",
-                 "[CategoryBlock.encode_many]", "[RegressionBlock.to_tensor]", "[collate]", "[decode]"):
+    for step in (
+        "-> 142 training, 36 validation",
+        "[get_x] _wine_block",
+        "[get_y] _wine_block",
+        "[CategoryBlock.encode_many]",
+        "[RegressionBlock.to_tensor]",
+        "[collate]",
+        "[decode]",
+    ):
         assert step in text, step
 
 
@@ -146,9 +156,17 @@ class MyLoader(DataLoader):
 
 def test_datasets_dataloaders_takes_a_batch_sampler_factory_and_a_loader_class(wine_df):
     dsets = _wine_block().datasets(wine_df)
-    dls = dsets.dataloaders(bs=10, num_workers=0, device="cpu", batch_sampler=SortedBatches, dl_type=MyLoader,
-                            dl_kwargs={"timeout": 0})
-    assert isinstance(dls.train.loader, MyLoader) and isinstance(dls.train.loader.batch_sampler, SortedBatches)
+    dls = dsets.dataloaders(
+        bs=10,
+        num_workers=0,
+        device="cpu",
+        batch_sampler=SortedBatches,
+        dl_type=MyLoader,
+        dl_kwargs={"timeout": 0},
+    )
+    assert isinstance(dls.train.loader, MyLoader) and isinstance(
+        dls.train.loader.batch_sampler, SortedBatches
+    )
     xb, yb = dls.train.one_batch()
     assert len(xb) == 10
     first = [dsets.train[i][0] for i in range(len(dsets.train) - 1, len(dsets.train) - 11, -1)]

@@ -33,6 +33,7 @@ import inspect
 import os
 import sys
 import warnings
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -40,6 +41,7 @@ from torch import nn
 
 from .callbacks.core import Callback
 from .data.loaders import DeviceLoader, EvalShardable, Shardable
+from .device import default_device
 from .exceptions import DataError, ModelError
 
 __all__ = [
@@ -54,6 +56,8 @@ __all__ = [
     "no_sync",
     "DistributedTrainer",
     "auto_callbacks",
+    "GathersAcrossRanks",
+    "all_gather_objects",
 ]
 
 #: Default timeout of every collective (seconds); ``$LEARNKIT_DIST_TIMEOUT`` overrides it.
@@ -136,7 +140,6 @@ def setup_distributed(
     """
     if not dist.is_available() or dist.is_initialized() or not _launched():
         return False
-    from .device import default_device
 
     dev = torch.device(device) if device is not None else default_device()
     backend = backend or os.environ.get("LEARNKIT_DIST_BACKEND") or None
@@ -302,6 +305,43 @@ def no_sync(learn):
     """
     ddp = getattr(learn, "ddp_model", None)
     return ddp.no_sync() if ddp is not None else contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------- gathering
+@runtime_checkable
+class GathersAcrossRanks(Protocol):
+    """A callback that collects per-rank results during validation and merges them after it.
+
+    ``gather_across_ranks(gather)`` is called on every rank after each sharded validation;
+    ``gather(obj) -> [obj_rank0, obj_rank1, ...]`` is :func:`all_gather_objects`. Implementing this
+    protocol is how a callback (e.g. the one behind ``get_preds``) takes part, so this module needs to
+    know no callback class.
+    """
+
+    def gather_across_ranks(self, gather) -> None: ...
+
+
+def all_gather_objects(obj) -> list:
+    """``[obj from rank 0, obj from rank 1, ...]`` on every rank (``[obj]`` in a single process).
+
+    >>> all_gather_objects({"n": 3})
+    [{'n': 3}]
+    """
+    if not is_distributed():
+        return [obj]
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def _gather_preds_fallback(g) -> None:
+    """Merge a GatherPreds' lists across ranks (temporary: until GatherPreds implements the protocol)."""
+    cat = type(g)._cat
+    local = [cat(xs) for xs in (g._p, g._t, g._i, g._l)]
+    parts = all_gather_objects(local)
+    for j, attr in enumerate(("_p", "_t", "_i", "_l")):
+        pieces = [p[j] for p in parts if p[j] is not None]
+        setattr(g, attr, [cat(pieces)] if pieces else [])
 
 
 # ----------------------------------------------------------------------------------------------- sharding
@@ -702,15 +742,11 @@ class DistributedTrainer(Callback):
     def after_validate(self):
         if not (self._gather and is_distributed()):
             return
-        from .callbacks.progress import GatherPreds
-
-        for g in [c for c in self.learn.cbs if isinstance(c, GatherPreds)]:
-            local = [GatherPreds._cat(xs) for xs in (g._p, g._t, g._i, g._l)]
-            parts = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, local)
-            for j, attr in enumerate(("_p", "_t", "_i", "_l")):
-                pieces = [p[j] for p in parts if p[j] is not None]
-                setattr(g, attr, [GatherPreds._cat(pieces)] if pieces else [])
+        for cb in self.learn.cbs:
+            if isinstance(cb, GathersAcrossRanks):
+                cb.gather_across_ranks(all_gather_objects)
+            elif type(cb).__name__ == "GatherPreds":  # until GatherPreds implements gather_across_ranks
+                _gather_preds_fallback(cb)
 
     def after_fit(self):
         _LOCAL_PHASE["on"] = False

@@ -18,10 +18,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..exceptions import DataError
+from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..registry import Registry
 from ..utils import listify
 from .transforms import BatchTransform, ItemTransform, transform_from_spec
@@ -118,8 +120,6 @@ def _add_title(ax, text: str, color=None) -> None:
 
 def _new_ax(ax):
     if ax is None:
-        import matplotlib.pyplot as plt
-
         _, ax = plt.subplots(figsize=(3, 3))
     return ax
 
@@ -555,8 +555,6 @@ class CategoryBlock(_VocabBlock):
 
     def loss_func(self):
         """Cross-entropy on the class scores."""
-        from ..losses import CrossEntropyLossFlat
-
         return CrossEntropyLossFlat()
 
     def spec_kwargs(self) -> dict:
@@ -729,8 +727,6 @@ class MultiCategoryBlock(_VocabBlock):
 
     def loss_func(self):
         """Binary cross-entropy with logits, one per label."""
-        from ..losses import BCEWithLogitsLossFlat
-
         return BCEWithLogitsLossFlat()
 
     def spec_kwargs(self) -> dict:
@@ -843,8 +839,6 @@ class RegressionBlock(TransformBlock):
 
     def loss_func(self):
         """Mean squared error."""
-        from ..losses import MSELossFlat
-
         return MSELossFlat()
 
     @property

@@ -24,6 +24,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -152,8 +153,6 @@ class DataBlockRecipe(DataRecipe):
         return [tuple(blk.decode(el[i]) for blk, el in zip(self.blocks, b)) for i in range(n)]
 
     def _grid(self, n: int, nrows=None, ncols=None, figsize=None):
-        import matplotlib.pyplot as plt
-
         ncols = ncols or (math.ceil(n / nrows) if nrows else math.ceil(math.sqrt(n)))
         nrows = nrows or math.ceil(n / ncols)
         fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)

@@ -459,6 +459,16 @@ class DataLoaders:
             return None
         return r.after_batch
 
+    def wrap(self, dl, train: bool = False) -> DeviceLoader:
+        """``dl`` as these loaders serve batches: on ``self.device``, with the recipe's batch transforms
+        (a :class:`DeviceLoader` is returned as it is). Use it for any extra loader (``get_preds(dl=...)``).
+
+        >>> dls = DataLoaders.from_tensors((torch.randn(4, 2), torch.zeros(4)), device="cpu")
+        >>> type(dls.wrap(TensorLoader(torch.randn(3, 2), bs=2))).__name__
+        'DeviceLoader'
+        """
+        return dl if isinstance(dl, DeviceLoader) else self._wrap(dl, train)
+
     def _wrap(self, dl, train: bool) -> DeviceLoader:
         wc = self.recipe.worker_collate if self.recipe is not None else None
         return DeviceLoader(

@@ -21,9 +21,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check learnkit tests benchmarks
 	$(BIN)/ruff format --check learnkit tests benchmarks
 
+# Two test processes (pytest-xdist; --dist loadfile keeps each module's fixtures, e.g. the torchrun
+# launches, in one process), and a per-test limit so a hung test fails instead of stalling the run.
+PYTEST_ARGS ?= -n 2 --dist loadfile --timeout 600
+
 test: $(STAMP)
 	$(BIN)/ruff check learnkit tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/ruff format --check learnkit tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/learnkit demo

@@ -129,8 +129,12 @@ def bench_fastai_elsewhere(n: int, repeats: int) -> dict | None:
     py = os.environ.get("FASTAI_PYTHON", "/work/fastai-venv/bin/python")
     if not os.path.exists(py):
         return None
-    out = subprocess.run([py, os.path.abspath(__file__), "--n", str(n), "--repeats", str(repeats), "--fastai-only"],
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [py, os.path.abspath(__file__), "--n", str(n), "--repeats", str(repeats), "--fastai-only"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if out.returncode != 0:
         return None
     return json.loads(out.stdout)

@@ -11,7 +11,8 @@
     of 28x28 grayscale PNGs (1438 training / 359 validation images).
 
 fastai runs in this process when it is importable, otherwise in the interpreter named by
-``--fastai-python`` (default ``/work/fastai-venv/bin/python`` when it exists) as a subprocess; without
+``--fastai-python`` (default: ``$FASTAI_PYTHON``, like the other benchmarks, else
+``/work/fastai-venv/bin/python`` when it exists) as a subprocess; without
 either its numbers are ``null``. Ratios: ``learnkit_ips / fastai_ips`` (> 1: learnkit is faster),
 ``fastai_epoch_s / learnkit_epoch_s`` (> 1: learnkit is faster).
 
@@ -38,7 +39,7 @@ from torch import nn  # noqa: E402
 
 SIZE, MIN_SCALE = 224, 0.35
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-DEFAULT_FASTAI_PYTHON = "/work/fastai-venv/bin/python"
+DEFAULT_FASTAI_PYTHON = os.environ.get("FASTAI_PYTHON", "/work/fastai-venv/bin/python")
 
 
 # ------------------------------------------------------------------------------------------------ data

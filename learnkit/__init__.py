@@ -1,5 +1,8 @@
 """learnkit: a fast, safe, readable high-level training library on plain PyTorch.
 
+``__all__`` is the core's public surface; applications re-export it (``learnkit.vision.__all__`` starts
+from it), so a name added here reaches every ``from learnkit.<app> import *``.
+
 >>> from learnkit import Learner, DataLoaders
 """
 
@@ -37,17 +40,58 @@ from .losses import *
 from .losses import __all__ as _loss_all
 from .metrics import *
 from .metrics import __all__ as _metric_all
+from .models.registry import create_model, list_models, register_model
 from .optim import SGD, Adam, RMSProp
 
-__all__ = [
-    "__version__",
-    "Learner", "load_learner", "DataLoaders", "TensorLoader",
-    "Callback", "TrainEvalCallback", "Recorder", "ProgressCallback",
-    "ParamScheduler", "LRFinder", "SchedCos", "SchedLin", "SchedExp", "SchedNo", "combined_cos",
-    "valley", "slide", "minimum", "steep",
-    "Checkpoint", "EarlyStopping", "ReduceLROnPlateau", "SaveModel", "TerminateOnNaN",
-    "CSVLogger", "TensorBoardLogger", "CutMix", "MixUp", "Profile",
-    "BnFreeze", "ChannelsLast", "GradientAccumulation", "GradientClip", "MixedPrecision",
-    "default_device", "set_seed", "to_device",
-    "Adam", "SGD", "RMSProp",
-] + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")] + list(_exc_all) + list(_loss_all) + list(_metric_all)
+__all__ = (
+    [
+        "__version__",
+        "Learner",
+        "load_learner",
+        "DataLoaders",
+        "TensorLoader",
+        "Callback",
+        "TrainEvalCallback",
+        "Recorder",
+        "ProgressCallback",
+        "ParamScheduler",
+        "LRFinder",
+        "SchedCos",
+        "SchedLin",
+        "SchedExp",
+        "SchedNo",
+        "combined_cos",
+        "valley",
+        "slide",
+        "minimum",
+        "steep",
+        "Checkpoint",
+        "EarlyStopping",
+        "ReduceLROnPlateau",
+        "SaveModel",
+        "TerminateOnNaN",
+        "CSVLogger",
+        "TensorBoardLogger",
+        "CutMix",
+        "MixUp",
+        "Profile",
+        "BnFreeze",
+        "ChannelsLast",
+        "GradientAccumulation",
+        "GradientClip",
+        "MixedPrecision",
+        "default_device",
+        "set_seed",
+        "to_device",
+        "Adam",
+        "SGD",
+        "RMSProp",
+        "register_model",
+        "create_model",
+        "list_models",
+    ]
+    + [n for n in _data_all if n not in ("DataLoaders", "TensorLoader")]
+    + list(_exc_all)
+    + list(_loss_all)
+    + list(_metric_all)
+)

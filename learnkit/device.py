@@ -9,7 +9,15 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["default_device", "to_device", "to_cpu", "set_seed", "get_rng_state", "set_rng_state", "autocast_dtype"]
+__all__ = [
+    "default_device",
+    "to_device",
+    "to_cpu",
+    "set_seed",
+    "get_rng_state",
+    "set_rng_state",
+    "autocast_dtype",
+]
 
 
 def default_device(use: str | torch.device | None = None) -> torch.device:
@@ -46,9 +54,11 @@ def to_device(b, device: torch.device | str | None = None, non_blocking: bool = 
     if isinstance(b, torch.Tensor):
         return b.to(device, non_blocking=non_blocking)
     if isinstance(b, Mapping):
-        return type(b)({k: to_device(v, device, non_blocking) for k, v in b.items()}) if type(b) is dict else {
-            k: to_device(v, device, non_blocking) for k, v in b.items()
-        }
+        return (
+            type(b)({k: to_device(v, device, non_blocking) for k, v in b.items()})
+            if type(b) is dict
+            else {k: to_device(v, device, non_blocking) for k, v in b.items()}
+        )
     if isinstance(b, tuple) and hasattr(b, "_fields"):  # namedtuple
         return type(b)(*(to_device(o, device, non_blocking) for o in b))
     if isinstance(b, (list, tuple)):
@@ -90,8 +100,12 @@ def get_rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "python": _py_state_to_plain(random.getstate()),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -103,7 +117,9 @@ def set_rng_state(state: dict) -> None:
     """Restore the states saved by :func:`get_rng_state`."""
     random.setstate(_plain_to_py_state(state["python"]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -122,7 +138,12 @@ def autocast_dtype(device: torch.device, dtype: str | torch.dtype | None = None)
     """The autocast dtype for ``device``: fp16 on CUDA, bf16 on CPU, unless ``dtype`` says otherwise."""
     if dtype is not None:
         if isinstance(dtype, str):
-            names = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+            names = {
+                "fp16": torch.float16,
+                "float16": torch.float16,
+                "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16,
+            }
             if dtype not in names:
                 raise ValueError(f"Expected dtype to be one of {sorted(names)}. Received: dtype={dtype!r}")
             return names[dtype]

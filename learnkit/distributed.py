@@ -33,12 +33,15 @@ import inspect
 import os
 import sys
 import warnings
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .callbacks.core import Callback
+from .data.loaders import DeviceLoader, EvalShardable, Shardable
+from .device import default_device
 from .exceptions import DataError, ModelError
 
 __all__ = [
@@ -53,6 +56,8 @@ __all__ = [
     "no_sync",
     "DistributedTrainer",
     "auto_callbacks",
+    "GathersAcrossRanks",
+    "all_gather_objects",
 ]
 
 #: Default timeout of every collective (seconds); ``$LEARNKIT_DIST_TIMEOUT`` overrides it.
@@ -135,7 +140,6 @@ def setup_distributed(
     """
     if not dist.is_available() or dist.is_initialized() or not _launched():
         return False
-    from .device import default_device
 
     dev = torch.device(device) if device is not None else default_device()
     backend = backend or os.environ.get("LEARNKIT_DIST_BACKEND") or None
@@ -303,6 +307,43 @@ def no_sync(learn):
     return ddp.no_sync() if ddp is not None else contextlib.nullcontext()
 
 
+# ----------------------------------------------------------------------------------------------- gathering
+@runtime_checkable
+class GathersAcrossRanks(Protocol):
+    """A callback that collects per-rank results during validation and merges them after it.
+
+    ``gather_across_ranks(gather)`` is called on every rank after each sharded validation;
+    ``gather(obj) -> [obj_rank0, obj_rank1, ...]`` is :func:`all_gather_objects`. Implementing this
+    protocol is how a callback (e.g. the one behind ``get_preds``) takes part, so this module needs to
+    know no callback class.
+    """
+
+    def gather_across_ranks(self, gather) -> None: ...
+
+
+def all_gather_objects(obj) -> list:
+    """``[obj from rank 0, obj from rank 1, ...]`` on every rank (``[obj]`` in a single process).
+
+    >>> all_gather_objects({"n": 3})
+    [{'n': 3}]
+    """
+    if not is_distributed():
+        return [obj]
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def _gather_preds_fallback(g) -> None:
+    """Merge a GatherPreds' lists across ranks (temporary: until GatherPreds implements the protocol)."""
+    cat = type(g)._cat
+    local = [cat(xs) for xs in (g._p, g._t, g._i, g._l)]
+    parts = all_gather_objects(local)
+    for j, attr in enumerate(("_p", "_t", "_i", "_l")):
+        pieces = [p[j] for p in parts if p[j] is not None]
+        setattr(g, attr, [cat(pieces)] if pieces else [])
+
+
 # ----------------------------------------------------------------------------------------------- sharding
 def _chunk(n: int, world: int, rank: int) -> tuple[int, int]:
     """Bounds of rank ``rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
@@ -313,11 +354,10 @@ def _is_dataloader(dl) -> bool:
     return isinstance(dl, torch.utils.data.DataLoader)
 
 
-def _rebuild_dataloader(dl, sampler):
-    """A copy of torch DataLoader ``dl`` (same dataset, batch size, workers, collate, ...) with ``sampler``."""
+def _rebuild_dataloader(dl, sampler=None, batch_sampler=None):
+    """A copy of torch DataLoader ``dl`` (same dataset, batch size, workers, collate, ...) with ``sampler``
+    (or ``batch_sampler``)."""
     kw = dict(
-        batch_size=dl.batch_size,
-        drop_last=dl.drop_last,
         num_workers=dl.num_workers,
         collate_fn=dl.collate_fn,
         pin_memory=dl.pin_memory,
@@ -327,43 +367,52 @@ def _rebuild_dataloader(dl, sampler):
         generator=dl.generator,
         persistent_workers=dl.persistent_workers,
     )
+    if batch_sampler is not None:
+        kw["batch_sampler"] = batch_sampler
+    else:
+        kw.update(batch_size=dl.batch_size, drop_last=dl.drop_last, sampler=sampler)
     if dl.num_workers > 0:
         kw["prefetch_factor"] = dl.prefetch_factor
     for a in ("pin_memory_device", "in_order"):
         if hasattr(dl, a):
             kw[a] = getattr(dl, a)
     try:  # keep a DataLoader subclass (e.g. a DataBlock's dl_type) when it takes DataLoader's arguments
-        return type(dl)(dl.dataset, sampler=sampler, **kw)
+        return type(dl)(dl.dataset, **kw)
     except TypeError:
-        return torch.utils.data.DataLoader(dl.dataset, sampler=sampler, **kw)
+        return torch.utils.data.DataLoader(dl.dataset, **kw)
 
 
-def _unshardable(dl, why: str) -> DataError:
+def _unshardable(dl, why: str, phase: str = "training") -> DataError:
+    method = "shard(num_replicas, rank, seed)" if phase == "training" else "shard_eval(num_replicas, rank)"
     return DataError(
-        f"Expected a loader learnkit can shard across processes. Received: {type(dl).__name__} "
-        f"({why}). Fix: use a TensorLoader, a torch DataLoader over a map-style dataset, a loader "
-        "with a .shard(num_replicas, rank, seed) method, or give your DataLoader a "
-        "torch.utils.data.DistributedSampler yourself."
+        f"Expected a {phase} loader learnkit can shard across processes. Received: {type(dl).__name__} "
+        f"({why}). Fix: use a TensorLoader or a torch DataLoader over a map-style dataset with a standard "
+        f"sampler, give the loader (or its batch_sampler) a .{method} method (the sharding protocol in "
+        "learnkit.data.loaders), or give your DataLoader a torch.utils.data.DistributedSampler yourself."
     )
+
+
+def _is_standard_batching(dl) -> bool:
+    return dl.batch_size is not None and type(dl.batch_sampler) is torch.utils.data.BatchSampler
 
 
 def _shard_train_inner(dl, world: int, rank: int, seed: int):
     """Rank ``rank``'s share of a training loader: every sample once per epoch across ranks (padded so all
     ranks run the same number of steps), shuffled with ``seed + epoch`` when the loader shuffles."""
-    from .data.loaders import TensorLoader
-
-    if isinstance(dl, TensorLoader) or (hasattr(dl, "shard") and not _is_dataloader(dl)):
+    if not _is_dataloader(dl) and isinstance(dl, Shardable):
         new = copy.copy(dl)
-        if getattr(new, "seed", None) is None and hasattr(new, "seed"):
-            new.seed = seed
         return new.shard(world, rank, seed) or new
     if _is_dataloader(dl):
         if isinstance(dl.sampler, torch.utils.data.DistributedSampler):
             return dl  # the user sharded it already
         if isinstance(dl.dataset, torch.utils.data.IterableDataset):
             raise _unshardable(dl, "an IterableDataset; shard it inside the dataset with rank_distrib()")
-        if dl.batch_size is None or type(dl.batch_sampler) is not torch.utils.data.BatchSampler:
-            raise _unshardable(dl, "a custom batch_sampler")
+        if not _is_standard_batching(dl):
+            bs = dl.batch_sampler
+            if isinstance(bs, Shardable):  # e.g. a sort-by-length batch sampler of an application
+                new = copy.copy(bs)
+                return _rebuild_dataloader(dl, batch_sampler=new.shard(world, rank, seed) or new)
+            raise _unshardable(dl, f"a custom batch_sampler {type(bs).__name__} without .shard()")
         shuffle = isinstance(dl.sampler, torch.utils.data.RandomSampler)
         sampler = torch.utils.data.DistributedSampler(
             dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
@@ -373,36 +422,40 @@ def _shard_train_inner(dl, world: int, rank: int, seed: int):
 
 
 def _shard_valid_inner(dl, world: int, rank: int):
-    """Rank ``rank``'s contiguous share of an evaluation loader, without padding (None: cannot shard).
+    """Rank ``rank``'s contiguous share of an evaluation loader, without padding.
 
     Concatenating the shares in rank order gives back the loader's order, so gathered predictions line up
-    with the dataset and every item is counted exactly once in the metrics.
+    with the dataset and every item is counted exactly once in the metrics. A loader that cannot be
+    sharded so is refused (never evaluated unsharded behind the user's back).
     """
-    from .data.loaders import TensorLoader
-
-    if type(dl) is TensorLoader and dl.num_replicas == 1:
-        a, b = _chunk(dl.n, world, rank)
-        new = copy.copy(dl)
-        new.tensors = tuple(t[a:b] for t in dl.tensors)
-        return new
+    if not _is_dataloader(dl) and isinstance(dl, EvalShardable):
+        return dl.shard_eval(world, rank)
     if _is_dataloader(dl) and not isinstance(dl.dataset, torch.utils.data.IterableDataset):
-        if dl.batch_size is None or type(dl.batch_sampler) is not torch.utils.data.BatchSampler:
-            return None
         if isinstance(dl.sampler, torch.utils.data.DistributedSampler):
-            return None
+            raise _unshardable(
+                dl,
+                "a DistributedSampler pads and interleaves ranks, so gathered predictions "
+                "would not line up; use a plain DataLoader for validation",
+                "evaluation",
+            )
+        if not _is_standard_batching(dl):
+            bs = dl.batch_sampler
+            if isinstance(bs, EvalShardable):
+                return _rebuild_dataloader(dl, batch_sampler=bs.shard_eval(world, rank))
+            raise _unshardable(
+                dl, f"a custom batch_sampler {type(bs).__name__} without .shard_eval()", "evaluation"
+            )
         if isinstance(dl.sampler, torch.utils.data.SequentialSampler):
             order = range(len(dl.dataset))
         else:
             order = list(iter(dl.sampler))  # e.g. a shuffled loader used for get_preds(ds_idx=0)
         a, b = _chunk(len(order), world, rank)
         return _rebuild_dataloader(dl, order[a:b])
-    return None
+    raise _unshardable(dl, "an IterableDataset or a loader without .shard_eval()", "evaluation")
 
 
 def _with_inner(dl, inner):
     """``dl`` (a DeviceLoader or a bare loader) with its wrapped loader replaced by ``inner``."""
-    from .data.loaders import DeviceLoader
-
     if isinstance(dl, DeviceLoader):
         new = copy.copy(dl)
         new.loader = inner
@@ -411,8 +464,6 @@ def _with_inner(dl, inner):
 
 
 def _inner(dl):
-    from .data.loaders import DeviceLoader
-
     return dl.loader if isinstance(dl, DeviceLoader) else dl
 
 
@@ -685,30 +736,17 @@ class DistributedTrainer(Callback):
         if hit is None or hit[0] is not inner:
             hit = (inner, _shard_valid_inner(inner, world, rank))
             self._valid_cache[id(inner)] = hit
-        if hit[1] is None:
-            if not self._warned:
-                warnings.warn(
-                    f"learnkit cannot shard the evaluation loader {type(inner).__name__}; every rank "
-                    "evaluates all of it (correct, not faster)."
-                )
-                self._warned = True
-            _LOCAL_PHASE["on"] = True
-            return
         learn.dl = _with_inner(dl, hit[1])
         self._gather = True
 
     def after_validate(self):
         if not (self._gather and is_distributed()):
             return
-        from .callbacks.progress import GatherPreds
-
-        for g in [c for c in self.learn.cbs if isinstance(c, GatherPreds)]:
-            local = [GatherPreds._cat(xs) for xs in (g._p, g._t, g._i, g._l)]
-            parts = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, local)
-            for j, attr in enumerate(("_p", "_t", "_i", "_l")):
-                pieces = [p[j] for p in parts if p[j] is not None]
-                setattr(g, attr, [GatherPreds._cat(pieces)] if pieces else [])
+        for cb in self.learn.cbs:
+            if isinstance(cb, GathersAcrossRanks):
+                cb.gather_across_ranks(all_gather_objects)
+            elif type(cb).__name__ == "GatherPreds":  # until GatherPreds implements gather_across_ranks
+                _gather_preds_fallback(cb)
 
     def after_fit(self):
         _LOCAL_PHASE["on"] = False

@@ -9,6 +9,9 @@ confusion matrix counts pixels. ``plot_top_losses`` draws the inputs through the
 
 from __future__ import annotations
 
+import math
+
+import matplotlib.pyplot as plt
 import torch
 
 from .exceptions import DataError
@@ -22,6 +25,22 @@ def _per_item(losses: torch.Tensor, n: int) -> torch.Tensor:
     if n and losses.numel() != n and losses.numel() % n == 0:
         losses = losses.view(n, -1).mean(1)
     return losses
+
+
+def _grid(n: int, nrows=None, ncols=None, figsize=None, imsize: float = 3.0, title=None):
+    """A figure with ``n`` axes in a grid (unused ones hidden): ``(fig, axes)``."""
+    n = max(1, int(n))
+    if nrows is None and ncols is None:
+        ncols = math.ceil(math.sqrt(n))
+    nrows = nrows or math.ceil(n / ncols)
+    ncols = ncols or math.ceil(n / nrows)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (ncols * imsize, nrows * imsize), squeeze=False)
+    flat = list(axs.flat)
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    if title is not None:
+        fig.suptitle(title)
+    return fig, flat[:n]
 
 
 class Interpretation:
@@ -70,7 +89,7 @@ class Interpretation:
     def _inputs_at(self, idxs: list[int]) -> dict[int, tuple]:
         """Decoded samples at dataset positions ``idxs``, found by walking the (unshuffled) loader once."""
         recipe = self.learn.dls.recipe
-        if recipe is None or not hasattr(recipe, "decode_batch"):
+        if recipe is None:
             raise DataError(
                 "Expected DataLoaders with a data recipe to draw the items (a DataBlock or an application "
                 "factory). Received: plain tensors. Fix: use top_losses() to get the indices and show them yourself."
@@ -90,10 +109,11 @@ class Interpretation:
 
     def _label(self, i: int):
         recipe = self.learn.dls.recipe
-        dec = getattr(recipe, "decode_pred", None)
         p = self.decoded[i]
         t = self.targs[i]
-        return (dec(p), dec(t)) if dec is not None else (p.tolist(), t.tolist())
+        return (
+            (recipe.decode_pred(p), recipe.decode_pred(t)) if recipe is not None else (p.tolist(), t.tolist())
+        )
 
     def plot_top_losses(
         self,
@@ -108,16 +128,11 @@ class Interpretation:
 
         Returns the matplotlib figure.
         """
-        from .vision.show import get_grid
-
         losses, idx = self.top_losses(k, largest=largest)
         idx = idx.tolist()
         samples = self._inputs_at(idx)
         recipe = self.learn.dls.recipe
-        blocks = list(getattr(recipe, "blocks", []) or [])
-        n_inp = getattr(recipe, "n_inp", 1) or 1
-        shows = [getattr(b, "show", None) for b in blocks[:n_inp]]
-        fig, axes = get_grid(
+        fig, axes = _grid(
             len(idx),
             nrows,
             ncols,
@@ -128,9 +143,7 @@ class Interpretation:
         for ax, i, loss in zip(axes, idx, losses.tolist()):
             sample = samples.get(i)
             if sample is not None:
-                for value, show in zip(sample[:n_inp], shows):
-                    if show is not None:
-                        show(value, ax=ax)
+                recipe.show_item(sample, ax=ax)
             if self.decoded[i].ndim == 0:
                 pred, targ = self._label(i)
                 p = self.preds[i]
@@ -194,8 +207,6 @@ class ClassificationInterpretation(Interpretation):
         ax=None,
     ):
         """Draw the confusion matrix (``normalize``: fractions of each actual class); returns the figure."""
-        import matplotlib.pyplot as plt
-
         cm = self.confusion_matrix().float()
         if normalize:
             cm = cm / cm.sum(1, keepdim=True).clamp_min(1)

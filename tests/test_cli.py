@@ -89,3 +89,30 @@ def test_console_entry_point_help():
     assert res.returncode == 0
     for cmd in ("demo", "train", "predict"):
         assert cmd in res.stdout
+
+
+def test_an_application_adds_its_train_command_through_the_cli_protocol(monkeypatch, capsys):
+    """A new application plugs `learnkit train <what>` in with a learnkit.<app>.cli module: no core list changes."""
+    import types
+
+    from learnkit import registry
+
+    mod = types.ModuleType("learnkit.fakeapp.cli")
+    seen = {}
+
+    def add_parser(subparsers):
+        p = subparsers.add_parser("fake", help="a fake application")
+        p.add_argument("path")
+
+    def main_(args):
+        seen["path"] = args.path
+        return 0
+
+    mod.add_parser, mod.main = add_parser, main_
+    monkeypatch.setitem(sys.modules, "learnkit.fakeapp.cli", mod)
+    monkeypatch.setitem(registry.APPLICATIONS, "fakeapp", "learnkit.fakeapp")
+    assert main(["train", "fake", "data/"]) == 0 and seen == {"path": "data/"}
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "fake" in out and "images" in out  # vision's command and the new one, side by side

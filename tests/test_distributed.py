@@ -34,6 +34,7 @@ from learnkit.distributed import (
     rank_distrib,
     sync_metrics,
 )
+from learnkit.exceptions import DataError
 
 SCRIPTS = Path(__file__).parent / "distributed_scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -320,7 +321,57 @@ def test_evaluation_shards_are_contiguous_without_padding(kind):
     parts = [torch.cat([b[0].flatten() for b in _shard_valid_inner(dl, 3, r)]) for r in range(3)]
     assert torch.equal(torch.cat(parts), ids)  # every item once, in order, shares of 3/4/4 items
     assert [len(p) for p in parts] == [3, 4, 4]
-    assert _shard_valid_inner(iter([1, 2]), 2, 0) is None  # unknown loaders are evaluated whole
+    with pytest.raises(DataError, match="shard_eval"):  # never silently evaluated unsharded
+        _shard_valid_inner(iter([1, 2]), 2, 0)
+
+
+class _LengthBatches:
+    """An application-style batch sampler (e.g. sort by length) implementing the sharding protocol."""
+
+    def __init__(self, n, bs, idx=None):
+        self.n, self.bs = n, bs
+        self.idx = list(range(n))[::-1] if idx is None else idx
+        self.epoch = 0
+
+    def __iter__(self):
+        for i in range(0, len(self.idx), self.bs):
+            yield self.idx[i : i + self.bs]
+
+    def __len__(self):
+        return (len(self.idx) + self.bs - 1) // self.bs
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def shard(self, num_replicas, rank, seed=0):
+        per = -(-len(self.idx) // num_replicas)
+        padded = self.idx + self.idx[: per * num_replicas - len(self.idx)]
+        return _LengthBatches(self.n, self.bs, padded[rank::num_replicas])
+
+    def shard_eval(self, num_replicas, rank):
+        a, b = len(self.idx) * rank // num_replicas, len(self.idx) * (rank + 1) // num_replicas
+        return _LengthBatches(self.n, self.bs, self.idx[a:b])
+
+
+class _PlainBatches(_LengthBatches):
+    shard = None
+    shard_eval = None
+
+
+def test_custom_batch_samplers_shard_through_the_protocol_and_are_refused_without_it():
+    ids = torch.arange(9)
+    dl = DataLoader(TensorDataset(ids), batch_sampler=_LengthBatches(9, 2))
+    train = [torch.cat([b[0] for b in _shard_train_inner(dl, 2, r, seed=0)]) for r in (0, 1)]
+    assert len(train[0]) == len(train[1]) == 5 and set(torch.cat(train).tolist()) == set(range(9))
+    evals = [torch.cat([b[0] for b in _shard_valid_inner(dl, 2, r)]) for r in (0, 1)]
+    assert torch.cat(evals).tolist() == list(range(9))[::-1]  # every item once, in the sampler's order
+    plain = DataLoader(TensorDataset(ids), batch_sampler=_PlainBatches(9, 2))
+    for fn, match in (
+        (lambda: _shard_train_inner(plain, 2, 0, seed=0), r"\.shard\(num_replicas, rank, seed\)"),
+        (lambda: _shard_valid_inner(plain, 2, 0), r"\.shard_eval\(num_replicas, rank\)"),
+    ):
+        with pytest.raises(DataError, match=match):
+            fn()
 
 
 def test_sync_batchnorm_swap_keeps_parameters_and_restores():

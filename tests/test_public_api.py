@@ -21,6 +21,12 @@ PUBLIC_MODULES = [
     "learnkit.distributed",
     "learnkit.export",
     "learnkit.interpret",
+    "learnkit.registry",
+    "learnkit.data.blocks",
+    "learnkit.data.pipeline",
+    "learnkit.data.datablock",
+    "learnkit.data.recipe",
+    "learnkit.data.block",
 ]
 
 
@@ -45,3 +51,44 @@ def test_star_import_is_safe():
     for name in ("vision_learner", "ImageDataLoaders", "Learner", "load_learner", "error_rate", "Resize"):
         assert name in ns, name
     assert "torch" not in ns or ns["torch"].__name__ == "torch"
+
+
+def test_model_registry_is_reexported_from_learnkit():
+    import learnkit
+    from learnkit import create_model, list_models, register_model
+
+    assert {"register_model", "create_model", "list_models"} <= set(learnkit.__all__)
+    assert callable(register_model) and "xresnet18" in list_models("xresnet*")
+    assert create_model("simple_cnn", n_out=3).learnkit_spec["factory"] == "simple_cnn"
+
+
+def test_application_all_starts_from_the_core_list():
+    import learnkit
+    import learnkit.vision
+
+    missing = [n for n in learnkit.__all__ if n not in learnkit.vision.__all__]
+    assert missing == []
+    for name in ("MixUp", "CutMix", "CSVLogger", "TerminateOnNaN", "Profile"):
+        assert getattr(learnkit.vision, name) is getattr(learnkit, name)
+
+
+def test_old_import_paths_keep_working():
+    from learnkit.data.block import (  # noqa: F401
+        BatchTfmsCollate,
+        BlockCollate,
+        BlockDataset,
+        CategoryBlock,
+        DataBlock,
+        DataBlockRecipe,
+        Datasets,
+        MultiCategoryBlock,
+        RegressionBlock,
+        SamplePipeline,
+        TransformBlock,
+        block_from_spec,
+        recipe_from_spec,
+        register_block,
+    )
+    from learnkit.data.recipe import DataRecipe  # noqa: F401
+    from learnkit.export import EXPORT_FORMAT, load_learner, register_recipe  # noqa: F401
+    from learnkit.models import create_model, list_models, register_model  # noqa: F401

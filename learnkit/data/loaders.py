@@ -1,22 +1,47 @@
-"""``DataLoaders``: the train/valid pair a Learner trains on, and ``TensorLoader`` for in-memory data.
+r"""``DataLoaders``: the train/valid pair a Learner trains on, and ``TensorLoader`` for in-memory data.
 
 Any iterable of batches with a length works as a loader: a ``torch.utils.data.DataLoader``, a
 :class:`TensorLoader`, or a learnkit application loader. A batch is a tuple ``(x1, ..., xn, y1, ...)``
 (the first ``n_inp`` elements go to the model, the rest to the loss) or a dict (the target key goes
 to the loss, the rest to the model as keyword arguments).
+
+The sharding protocol (distributed training, see :mod:`learnkit.distributed`). Under DDP every loader is
+sharded; one that cannot be is refused with a :class:`~learnkit.exceptions.DataError` (training and
+validation alike: nothing is silently evaluated or trained unsharded). learnkit shards torch
+``DataLoader``\ s with a standard sampler itself; any other loader, or the ``batch_sampler`` of a
+``DataLoader`` (e.g. an application's sort-by-length sampler), implements:
+
+==========================================  =============================================================
+method                                      contract
+==========================================  =============================================================
+``shard(num_replicas, rank, seed)``         training: return (or become) rank ``rank``'s share of every
+                                            epoch; shares are padded so all ranks run the same number of
+                                            batches; shuffle with ``seed + epoch`` so ranks agree
+                                            (:class:`Shardable`)
+``shard_eval(num_replicas, rank)``          evaluation: return a loader over rank ``rank``'s contiguous
+                                            share, no padding, so the shares concatenated in rank order
+                                            give the loader's order (:class:`EvalShardable`)
+``set_epoch(epoch)``                        called before each epoch (the shuffle order of that epoch)
+==========================================  =============================================================
+
+:class:`TensorLoader` implements all three. ``shard`` is called on a copy of the loader.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..device import default_device, to_device
 from ..exceptions import DataError
+from .recipe import DataRecipe
 
 __all__ = [
     "DataLoaders",
@@ -25,6 +50,9 @@ __all__ = [
     "default_num_workers",
     "TARGET_KEYS",
     "MIN_SHM_BYTES",
+    "CheckedCollate",
+    "Shardable",
+    "EvalShardable",
 ]
 
 #: Keys looked for, in order, as the target of a dict batch.
@@ -35,6 +63,20 @@ def default_num_workers() -> int:
     """A sensible number of DataLoader workers for this machine: cores - 1, at most 8, and 0 on 1 core."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, n - 1))
+
+
+@runtime_checkable
+class Shardable(Protocol):
+    """A loader (or batch sampler) that shards itself for distributed training (see the module doc)."""
+
+    def shard(self, num_replicas: int, rank: int, seed: int = 0): ...
+
+
+@runtime_checkable
+class EvalShardable(Protocol):
+    """A loader (or batch sampler) that gives a contiguous, unpadded share of itself for evaluation."""
+
+    def shard_eval(self, num_replicas: int, rank: int): ...
 
 
 class TensorLoader:
@@ -54,21 +96,39 @@ class TensorLoader:
     [4, 4, 2]
     """
 
-    def __init__(self, *tensors: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        bs: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int | None = None,
+    ):
         if not tensors:
-            raise DataError("Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64).")
+            raise DataError(
+                "Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64)."
+            )
         n = len(tensors[0])
         for i, t in enumerate(tensors):
             if not isinstance(t, torch.Tensor):
-                raise DataError(f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
-                                "Fix: convert with torch.as_tensor(...).")
+                raise DataError(
+                    f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
+                    "Fix: convert with torch.as_tensor(...)."
+                )
             if len(t) != n:
-                raise DataError(f"Expected tensors with the same length. Received: lengths "
-                                f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item.")
+                raise DataError(
+                    f"Expected tensors with the same length. Received: lengths "
+                    f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item."
+                )
         if int(bs) < 1:
             raise DataError(f"Expected bs >= 1. Received: bs={bs}.")
-        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = tuple(tensors), int(bs), shuffle, drop_last, seed
+        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = (
+            tuple(tensors),
+            int(bs),
+            shuffle,
+            drop_last,
+            seed,
+        )
         self.epoch, self.num_replicas, self.rank, self._start_batch = 0, 1, 0, 0
 
     @property
@@ -95,6 +155,22 @@ class TensorLoader:
         if self.seed is None:
             self.seed = seed
         return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> TensorLoader:
+        """A copy over rank ``rank``'s contiguous share of the items, unpadded, in order (for evaluation).
+
+        >>> [len(TensorLoader(torch.arange(10), bs=4).shard_eval(3, r).tensors[0]) for r in range(3)]
+        [3, 3, 4]
+        """
+        if self.num_replicas != 1:
+            raise DataError(
+                "Expected an unsharded TensorLoader for shard_eval. Received: one already sharded "
+                f"for {self.num_replicas} replicas. Fix: call shard_eval on the original loader."
+            )
+        a, b = self.n * rank // num_replicas, self.n * (rank + 1) // num_replicas
+        new = copy.copy(self)
+        new.tensors = tuple(t[a:b] for t in self.tensors)
+        return new
 
     def _n_local(self) -> int:
         return math.ceil(self.n / self.num_replicas)
@@ -207,8 +283,10 @@ class DeviceLoader:
         after_batch=None,
         train: bool = False,
         worker_collate=None,
+        recipe=None,
     ):
         self.loader, self.device, self.after_batch, self.train = loader, device, after_batch, train
+        self.recipe = recipe
         self.worker_collate = worker_collate
         self._start_batch = 0
         self._workers = None  # (wrapped loader, its worker collate, the copy that uses it)
@@ -226,9 +304,36 @@ class DeviceLoader:
         """The batch size of the wrapped loader."""
         return getattr(self.loader, "bs", None) or getattr(self.loader, "batch_size", None)
 
+    # ---------------------------------------------------------------- fastai-style helpers on one loader
+    def one_batch(self):
+        """The first batch of this loader, on the device, after batch transforms (``dls.valid.one_batch()``)."""
+        return next(iter(self))
+
+    def decode_batch(self, b, max_n: int | None = None) -> list:
+        """A batch back to decoded item tuples through the data recipe (``dls.train.decode_batch(b)``)."""
+        if self.recipe is None:
+            raise DataError(
+                "This loader has no data recipe (plain tensors), so there is nothing to decode. "
+                "Expected a loader of DataLoaders built by a DataBlock or an application."
+            )
+        return self.recipe.decode_batch(b, max_n)
+
+    def show_batch(self, b=None, max_n: int = 9, **kwargs):
+        """Draw a batch of this loader (default: its first) through the data recipe."""
+        if self.recipe is None:
+            raise DataError(
+                "This loader has no data recipe that knows how to show items (plain tensors). "
+                "Expected a loader of DataLoaders built by a DataBlock or an application factory."
+            )
+        return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
+
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the loader or its sampler (distributed shuffling)."""
-        for o in (self.loader, getattr(self.loader, "sampler", None), getattr(self.loader, "batch_sampler", None)):
+        for o in (
+            self.loader,
+            getattr(self.loader, "sampler", None),
+            getattr(self.loader, "batch_sampler", None),
+        ):
             if o is not None and hasattr(o, "set_epoch"):
                 o.set_epoch(epoch)
                 return
@@ -292,18 +397,24 @@ def _check_loader(dl, name: str):
     if dl is None:
         return None
     if isinstance(dl, Dataset) and not isinstance(dl, Iterable):
-        raise DataError(f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
-                        "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64).")
+        raise DataError(
+            f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
+            "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64)."
+        )
     if not isinstance(dl, Iterable):
-        raise DataError(f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
-                        f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...).")
+        raise DataError(
+            f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
+            f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...)."
+        )
     try:
         n = len(dl)
     except TypeError:
         n = None
     if n == 0:
-        raise DataError(f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
-                        "dataset has items and that drop_last=True is not dropping a batch smaller than bs.")
+        raise DataError(
+            f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
+            "dataset has items and that drop_last=True is not dropping a batch smaller than bs."
+        )
     return dl
 
 
@@ -324,20 +435,45 @@ class DataLoaders:
     (5, 1)
     """
 
-    def __init__(self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."):
+    def __init__(
+        self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."
+    ):
+        if recipe is not None and not isinstance(recipe, DataRecipe):
+            raise DataError(
+                f"Expected recipe to be a learnkit.data.recipe.DataRecipe (or None). Received: "
+                f"{type(recipe).__name__}. Fix: subclass DataRecipe and implement the members your data supports."
+            )
         self.recipe = recipe
         self.device = default_device(device)
-        self._n_inp, self.loss_func, self.path = n_inp, loss_func, path
+        self._n_inp, self.loss_func, self.path = n_inp, loss_func, Path(path)
         self.loaders = []
         for i, dl in enumerate(loaders):
             name = ("train", "valid")[i] if i < 2 else f"loaders[{i}]"
             dl = _check_loader(dl.loader if isinstance(dl, DeviceLoader) else dl, name)
             self.loaders.append(self._wrap(dl, train=(i == 0)) if dl is not None else None)
 
+    def _after_batch(self):
+        """The recipe's batch transforms, or ``None`` when there is nothing to run (no recipe, or the default)."""
+        r = self.recipe
+        if r is None or type(r).after_batch is DataRecipe.after_batch:
+            return None
+        return r.after_batch
+
+    def wrap(self, dl, train: bool = False) -> DeviceLoader:
+        """``dl`` as these loaders serve batches: on ``self.device``, with the recipe's batch transforms
+        (a :class:`DeviceLoader` is returned as it is). Use it for any extra loader (``get_preds(dl=...)``).
+
+        >>> dls = DataLoaders.from_tensors((torch.randn(4, 2), torch.zeros(4)), device="cpu")
+        >>> type(dls.wrap(TensorLoader(torch.randn(3, 2), bs=2))).__name__
+        'DeviceLoader'
+        """
+        return dl if isinstance(dl, DeviceLoader) else self._wrap(dl, train)
+
     def _wrap(self, dl, train: bool) -> DeviceLoader:
-        after = getattr(self.recipe, "after_batch", None) if self.recipe is not None else None
-        wc = getattr(self.recipe, "worker_collate", None) if self.recipe is not None else None
-        return DeviceLoader(dl, self.device, after, train=train, worker_collate=wc)
+        wc = self.recipe.worker_collate if self.recipe is not None else None
+        return DeviceLoader(
+            dl, self.device, self._after_batch(), train=train, worker_collate=wc, recipe=self.recipe
+        )
 
     # --- access -------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> DeviceLoader:
@@ -371,17 +507,45 @@ class DataLoaders:
         """How many leading elements of a batch are model inputs (``None``: all but the last)."""
         if self._n_inp is not None:
             return self._n_inp
-        return getattr(self.recipe, "n_inp", None)
+        return self.recipe.n_inp if self.recipe is not None else None
 
     @property
     def vocab(self):
         """The target vocabulary (class names) when the data has one."""
-        return getattr(self.recipe, "vocab", None)
+        return self.recipe.vocab if self.recipe is not None else None
 
     @property
     def c(self) -> int | None:
         """Number of outputs the model needs (classes, or regression targets)."""
-        return getattr(self.recipe, "c", None)
+        return self.recipe.c if self.recipe is not None else None
+
+    @property
+    def bs(self) -> int | None:
+        """The training batch size."""
+        dl = self.train or self.valid
+        return dl.bs if dl is not None else None
+
+    def cpu(self) -> DataLoaders:
+        """Send batches to the CPU from now on."""
+        return self.to("cpu")
+
+    def cuda(self) -> DataLoaders:
+        """Send batches to the (current) CUDA device from now on."""
+        return self.to("cuda")
+
+    def new(self, *loaders, device=None, path=None, **kwargs) -> DataLoaders:
+        """New DataLoaders with the same recipe, device and path, over ``loaders`` (default: these loaders).
+
+        >>> dls = DataLoaders.from_tensors((torch.randn(8, 2), torch.zeros(8)), bs=4, device="cpu")
+        >>> len(dls.new().train)
+        2
+        """
+        loaders = loaders or tuple(self.loaders)
+        kw = dict(recipe=self.recipe, n_inp=self._n_inp, loss_func=self.loss_func)
+        kw.update(kwargs)
+        return type(self)(
+            *loaders, device=device or self.device, path=self.path if path is None else path, **kw
+        )
 
     def to(self, device) -> DataLoaders:
         """Send batches to ``device`` from now on."""
@@ -395,32 +559,41 @@ class DataLoaders:
         """The first batch of loader ``i`` (0 = train), on the device, after batch transforms."""
         dl = self.loaders[i]
         if dl is None:
-            raise DataError(f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders.")
+            raise DataError(
+                f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders."
+            )
         return next(iter(dl))
 
     def decode(self, batch):
         """Run the data recipe backwards on a batch (e.g. class indices back to labels)."""
-        if self.recipe is None or not hasattr(self.recipe, "decode_batch"):
+        if self.recipe is None:
             return batch
         return self.recipe.decode_batch(batch)
 
     def show_batch(self, b=None, max_n: int = 9, **kwargs):
         """Show a few items of a batch (decoded) as the data's blocks show them."""
-        if self.recipe is None or not hasattr(self.recipe, "show_batch"):
-            raise DataError("These DataLoaders have no recipe that knows how to show items (plain tensors). "
-                            "Expected DataLoaders built by a DataBlock or an application factory.")
+        if self.recipe is None:
+            raise DataError(
+                "These DataLoaders have no recipe that knows how to show items (plain tensors). "
+                "Expected DataLoaders built by a DataBlock or an application factory."
+            )
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def test_dl(self, items, with_labels: bool = False, bs: int | None = None, **kwargs) -> DeviceLoader:
         """A loader over new ``items`` through the same pipeline as validation (for inference)."""
-        if self.recipe is None or not hasattr(self.recipe, "test_dl"):
+        if self.recipe is None:
             if isinstance(items, torch.Tensor):
                 return DeviceLoader(TensorLoader(items, bs=bs or 64), self.device)
-            raise DataError("These DataLoaders have no data recipe, so they cannot process raw items. "
-                            "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application.")
+            raise DataError(
+                "These DataLoaders have no data recipe, so they cannot process raw items. "
+                "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application."
+            )
         dl = self.recipe.test_dl(items, with_labels=with_labels, bs=bs or self._bs_default(), **kwargs)
-        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device,
-                                                                    getattr(self.recipe, "after_batch", None))
+        return (
+            dl
+            if isinstance(dl, DeviceLoader)
+            else DeviceLoader(dl, self.device, self._after_batch(), recipe=self.recipe)
+        )
 
     def _bs_default(self) -> int:
         dl = self.valid or self.train
@@ -428,22 +601,45 @@ class DataLoaders:
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
-    def from_tensors(cls, train: Sequence[torch.Tensor], valid: Sequence[torch.Tensor] | None = None, bs: int = 64,
-                     val_bs: int | None = None, shuffle: bool = True, drop_last: bool = False, device=None,
-                     seed: int | None = None, **kwargs) -> DataLoaders:
+    def from_tensors(
+        cls,
+        train: Sequence[torch.Tensor],
+        valid: Sequence[torch.Tensor] | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        device=None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> DataLoaders:
         """Loaders over in-memory tensors, batched by slicing: ``train=(x, y)``, ``valid=(x_valid, y_valid)``.
 
         Tensors stay where they are (put them on the GPU first to skip the per-batch copy).
         """
-        train, valid = _as_tensors(train, "train"), (_as_tensors(valid, "valid") if valid is not None else None)
+        train, valid = (
+            _as_tensors(train, "train"),
+            (_as_tensors(valid, "valid") if valid is not None else None),
+        )
         tdl = TensorLoader(*train, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
         vdl = TensorLoader(*valid, bs=val_bs or bs * 2) if valid is not None else None
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
-    def from_datasets(cls, train_ds: Dataset, valid_ds: Dataset | None = None, bs: int = 64, val_bs: int | None = None,
-                      shuffle: bool = True, num_workers: int | None = None, drop_last: bool = False,
-                      pin_memory: bool | None = None, collate_fn=None, device=None, **kwargs) -> DataLoaders:
+    def from_datasets(
+        cls,
+        train_ds: Dataset,
+        valid_ds: Dataset | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        num_workers: int | None = None,
+        drop_last: bool = False,
+        pin_memory: bool | None = None,
+        collate_fn=None,
+        device=None,
+        **kwargs,
+    ) -> DataLoaders:
         """torch ``DataLoader``s over map-style datasets; workers default to :func:`default_num_workers`.
 
         Pinned memory is on when the device is CUDA.
@@ -454,9 +650,28 @@ class DataLoaders:
         for name, ds in (("train_ds", train_ds), ("valid_ds", valid_ds)):
             if ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
                 raise DataError(f"Expected a non-empty dataset. Received: {name} with 0 items.")
-        common = dict(num_workers=nw, pin_memory=pin, collate_fn=collate_fn, persistent_workers=nw > 0)
+            if (
+                ds is not None
+                and isinstance(ds, Dataset)
+                and not isinstance(ds, torch.utils.data.IterableDataset)
+            ):
+                try:
+                    first = ds[0]
+                except Exception:  # not indexable by 0: batching will tell
+                    continue
+                _check_sample(first, "item 0", name)
+        common = dict(
+            num_workers=nw,
+            pin_memory=pin,
+            collate_fn=collate_fn or CheckedCollate(),
+            persistent_workers=nw > 0,
+        )
         tdl = DataLoader(train_ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, **common)
-        vdl = DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common) if valid_ds is not None else None
+        vdl = (
+            DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common)
+            if valid_ds is not None
+            else None
+        )
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
@@ -469,10 +684,99 @@ class DataLoaders:
         return f"DataLoaders(batches={lens}, device={self.device})"
 
 
+def _describe_value(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"tensor(shape={tuple(v.shape)}, dtype={str(v.dtype).replace('torch.', '')})"
+    r = repr(v)
+    return f"{type(v).__name__} {r if len(r) <= 40 else r[:37] + '...'}"
+
+
 def _as_tensors(ts, name):
     if isinstance(ts, torch.Tensor):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
-                        f"Fix: pass {name}=(x, y).")
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
+            f"Fix: pass {name}=(x, y)."
+        )
     if isinstance(ts, Mapping) or not isinstance(ts, Sequence):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}.")
-    return [torch.as_tensor(t) for t in ts]
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}."
+        )
+    out = []
+    for k, t in enumerate(ts):
+        try:
+            out.append(torch.as_tensor(t))
+        except (TypeError, ValueError, RuntimeError) as e:
+            bad = _first_bad(t)
+            where = f" Item {bad[0]} is {_describe_value(bad[1])}." if bad is not None else ""
+            raise DataError(
+                f"Expected {name}[{k}] to be a tensor, or a list/array of numbers of one shape. Received: "
+                f"{type(t).__name__} of {len(t) if hasattr(t, '__len__') else '?'} items.{where} ({e}) Fix: encode "
+                "labels as numbers first (e.g. CategoryBlock, or a dict label -> index) and stack inputs of equal "
+                "shape; for raw items use a DataBlock."
+            ) from e
+    return out
+
+
+def _first_bad(t):
+    """(index, value) of the first element of ``t`` that is not a number or a tensor, or None."""
+    if not isinstance(t, (list, tuple)):
+        return None
+    first = None
+    for i, v in enumerate(t):
+        if isinstance(v, (bool, int, float)) or (isinstance(v, torch.Tensor) and v.ndim == 0):
+            continue
+        if isinstance(v, (torch.Tensor, list, tuple)):
+            shape = tuple(torch.as_tensor(v).shape) if not isinstance(v, torch.Tensor) else tuple(v.shape)
+            first = shape if first is None else first
+            if shape == first:
+                continue
+        return i, v
+    return None
+
+
+def _check_sample(s, pos: str, name: str) -> None:
+    """Raise a DataError naming the item and field when a dataset sample holds ``None``."""
+    fields = (
+        list(s.items())
+        if isinstance(s, Mapping)
+        else list(enumerate(s))
+        if isinstance(s, (tuple, list))
+        else []
+    )
+    if s is None:
+        raise DataError(
+            f"Expected {name} to give a tuple of tensors (x, y) per item. Received: None for {pos}. Fix: make "
+            "__getitem__ return the item (a forgotten `return`?), or drop the items it cannot read."
+        )
+    for k, v in fields:
+        if v is None:
+            raise DataError(
+                f"Expected {name} to give tensors or numbers in every field. Received: field [{k!r}] is None for "
+                f"{pos}. Fix: fill missing values (or drop those items) in the dataset's __getitem__."
+            )
+
+
+class CheckedCollate:
+    """torch's ``default_collate``, turning its failures into a :class:`DataError` naming the sample and field.
+
+    >>> CheckedCollate()([(torch.zeros(2), 0), (torch.ones(2), 1)])[1]
+    tensor([0, 1])
+    """
+
+    def __init__(self, name: str = "the dataset"):
+        self.name = name
+
+    def __call__(self, samples):
+        try:
+            return default_collate(samples)
+        except (TypeError, RuntimeError) as e:
+            for i, s in enumerate(samples):
+                _check_sample(s, f"sample {i} of the batch", self.name)
+            shapes = [
+                [_describe_value(v) for v in (s if isinstance(s, (tuple, list)) else [s])]
+                for s in samples[:4]
+            ]
+            raise DataError(
+                f"Could not batch the items of {self.name}: {e}. Received: samples {shapes}. Expected the same type "
+                "and shape in each field. Fix: resize/pad inputs to one shape (or pass a collate_fn that pads)."
+            ) from e

@@ -2,7 +2,7 @@
 
 ``dls.recipe`` is what the learner, ``predict``, ``show_batch`` / ``show_results``, interpretation and
 ``export`` / ``load_learner`` talk to. Every application implements it (vision through
-:class:`~learnkit.data.block.DataBlockRecipe`; text, tabular and collab with recipes of their own that are
+:class:`~learnkit.data.datablock.DataBlockRecipe`; text, tabular and collab with recipes of their own that are
 not per-item DataBlocks). The core calls only the members declared here, never probes for others.
 
 =====================  ======================================================================================
@@ -22,6 +22,7 @@ member                 meaning (default)
 ``predict_dl``         a loader over one raw item for ``Learner.predict`` (``test_dl([item], bs=1)``)
 ``show_batch``         draw a batch (required for ``dls.show_batch``)
 ``show_results``       draw a batch with predictions (required for ``learn.show_results``)
+``show_item``          draw one decoded item's inputs on a matplotlib axis (required for ``plot_top_losses``)
 ``test_dl``            a loader over new raw items through the validation pipeline (required for inference)
 ``spec()``             the fitted recipe as plain data with ``{'kind': kind, ...}`` (required for export)
 ``from_spec(spec)``    class method: rebuild from ``spec()`` (required for export)
@@ -100,6 +101,10 @@ class DataRecipe:
     def show_results(self, batch, decoded_preds, max_n: int = 9, **kwargs):
         """Draw (or return as a table) items with their targets and predictions."""
         raise self._missing("show_results", "show results")
+
+    def show_item(self, item: tuple, ax=None, **kwargs):
+        """Draw the inputs of one decoded item (an element of :meth:`decode_batch`) on ``ax``."""
+        raise self._missing("show_item", "draw single items (e.g. for plot_top_losses)")
 
     # ---------------------------------------------------------------- inference
     def test_dl(self, items, with_labels: bool = False, bs: int = 64, **kwargs):

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 import torch
 
 from ..exceptions import DataError
+from ..registry import Registry
 from ..utils import listify, suggest
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "imagenet_stats",
     "transform_from_spec",
     "register_transform",
+    "TRANSFORM_REGISTRY",
     "check_kinds",
     "CHUNK_BYTES",
 ]
@@ -502,23 +504,38 @@ def _describe(x) -> str:
 
 
 # ---------------------------------------------------------------- registry (no importing by arbitrary names)
-_LOCAL_TRANSFORMS: dict[str, type] = {
-    "ItemPipeline": ItemPipeline,
-    "BatchPipeline": BatchPipeline,
-    "IntToFloat": IntToFloat,
-    "Normalize": Normalize,
-}
-# Fixed list of learnkit modules exposing a ``TRANSFORMS`` dict of their transform classes.
+def _check_transform(name: str, cls) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, (ItemTransform, BatchTransform))):
+        raise DataError(
+            f"Expected a subclass of ItemTransform or BatchTransform. Received: cls={cls!r}. "
+            "Fix: register the class itself, not an instance or a function."
+        )
+
+
+#: The transform registry: class name -> transform class (learnkit's, the applications', yours).
+TRANSFORM_REGISTRY = Registry(
+    "transform",
+    error=DataError,
+    check=_check_transform,
+    fix="for a custom transform, call register_transform(YourClass) first.",
+)
+for _cls in (ItemPipeline, BatchPipeline, IntToFloat, Normalize):
+    TRANSFORM_REGISTRY.register(_cls)
+# learnkit.vision.augment publishes its classes as a ``TRANSFORMS`` dict (read when a name is missing);
+# TODO(vision): register them with @register_transform instead, then drop this tuple.
 _TRANSFORM_MODULES: tuple[str, ...] = ("learnkit.vision.augment",)
-_USER_TRANSFORMS: dict[str, type] = {}
 
 
-def _registry() -> dict[str, type]:
-    reg = dict(_LOCAL_TRANSFORMS)
+def _registry() -> Registry:
     for mod in _TRANSFORM_MODULES:
-        reg.update(importlib.import_module(mod).TRANSFORMS)
-    reg.update(_USER_TRANSFORMS)
-    return reg
+        try:
+            table = importlib.import_module(mod).TRANSFORMS
+        except ModuleNotFoundError:
+            continue
+        for name, cls in table.items():
+            if name not in TRANSFORM_REGISTRY:
+                TRANSFORM_REGISTRY.register(cls, name=name)
+    return TRANSFORM_REGISTRY
 
 
 def register_transform(cls: type) -> type:
@@ -534,20 +551,8 @@ def register_transform(cls: type) -> type:
     >>> type(transform_from_spec({"name": "Identity", "kwargs": {}})).__name__
     'Identity'
     """
-    if not (isinstance(cls, type) and issubclass(cls, (ItemTransform, BatchTransform))):
-        raise DataError(
-            f"Expected a subclass of ItemTransform or BatchTransform. Received: cls={cls!r}. "
-            "Fix: register the class itself, not an instance or a function."
-        )
-    name = cls.__name__
-    existing = _LOCAL_TRANSFORMS.get(name) or _USER_TRANSFORMS.get(name)
-    if existing is not None and existing is not cls:
-        raise DataError(
-            f"Expected a transform name not used yet. Received: name={name!r}, already taken by {existing!r}. "
-            "Fix: rename your class."
-        )
-    _USER_TRANSFORMS[name] = cls
-    return cls
+    _check_transform("", cls)
+    return TRANSFORM_REGISTRY.register(cls, name=cls.__name__)
 
 
 def transform_from_spec(spec: dict):
@@ -566,13 +571,7 @@ def transform_from_spec(spec: dict):
             "Expected a transform spec {'name': str, 'kwargs': dict} as written by spec(). "
             f"Received: spec={spec!r}. Fix: pass the output of a transform's spec()."
         )
-    reg = _registry()
-    cls = reg.get(spec["name"])
-    if cls is None:
-        raise DataError(
-            f"Expected the name of a learnkit transform. Received: name={spec['name']!r}."
-            f"{suggest(spec['name'], reg)} Fix: for a custom transform, call register_transform(YourClass) first."
-        )
+    cls = _registry().get(spec["name"])
     try:
         return cls.from_spec(spec)
     except TypeError as e:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..exceptions import ModelError
+from ..registry import Registry, import_applications
 from ..utils import suggest
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "resolve_factory",
     "factory_path",
     "is_plain_data",
+    "MODELS",
 ]
 
 
@@ -53,33 +54,20 @@ class _Entry:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-_REGISTRY: dict[str, _Entry] = {}
-
-# Application modules that register models when imported. They are imported lazily on the first lookup,
-# so ``create_model('xresnet34')`` (and loading an export) works without importing ``learnkit.vision`` first.
-_BUILTIN_MODULES = (
-    "learnkit.vision.models",
-    "learnkit.text.models",
-    "learnkit.tabular.model",
-    "learnkit.collab.models",
+#: The model registry (one :class:`learnkit.registry.Registry`): name -> factory entry. A name that is not
+#: registered yet makes it import the applications of :data:`learnkit.registry.APPLICATIONS` once (each
+#: registers its models), so ``create_model('xresnet34')`` and ``load_learner`` work in a fresh process.
+MODELS = Registry(
+    "model",
+    error=ModelError,
+    fix="check the spelling; learnkit.list_models() lists the registered names (importing an application "
+    "module, e.g. learnkit.vision, registers its models).",
 )
-_builtins_loaded = False
+_REGISTRY = MODELS._items  # name -> _Entry (read-only view for this module)
 
 
 def _load_builtin_models() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            # The application module itself (or its package) is absent: nothing to register.
-            if e.name is None or not mod.startswith(e.name):
-                warnings.warn(f"learnkit could not import {mod} to register its models: {e!r}")
-        except Exception as e:  # a broken application module must not break the whole registry
-            warnings.warn(f"learnkit could not import {mod} to register its models: {e!r}")
+    import_applications()
 
 
 def register_model(
@@ -121,7 +109,7 @@ def register_model(
                 f"Expected a new model name. Received: name={key!r}, which is already registered by "
                 f"{_describe(old.fn)}. Fix: choose another name, or pass overwrite=True to replace it."
             )
-        _REGISTRY[key] = _Entry(f, tag_tuple)
+        MODELS.register(_Entry(f, tag_tuple), name=key, overwrite=True)
         return f
 
     if fn is not None:
@@ -131,7 +119,7 @@ def register_model(
 
 def unregister_model(name: str) -> None:
     """Remove ``name`` from the registry (no error when it is absent). Mostly useful in tests."""
-    _REGISTRY.pop(name, None)
+    MODELS.unregister(name)
 
 
 def _same_function(a, b) -> bool:

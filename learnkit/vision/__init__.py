@@ -8,6 +8,8 @@
 >>> learn.fine_tune(1)                                                               # doctest: +SKIP
 """
 
+from importlib import import_module
+
 from torchvision.models import (
     alexnet,
     convnext_base,
@@ -157,7 +159,7 @@ from .models import (
 )
 from .show import get_grid, show_image, show_images, show_mask, show_points
 
-__all__ = [
+_VISION_ALL = [
     # data
     "ImageBlock",
     "MaskBlock",
@@ -327,3 +329,8 @@ __all__ = [
     "show_points",
     "get_grid",
 ]
+
+# The core's public names (learnkit.__all__) are re-exported as they are, so this list never lags behind it.
+_core = import_module("learnkit")
+globals().update({_n: getattr(_core, _n) for _n in _core.__all__ if _n not in globals()})
+__all__ = _VISION_ALL + [_n for _n in _core.__all__ if _n not in _VISION_ALL]

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from learnkit import Learner, accuracy, load_learner, set_seed
-from learnkit.data import block as block_mod
+from learnkit.data import pipeline as pipeline_mod
 from learnkit.data.block import (
     BlockDataset,
     CategoryBlock,
@@ -467,12 +467,12 @@ def _as_tuple(o):
 
 def test_a_lambda_with_spawned_workers_gets_a_clear_error(digits_dir, monkeypatch):
     dblock = _png_block(get_y=lambda f: f.parent.name)
-    monkeypatch.setattr(block_mod, "_worker_start_method", lambda: "spawn")
+    monkeypatch.setattr(pipeline_mod, "_worker_start_method", lambda: "spawn")
     with pytest.raises(DataError, match="named function.*num_workers=0") as e:
         dblock.dataloaders(digits_dir, num_workers=2)
     assert "get_y" in str(e.value) and "spawn" in str(e.value)
     assert len(dblock.dataloaders(digits_dir, num_workers=0).train_ds) == 200  # fine without workers
-    monkeypatch.setattr(block_mod, "_worker_start_method", lambda: "fork")
+    monkeypatch.setattr(pipeline_mod, "_worker_start_method", lambda: "fork")
     assert dblock.dataloaders(digits_dir, num_workers=1).train.loader.num_workers == 1  # forked: no pickling
 
 

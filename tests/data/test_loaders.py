@@ -37,7 +37,9 @@ def test_tensor_loader_drop_last_seed_and_skip(digits_tensors):
 
 def test_tensor_loader_shards_like_a_distributed_sampler(wine_tensors):
     (x, y), _ = wine_tensors
-    shards = [TensorLoader(x, torch.arange(len(x)), bs=16, shuffle=True).shard(2, r, seed=0) for r in range(2)]
+    shards = [
+        TensorLoader(x, torch.arange(len(x)), bs=16, shuffle=True).shard(2, r, seed=0) for r in range(2)
+    ]
     idx = [torch.cat([i for _, i in s]) for s in shards]
     assert len(idx[0]) == len(idx[1]) == 71
     assert set(torch.cat(idx).tolist()) == set(range(142))
@@ -45,7 +47,9 @@ def test_tensor_loader_shards_like_a_distributed_sampler(wine_tensors):
 
 def test_from_datasets_and_dataloaders(wine_tensors):
     (xt, yt), (xv, yv) = wine_tensors
-    dls = DataLoaders.from_datasets(TensorDataset(xt, yt), TensorDataset(xv, yv), bs=32, num_workers=0, device="cpu")
+    dls = DataLoaders.from_datasets(
+        TensorDataset(xt, yt), TensorDataset(xv, yv), bs=32, num_workers=0, device="cpu"
+    )
     xb, yb = dls.one_batch()
     assert xb.shape == (32, 13) and len(dls.valid) == 1
     dls2 = DataLoaders.from_dataloaders(DataLoader(TensorDataset(xt, yt), batch_size=10), None, device="cpu")
@@ -68,3 +72,35 @@ def test_bad_input_errors(wine_tensors):
         dls.show_batch()
     with pytest.raises(DataError, match="no data recipe"):
         dls.test_dl(["a.png"])
+
+
+# ---------------------------------------------------------------- issue 8 item 5: bad inputs name the item and field
+def test_from_tensors_with_a_list_of_strings_names_the_field_and_item():
+    x = torch.randn(4, 3)
+    with pytest.raises(DataError, match=r"train\[1\].*Item 0 is str 'cat'"):
+        DataLoaders.from_tensors((x, ["cat", "dog", "cat", "dog"]), device="cpu")
+    with pytest.raises(DataError, match=r"valid\[0\].*Item 1 is tensor\(shape=\(2,\)"):
+        DataLoaders.from_tensors(
+            (x, torch.zeros(4)), ([torch.zeros(3), torch.zeros(2)], torch.zeros(2)), device="cpu"
+        )
+
+
+class _NoneAt(torch.utils.data.Dataset):
+    def __init__(self, bad, field=None):
+        self.bad, self.field = bad, field
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i != self.bad:
+            return torch.zeros(2), i
+        return None if self.field is None else (torch.zeros(2), None)
+
+
+def test_a_dataset_yielding_none_names_the_item_and_the_field():
+    with pytest.raises(DataError, match="Received: None for item 0.*forgotten `return`"):
+        DataLoaders.from_datasets(_NoneAt(0), num_workers=0, device="cpu")
+    dls = DataLoaders.from_datasets(_NoneAt(3, field=1), bs=6, shuffle=False, num_workers=0, device="cpu")
+    with pytest.raises(DataError, match=r"field \[1\] is None for sample 3 of the batch"):
+        next(iter(dls.train))

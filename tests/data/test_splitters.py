@@ -155,3 +155,18 @@ def test_col_splitter_on_rows_and_dataframes(tmp_path):
     assert ColSplitter()(strs)[1].tolist() == [1, 4]
     with pytest.raises(DataError, match="column 'split'"):
         ColSplitter("split")(rows)
+
+
+# ---------------------------------------------------------------- issue 8 item 4: overlapping or repeated splits
+def test_overlapping_or_repeated_split_indices_are_refused_listing_some():
+    from learnkit.data import DataBlock
+    from learnkit.data.pipeline import check_splits
+
+    items = list(range(20))
+    dblock = DataBlock(splitter=lambda o: (list(range(0, 15)), list(range(12, 20))), get_y=lambda o: o % 2)
+    with pytest.raises(DataError, match=r"3 indices in both .* e\.g\. \[12, 13, 14\]"):
+        dblock.datasets(items)
+    dblock = DataBlock(splitter=lambda o: ([0, 1, 1, 2] + list(range(3, 15)), list(range(15, 20))))
+    with pytest.raises(DataError, match=r"index 1 appears 2 times"):
+        dblock.datasets(items)
+    check_splits(list(range(15)), list(range(15, 20)))  # a proper split passes

@@ -194,7 +194,9 @@ def test_spec_roundtrip_is_plain_data(tmp_path, photo_batch):
 def test_transform_from_spec_errors_and_registration(monkeypatch):
     import learnkit.data.transforms as tmod
 
-    monkeypatch.setattr(tmod, "_USER_TRANSFORMS", {})  # registrations stay local to this test
+    monkeypatch.setattr(
+        tmod.TRANSFORM_REGISTRY, "_items", dict(tmod.TRANSFORM_REGISTRY._items)
+    )  # stays local
     with pytest.raises(DataError, match="Did you mean 'Normalize'"):
         transform_from_spec({"name": "Normalise", "kwargs": {}})
     with pytest.raises(DataError, match="spec"):

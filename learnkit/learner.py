@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import os
 import warnings
@@ -26,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .callbacks.core import Callback, event_doc
+from .callbacks.checkpoint import Resume, checkpoint_state, load_state_checked, unwrap_model
+from .callbacks.core import BATCH_EVENTS, Callback, event_doc, loop_events, sort_callbacks
 from .data.loaders import TARGET_KEYS, DataLoaders, DeviceLoader
 from .device import get_rng_state, set_rng_state, to_cpu
 from .exceptions import (
@@ -37,16 +39,16 @@ from .exceptions import (
     CancelStepException,
     CancelTrainException,
     CancelValidException,
-    CheckpointError,
     DataError,
     ModelError,
+    NonFiniteGradientError,
 )
 from .losses import loss_activation, loss_decodes
 from .metrics import as_metric
 from .optim import Adam, lr_spread, make_opt, param_groups, set_hyper
 from .utils import atomic_save, listify, safe_load
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "load_state_checked"]
 
 _CANCELS = (
     CancelBatchException,
@@ -57,11 +59,6 @@ _CANCELS = (
     CancelEpochException,
     CancelFitException,
 )
-
-#: Per-batch events: ``run_train`` / ``run_valid`` filter only these; the others always run.
-_INNER_EVENTS = frozenset({"before_batch", "after_pred", "after_loss", "before_backward", "after_backward",
-                           "before_step", "after_step", "after_batch", "after_cancel_batch",
-                           "after_cancel_backward", "after_cancel_step"})
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -103,12 +100,10 @@ class Learner:
     n_epoch, iter, n_iter, train_iter, training, dl``.
     """
 
-    _default_cbs = ("TrainEvalCallback", "Recorder", "ProgressCallback", "TerminateOnNaN")
-
     def __init__(self, dls, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
                  lr: float = 1e-3, splitter: Callable | None = None, cbs: Iterable[Callback] | None = None,
                  metrics=None, wd: float | None = None, path: str | os.PathLike = ".", model_dir: str = "models",
-                 device=None, compile: bool = False):
+                 device=None, compile: bool = False, train_bn: bool = True, moms=(0.95, 0.85, 0.95)):
         if not isinstance(model, nn.Module):
             raise ModelError(f"Expected model to be a torch.nn.Module. Received: {type(model).__name__}.")
         if not isinstance(dls, DataLoaders):
@@ -119,25 +114,64 @@ class Learner:
                                 f"Received: {type(dls).__name__}. Fix: DataLoaders(train_dl, valid_dl).")
         if device is not None:
             dls.to(device)
+        _check_lr(lr, "lr")
         self.dls, self.path, self.model_dir = dls, Path(path), model_dir
         self.model = model.to(dls.device)
         self.loss_func = loss_func if loss_func is not None else dls.loss_func
-        self.opt_func, self.lr, self.splitter, self.wd = opt_func, lr, splitter, wd
-        self.metrics = [as_metric(m) for m in listify(metrics)]
-        self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, True, 0
+        self.opt_func, self.lr, self.splitter, self.wd, self.moms = opt_func, lr, splitter, wd, moms
+        self.metrics = metrics
+        self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, train_bn, 0
         self._fwd = torch.compile(self.model) if compile else self.model
         self.cbs: list[Callback] = []
+        # the loop's state (callbacks read it and may change it)
         self.epoch = self.n_epoch = self.iter = self.n_iter = self.train_iter = 0
         self.training, self.pred, self.loss, self.loss_grad, self.xb, self.yb, self.dl = False, None, None, None, (), (), None
-        self._in_step, self._resume_state, self._rng_epoch, self._dict_target = False, None, None, None
-        self._stepped_iter, self._quiet, self._need_rng, self._start_epoch = None, None, False, 0
+        # the position API (see `position`): where this fit starts, a pending mid-epoch resume, the step's state
+        self.start_epoch, self.resume_at, self.in_step, self.stepped_at, self.exception = 0, None, False, None, None
+        self.check_grads = True  # stop before a step whose gradients are NaN/inf (one fused check per step)
         self.ddp_model = None  # the DistributedDataParallel wrapper during a distributed fit
-        self._n_inp, self._tables, self._bw_hooked, self._step_hooked = None, None, True, True
+        self._quiet, self._n_inp, self._tables, self._bw_hooked, self._step_hooked = None, None, None, True, True
+        self._fwd_params = None
         self.add_cbs(_make_default_cbs())
         self.add_cbs(cbs)
-        from .distributed import auto_callbacks
+        from .distributed import auto_callbacks  # distributed imports the learner's module: a cycle
 
         self.add_cbs(auto_callbacks(self))
+
+    # ------------------------------------------------------------------ position and state
+    @property
+    def metrics(self) -> list:
+        """The validation metrics; assigning functions, ``partial``s or Metric objects converts them."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics) -> None:
+        self._metrics = [as_metric(m) for m in listify(metrics)]
+        self._tables = None
+
+    @property
+    def position(self) -> dict:
+        """Where the loop is: ``epoch, iter, train_iter, n_epoch, training`` and ``start_epoch`` (the first epoch
+        of this fit, > 0 after a resume). ``learn.resume_at`` holds a pending mid-epoch resume (``iter``: batches
+        of the next training phase to skip, and the RNG states), ``learn.in_step`` is True while the optimizer
+        steps, ``learn.stepped_at`` is the ``(epoch, iter)`` of the last batch whose update is applied, and
+        ``learn.exception`` is the exception ending a fit (during ``on_exception`` / ``after_fit``).
+
+        >>> learn.position  # doctest: +SKIP
+        {'epoch': 2, 'iter': 9, 'train_iter': 30, 'n_epoch': 3, 'training': False, 'start_epoch': 0}
+        """
+        return {"epoch": self.epoch, "iter": self.iter, "train_iter": self.train_iter, "n_epoch": self.n_epoch,
+                "training": self.training, "start_epoch": self.start_epoch}
+
+    def mark_stepped(self) -> None:
+        """Record that the current batch's update is applied (callbacks that step the optimizer themselves)."""
+        self.stepped_at = (self.epoch, self.iter)
+
+    # the names callbacks in other modules used before the position API (kept working)
+    _in_step = property(lambda self: self.in_step, lambda self, v: setattr(self, "in_step", v))
+    _stepped_iter = property(lambda self: self.stepped_at, lambda self, v: setattr(self, "stepped_at", v))
+    _start_epoch = property(lambda self: self.start_epoch, lambda self, v: setattr(self, "start_epoch", v))
+    _resume_state = property(lambda self: self.resume_at, lambda self, v: setattr(self, "resume_at", v))
 
     # ------------------------------------------------------------------ callbacks
     @property
@@ -152,8 +186,15 @@ class Learner:
         if not isinstance(cb, Callback):
             raise TypeError(f"Expected a learnkit Callback. Received: {type(cb).__name__}. Fix: subclass "
                             "learnkit.Callback and implement events such as after_batch().")
+        name = cb.name
+        taken = getattr(type(self), name, None) is not None or (name in self.__dict__ and not isinstance(
+            self.__dict__[name], Callback))
+        if taken:
+            raise ValueError(f"A callback named {name!r} ({type(cb).__name__}) would hide Learner.{name}. Expected a "
+                             "callback whose snake-case name is not a Learner attribute. Fix: rename the class, or "
+                             "give it a `name` property returning another name.")
         cb.learn = self
-        setattr(self, cb.name, cb) if not hasattr(type(self), cb.name) else None
+        setattr(self, name, cb)
         self.cbs.append(cb)
         self._tables = None
         return self
@@ -200,7 +241,7 @@ class Learner:
             self.add_cbs(cbs)
 
     def _sorted_cbs(self) -> list[Callback]:
-        return sorted(self.cbs, key=lambda c: getattr(c, "order", 0))
+        return sort_callbacks(self.cbs)
 
     def _build_tables(self) -> None:
         """Per event, the bound methods to call; one table for training and one for validation."""
@@ -208,7 +249,7 @@ class Learner:
         for cb in self._sorted_cbs():
             for ev in cb.events():
                 fn = getattr(cb, ev)
-                inner = ev in _INNER_EVENTS
+                inner = ev in BATCH_EVENTS
                 if getattr(cb, "run_valid", True) or not inner:
                     tables[0].setdefault(ev, []).append((cb, fn))
                 if getattr(cb, "run_train", True) or not inner:
@@ -233,13 +274,9 @@ class Learner:
 
     def show_training_loop(self) -> str:
         """Print (and return) which callbacks run at each event, in order."""
-        lines = []
-        for ev in ("before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
-                   "before_backward", "after_backward", "before_step", "after_step", "after_cancel_batch",
-                   "after_batch", "after_cancel_train", "after_train", "before_validate", "after_cancel_validate",
-                   "after_validate", "after_cancel_epoch", "after_epoch", "after_cancel_fit", "after_fit"):
-            names = [type(c).__name__ for c in self._sorted_cbs() if callable(getattr(c, ev, None))]
-            depth = 0 if ev.endswith("fit") else 1 if ev.endswith("epoch") else 2 if ev.endswith(("train", "validate")) else 3
+        lines, cbs = [], self._sorted_cbs()
+        for ev, depth in loop_events():
+            names = [type(c).__name__ for c in cbs if callable(getattr(c, ev, None))]
             lines.append(f"{'  ' * depth}{ev:<22} {names}  # {event_doc(ev)}")
         out = "\n".join(lines)
         print(out)
@@ -253,15 +290,20 @@ class Learner:
             f()
         except exc:
             self(f"after_cancel_{event}")
-        except BaseException:
+        except BaseException as e:
             if final:  # after_fit runs even when training is interrupted
-                self(f"after_{event}")
+                try:
+                    if event == "fit":
+                        self.exception = e
+                        self("on_exception")
+                finally:
+                    self(f"after_{event}")
             raise
         self(f"after_{event}")
 
     def _split(self, b) -> None:
         if isinstance(b, dict):
-            key = self._dict_target or next((k for k in TARGET_KEYS if k in b), None)
+            key = next((k for k in TARGET_KEYS if k in b), None)
             if key is None:
                 raise DataError(f"Expected a dict batch with a target under one of {list(TARGET_KEYS)}. Received "
                                 f"keys: {list(b)}. Fix: name the target 'y' or 'label'.")
@@ -278,7 +320,11 @@ class Learner:
     def _forward(self):
         xb = self.xb
         if len(xb) == 1 and isinstance(xb[0], dict):
-            return self._fwd(**xb[0])
+            try:
+                return self._fwd(**xb[0])
+            except TypeError as e:
+                _check_dict_keys(self.model, xb[0], e)
+                raise
         return self._fwd(*xb)
 
     def _do_one_batch(self) -> None:
@@ -305,8 +351,16 @@ class Learner:
             raise ModelError("The Learner has no loss function and the data does not say which one fits. "
                              "Expected loss_func=... Fix: Learner(dls, model, loss_func=nn.CrossEntropyLoss()) "
                              "for classification, nn.MSELoss() for regression.")
+        lf = self.loss_func
+        if isinstance(lf, _ELEMENTWISE_LOSSES) and len(yb) == 1 and getattr(pred, "shape", None) != getattr(
+                yb[0], "shape", None):
+            raise ModelError(
+                f"{type(lf).__name__} compares element by element, but the model output has shape {tuple(pred.shape)} "
+                f"and the target {tuple(yb[0].shape)}: they would broadcast to a wrong loss. Expected equal shapes. "
+                f"Fix: use learnkit's {_FLAT_FIX.get(type(lf), 'flat loss')} (flattens both), make the model output "
+                "the target's shape, or reshape the target (e.g. y.view(-1, 1)).")
         try:
-            return self.loss_func(pred, *yb)
+            return lf(pred, *yb)
         except ModelError:
             raise
         except (RuntimeError, ValueError, IndexError) as e:
@@ -322,10 +376,17 @@ class Learner:
         self.loss_grad.backward()
 
     def _step(self) -> None:
-        self._in_step = True
+        if self.check_grads and not _grads_finite(self.opt):
+            raise NonFiniteGradientError(
+                f"The gradients are NaN or infinite at epoch {self.epoch}, batch {self.iter} (the loss is "
+                f"{float(self.loss):.4g}); training stopped before the optimizer step, so the weights are those of "
+                "the last good batch. Expected finite gradients. Fix: look for operations with infinite slopes in the "
+                "model (sqrt or log at 0, division by a value near 0: add an epsilon), lower the learning rate, or clip "
+                "gradients with GradientClip. (learn.check_grads = False turns this check off.)")
+        self.in_step = True
         self.opt.step()
-        self._in_step = False
-        self._stepped_iter = (self.epoch, self.iter)
+        self.in_step = False
+        self.stepped_at = (self.epoch, self.iter)
 
     def one_batch(self, i: int, b) -> None:
         """Run one batch ``b`` (already on the device) as batch number ``i`` of the current phase."""
@@ -335,16 +396,13 @@ class Learner:
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)
-        start = 0
-        if self.training and self._resume_state is not None:
-            st, self._resume_state = self._resume_state, None
+        start, st = 0, None
+        if self.training and self.resume_at is not None:  # continue a checkpointed epoch (see callbacks/checkpoint)
+            st, self.resume_at = self.resume_at, None
             start = st["iter"]
-            self._rng_epoch = st["rng_epoch"]
             set_rng_state(st["rng_epoch"])
             if start:
                 self.dl.skip(start)
-        elif self.training:
-            self._rng_epoch = get_rng_state() if self._need_rng else None
         it = iter(self.dl)
         self._n_inp = self.dls.n_inp  # read once per phase, not per batch
         if start:
@@ -375,7 +433,7 @@ class Learner:
         self._do_epoch_validate()
 
     def _do_fit(self) -> None:
-        for epoch in range(self._start_epoch, self.n_epoch):
+        for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
             if hasattr(self.dls.train, "set_epoch"):
                 self.dls.train.set_epoch(epoch)
@@ -388,25 +446,28 @@ class Learner:
         Args:
             cbs: callbacks for this call only. reset_opt: rebuild the optimizer first.
             resume: a checkpoint path (or ``True`` for the default checkpoint of
-                :class:`~learnkit.callbacks.tracker.Checkpoint`) to continue exactly where it stopped.
+                :class:`~learnkit.callbacks.checkpoint.Checkpoint`) to continue exactly where it stopped
+                (adds a :class:`~learnkit.callbacks.checkpoint.Resume` callback for this call).
             quiet: hide progress bars and tables for this call.
+
+        The learning rate is set from ``lr`` (or ``learn.lr``) at the start of every call; a schedule or a
+        resumed optimizer state then takes over for that call only.
         """
         if self.dls.train is None:
             raise DataError("Expected a training loader. Received: DataLoaders with no train loader.")
         if int(n_epoch) < 0:
             raise ValueError(f"Expected n_epoch >= 0. Received: n_epoch={n_epoch}.")
-        with self.added_cbs(cbs):
+        _check_lr(self.lr if lr is None else lr, "lr")
+        if resume:
+            cbs = [Resume(resume)] + listify(cbs)
+        with self.added_cbs(cbs), self._quiet_ctx(quiet if quiet is not None else self._quiet):
             if reset_opt or self.opt is None:
                 self.create_opt()
             if wd is not None:
                 set_hyper(self.opt, "weight_decay", wd)
-            if lr is not None or not getattr(self, "_lrs_set", False):
-                set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
-            self.n_epoch, self._start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
-            self._quiet = quiet
-            self._need_rng = any(getattr(c, "needs_rng", False) for c in self.cbs)
-            if resume:
-                self._load_resume(resume)
+            set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
+            self.n_epoch, self.start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
+            self.resume_at, self.exception, self.stepped_at, self.in_step = None, None, None, False
             self._tables = None
             self._with_events(self._do_fit, "fit", CancelFitException, final=True)
 
@@ -416,7 +477,6 @@ class Learner:
         groups = param_groups(self.model, self.splitter)
         self.opt = make_opt(self.opt_func, groups, lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop,
                             wd=self.wd)
-        self._lrs_set = False
         self._groups = groups
         self._apply_freeze()
 
@@ -453,14 +513,17 @@ class Learner:
 
     # ------------------------------------------------------------------ training recipes
     def fit_one_cycle(self, n_epoch: int, lr_max=None, div: float = 25.0, div_final: float = 1e5,
-                      pct_start: float = 0.25, wd: float | None = None, moms=(0.95, 0.85, 0.95), cbs=None,
+                      pct_start: float = 0.25, wd: float | None = None, moms=None, cbs=None,
                       reset_opt: bool = False, resume=None, quiet: bool | None = None) -> None:
         """1cycle policy: LR warms up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of the steps,
-        then anneals (cosine) to ``lr_max/div_final``; momentum (or Adam's beta1) moves the opposite way."""
+        then anneals (cosine) to ``lr_max/div_final``; momentum (or Adam's beta1) moves the opposite way through
+        ``moms`` (default ``learn.moms``; ``False`` leaves momentum alone)."""
         from .callbacks.schedule import ParamScheduler, combined_cos
 
+        _check_lr(self.lr if lr_max is None else lr_max, "lr_max")
         if self.opt is None:
             self.create_opt()
+        moms = self.moms if moms is None else (moms or None)
         lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
         scheds = {"lr": combined_cos(pct_start, [v / div for v in lr_max], lr_max, [v / div_final for v in lr_max])}
         if moms is not None:
@@ -474,6 +537,7 @@ class Learner:
         """Flat LR for ``pct_start`` of the steps, then cosine annealing to ``lr/div_final``."""
         from .callbacks.schedule import ParamScheduler, combined_cos
 
+        _check_lr(self.lr if lr is None else lr, "lr")
         if self.opt is None:
             self.create_opt()
         lr = lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups))
@@ -486,6 +550,7 @@ class Learner:
         """SGD with warm restarts: ``n_cycles`` cosine cycles, the i-th lasting ``cycle_len * cycle_mult**i`` epochs."""
         from .callbacks.schedule import ParamScheduler, SchedCos, combine_scheds
 
+        _check_lr(self.lr if lr_max is None else lr_max, "lr_max")
         if self.opt is None:
             self.create_opt()
         n_epoch = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1) if cycle_mult != 1 else cycle_len * n_cycles
@@ -498,6 +563,8 @@ class Learner:
                   pct_start: float = 0.3, div: float = 5.0, cbs=None, quiet: bool | None = None, **kwargs) -> None:
         """Transfer learning: train the head (body frozen) for ``freeze_epochs``, then everything for ``epochs``
         with discriminative LRs from ``base_lr/2/lr_mult`` (body) to ``base_lr/2`` (head)."""
+        _check_lr(base_lr, "base_lr")
+        _check_lr(lr_mult, "lr_mult")
         self.freeze()
         self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, cbs=cbs, quiet=quiet, **kwargs)
         base_lr /= 2
@@ -523,7 +590,6 @@ class Learner:
             "opt": copy.deepcopy(self.opt.state_dict()),
             "recorder": self.recorder.state_dict() if hasattr(self, "recorder") else None,
             "rng": get_rng_state(),
-            "lrs_set": getattr(self, "_lrs_set", False),
         }
         from .distributed import num_distrib
 
@@ -538,7 +604,6 @@ class Learner:
             if saved["recorder"] is not None:
                 self.recorder.load_state_dict(saved["recorder"])
             set_rng_state(saved["rng"])
-            self._lrs_set = saved["lrs_set"]
         self.lr_finder = finder
         return finder.suggest(suggest_funcs, show_plot=show_plot)
 
@@ -666,7 +731,8 @@ class Learner:
         return s
 
     # ------------------------------------------------------------------ files
-    def _file(self, name) -> Path:
+    def file_path(self, name) -> Path:
+        """Where ``save`` / checkpoints put ``name``: ``path / model_dir / name.pth`` (absolute paths kept)."""
         p = Path(name)
         if p.suffix == "":
             p = p.with_suffix(".pth")
@@ -698,63 +764,12 @@ class Learner:
         """Number of training batches per epoch."""
         return len(self.dls.train) if self.dls.train is not None else 0
 
+    _file = file_path  # the spelling callbacks in other modules use
+
     def checkpoint_state(self, n_done: int | None = None, epoch_complete: bool = False) -> dict:
-        """Everything needed to continue training exactly: weights, optimizer, position, RNG and callback states.
-
-        ``n_done``: training batches of the current epoch already applied; ``epoch_complete``: the epoch
-        (training and validation) is finished, so resuming starts the next one.
-        """
-        cb_states = {}
-        for cb in self.cbs:
-            if hasattr(cb, "state_dict"):
-                cb_states[type(cb).__name__] = cb.state_dict()
-        if epoch_complete:
-            epoch, n_done = self.epoch + 1, 0
-        else:
-            epoch, n_done = self.epoch, (self.iter + 1 if n_done is None else n_done)
-        return {
-            "format": "learnkit.checkpoint",
-            "version": 1,
-            "model": _unwrap(self.model).state_dict(),
-            "opt": self.opt.state_dict() if self.opt is not None else None,
-            "epoch": epoch,
-            "iter": n_done,
-            "train_iter": epoch * self.n_iter_train + n_done,
-            "n_epoch": self.n_epoch,
-            "frozen_idx": self.frozen_idx,
-            "rng_epoch": self._rng_epoch if self._rng_epoch is not None else get_rng_state(),
-            "rng": get_rng_state(),
-            "callbacks": cb_states,
-        }
-
-    def _load_resume(self, resume) -> None:
-        if resume is True:
-            from .callbacks.tracker import Checkpoint
-
-            ck = next((c for c in self.cbs if isinstance(c, Checkpoint)), None)
-            resume = ck.file if ck is not None else self._file("checkpoint")
-        path = Path(resume)
-        st = safe_load(path, map_location=self.device)
-        if not isinstance(st, dict) or st.get("format") != "learnkit.checkpoint":
-            raise CheckpointError(f"{str(path)!r} is not a learnkit checkpoint. Expected a file written by the "
-                                  "Checkpoint callback. Fix: pass the checkpoint path, e.g. models/checkpoint.pth.")
-        load_state_checked(_unwrap(self.model), st["model"], strict=True, source=str(path))
-        if self.frozen_idx != st.get("frozen_idx", 0):
-            self.freeze_to(st.get("frozen_idx", 0))
-        if st.get("opt") is not None:
-            self.opt.load_state_dict(st["opt"])
-        self._lrs_set = True
-        for cb in self.cbs:
-            s = st["callbacks"].get(type(cb).__name__)
-            if s is not None and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(s)
-        # the position in *this* run's steps (a checkpoint written by N processes counts N times fewer)
-        self._start_epoch, self.train_iter = st["epoch"], st["epoch"] * self.n_iter_train + st["iter"]
-        if st["iter"]:
-            self._resume_state = {"iter": st["iter"], "rng_epoch": st["rng_epoch"], "rng": st["rng"]}
-        else:
-            self._resume_state = None
-            set_rng_state(st["rng"])
+        """Everything needed to continue training exactly (see :func:`learnkit.callbacks.checkpoint.checkpoint_state`)."""
+        ck = next((c for c in self.cbs if type(c).__name__ == "Checkpoint"), None)
+        return checkpoint_state(self, n_done, epoch_complete, rng_epoch=getattr(ck, "rng_epoch", None))
 
     def export(self, fname: str | os.PathLike = "export.lk", factory: str | None = None,
                factory_kwargs: dict | None = None, pickle_model: bool = False) -> Path:
@@ -787,40 +802,53 @@ class Learner:
                 f"device={self.device}, cbs={[type(c).__name__ for c in self.cbs]})")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The underlying module of a DDP / compiled wrapper."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ in (
-                "DistributedDataParallel", "DataParallel"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+_unwrap = unwrap_model  # export.py's spelling
 
 
-def load_state_checked(model: nn.Module, sd: dict, strict: bool = True, source: str = "the file") -> None:
-    """``model.load_state_dict(sd)`` with an error that lists missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own
-             if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if shape or (strict and (missing or unexpected)):
-        def few(xs):
-            return ", ".join(xs[:8]) + (f", ... ({len(xs)} in all)" if len(xs) > 8 else "")
+_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
+_FLAT_FIX = {nn.MSELoss: "MSELossFlat()", nn.L1Loss: "L1LossFlat()", nn.BCEWithLogitsLoss: "BCEWithLogitsLossFlat()"}
 
-        parts = []
-        if missing:
-            parts.append(f"missing in the file: {few(missing)}")
-        if unexpected:
-            parts.append(f"not in the model: {few(unexpected)}")
-        if shape:
-            parts.append(f"different shapes: {few(shape)}")
-        raise CheckpointError(f"The weights in {source} do not fit this model ({'; '.join(parts)}). Expected weights "
-                              "saved from the same architecture. Fix: build the model with the same arguments, or "
-                              "load with strict=False to load only the matching layers.")
-    model.load_state_dict(sd, strict=strict)
+
+def _check_lr(lr, name: str) -> None:
+    """A learning rate (float, ``slice`` or list of floats) must be finite and > 0."""
+    vals = [lr.start, lr.stop] if isinstance(lr, slice) else list(lr) if isinstance(lr, (list, tuple)) else [lr]
+    for v in vals:
+        if v is None and isinstance(lr, slice):
+            continue
+        try:
+            ok = math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"Expected {name} to be a finite number > 0 (or a slice/list of them). Received: "
+                             f"{name}={lr!r}. A negative, zero or non-finite learning rate trains uphill or not at "
+                             "all. Fix: pass e.g. lr=1e-3, or pick one with learn.lr_find().")
+
+
+def _grads_finite(opt) -> bool:
+    """One fused check that every gradient the optimizer will apply is finite."""
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None and not p.grad.is_sparse]
+    if not grads:
+        return True
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+
+
+def _check_dict_keys(model: nn.Module, batch: dict, err: TypeError) -> None:
+    """Turn "forward() got an unexpected keyword argument" into a DataError naming the field and the parameters."""
+    fwd = unwrap_model(model).forward
+    try:
+        params = inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in batch if k not in params]
+    if unknown:
+        names = [n for n, p in params.items() if p.kind != p.VAR_POSITIONAL]
+        raise DataError(f"The batch field(s) {unknown} are not parameters of {type(unwrap_model(model)).__name__}"
+                        f".forward. Expected the dict keys (besides the target) to be among {names}. Received keys: "
+                        f"{list(batch)}. Fix: rename the fields to the forward's parameter names, or drop them "
+                        "from the batch.") from err
 
 
 def _make_default_cbs() -> list[Callback]:

@@ -104,15 +104,21 @@ def verify_checkpoint_file(path: str | os.PathLike) -> None:
 
 
 def callback_state_keys(cbs) -> dict[str, Callback]:
-    """``{state_key: callback}`` for every stateful callback, duplicates suffixed ``#2``, ``#3`` in order."""
+    """``{key: callback}`` for every stateful callback: its ``state_key``; callbacks sharing one get their
+    :meth:`~learnkit.callbacks.core.Callback.init_args` added, then ``#2``, ``#3`` suffixes in order."""
+    stateful = [cb for cb in cbs if callable(getattr(cb, "state_dict", None))]
+    counts: dict[str, int] = {}
+    for cb in stateful:
+        counts[cb.state_key] = counts.get(cb.state_key, 0) + 1
     out: dict[str, Callback] = {}
-    for cb in cbs:
-        if not callable(getattr(cb, "state_dict", None)):
-            continue
-        key, n = cb.state_key, 1
+    for cb in stateful:
+        key = cb.state_key
+        if counts[key] > 1:
+            key = f"{key}({cb.init_args()})"
+        base, n = key, 1
         while key in out:
             n += 1
-            key = f"{cb.state_key}#{n}"
+            key = f"{base}#{n}"
         out[key] = cb
     return out
 
@@ -204,7 +210,7 @@ def load_checkpoint(learn, path: str | os.PathLike) -> dict:
         learn.opt.load_state_dict(st["opt"])
     saved = st.get("callbacks", {})
     for key, cb in callback_state_keys(learn.cbs).items():
-        s = saved.get(key, saved.get(type(cb).__name__) if key == cb.state_key else None)  # v1: by class name
+        s = saved.get(key)
         if s is not None and callable(getattr(cb, "load_state_dict", None)):
             cb.load_state_dict(s)
     return st

@@ -188,17 +188,21 @@ class Callback:
 
     @property
     def state_key(self) -> str:
-        """The key of this callback's state in a checkpoint: the class name plus the constructor arguments that
-        differ from their defaults, e.g. ``EarlyStopping(monitor='accuracy', patience=3)``.
+        """The key of this callback's state in a checkpoint: the class name (override it to choose another).
 
-        Override it when other attributes tell two instances apart. Two callbacks with the same key in one
-        learner get ``#2``, ``#3`` ... suffixes in the order they were added.
+        When one learner holds several callbacks with the same key, checkpoints tell them apart by
+        :meth:`init_args` (``EarlyStopping(monitor='accuracy', patience=3)``), then by ``#2``, ``#3`` suffixes
+        in the order the callbacks were added.
         """
-        cls = type(self)
+        return type(self).__name__
+
+    def init_args(self) -> str:
+        """The constructor arguments (plain values) that differ from their defaults, e.g. ``"monitor='accuracy'"``;
+        read from the attributes of the same names."""
         try:
-            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+            params = list(inspect.signature(type(self).__init__).parameters.values())[1:]
         except (TypeError, ValueError):
-            params = []
+            return ""
         parts = []
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name not in self.__dict__:
@@ -206,7 +210,7 @@ class Callback:
             v = self.__dict__[p.name]
             if isinstance(v, _PLAIN) and (p.default is p.empty or v != p.default):
                 parts.append(f"{p.name}={v!r}")
-        return f"{cls.__name__}({', '.join(parts)})" if parts else cls.__name__
+        return ", ".join(parts)
 
     def __repr__(self) -> str:
         return type(self).__name__

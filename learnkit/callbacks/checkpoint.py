@@ -21,7 +21,6 @@ Safety rules, each with a test:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -36,8 +35,15 @@ from ..exceptions import CheckpointError, NonFiniteLossError
 from ..utils import atomic_save, safe_load
 from .core import Callback
 
-__all__ = ["Checkpoint", "Resume", "load_state_checked", "checkpoint_state", "load_checkpoint",
-           "verify_checkpoint_file", "callback_state_keys"]
+__all__ = [
+    "Checkpoint",
+    "Resume",
+    "load_state_checked",
+    "checkpoint_state",
+    "load_checkpoint",
+    "verify_checkpoint_file",
+    "callback_state_keys",
+]
 
 #: Temp files of an atomic write older than this (seconds) are orphans of a killed write.
 STALE_TMP_SECONDS = 60.0
@@ -46,8 +52,11 @@ STALE_TMP_SECONDS = 60.0
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The underlying module of a DDP / compiled wrapper."""
     while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ in (
-                "DistributedDataParallel", "DataParallel"):
+        if (
+            hasattr(model, "module")
+            and isinstance(model.module, nn.Module)
+            and type(model).__name__ in ("DistributedDataParallel", "DataParallel")
+        ):
             model = model.module
         elif hasattr(model, "_orig_mod"):
             model = model._orig_mod
@@ -62,8 +71,11 @@ def _few(xs: list[str]) -> str:
 def _state_mismatch(own: dict, sd: dict, strict: bool) -> list[str]:
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own
-             if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
+    shape = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
     parts = []
     if strict and missing:
         parts.append(f"missing in the file: {_few(missing)}")
@@ -78,9 +90,11 @@ def load_state_checked(model: nn.Module, sd: dict, strict: bool = True, source: 
     """``model.load_state_dict(sd)`` with an error that lists missing, unexpected and mis-shaped keys."""
     parts = _state_mismatch(model.state_dict(), sd, strict)
     if parts:
-        raise CheckpointError(f"The weights in {source} do not fit this model ({'; '.join(parts)}). Expected weights "
-                              "saved from the same architecture. Fix: build the model with the same arguments, or "
-                              "load with strict=False to load only the matching layers.")
+        raise CheckpointError(
+            f"The weights in {source} do not fit this model ({'; '.join(parts)}). Expected weights "
+            "saved from the same architecture. Fix: build the model with the same arguments, or "
+            "load with strict=False to load only the matching layers."
+        )
     model.load_state_dict(sd, strict=strict)
 
 
@@ -89,18 +103,24 @@ def verify_checkpoint_file(path: str | os.PathLike) -> None:
     :class:`CheckpointError` naming the file (``torch.load`` itself does not verify them)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"Expected a checkpoint file. Received: {str(path)!r}, which does not exist. Fix: pass "
-                              "the path the Checkpoint callback wrote (learn.path / learn.model_dir / 'checkpoint.pth').")
+        raise CheckpointError(
+            f"Expected a checkpoint file. Received: {str(path)!r}, which does not exist. Fix: pass "
+            "the path the Checkpoint callback wrote (learn.path / learn.model_dir / 'checkpoint.pth')."
+        )
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{str(path)!r} is truncated or corrupted ({e}). Expected a complete checkpoint written "
-                              "by the Checkpoint callback. Fix: resume from an earlier checkpoint.") from e
+        raise CheckpointError(
+            f"{str(path)!r} is truncated or corrupted ({e}). Expected a complete checkpoint written "
+            "by the Checkpoint callback. Fix: resume from an earlier checkpoint."
+        ) from e
     if bad is not None:
-        raise CheckpointError(f"{str(path)!r} is corrupted: the CRC of its member {bad!r} does not match (flipped "
-                              "bytes on disk or in a copy). Expected an intact checkpoint. Fix: resume from an "
-                              "earlier checkpoint or copy the file again.")
+        raise CheckpointError(
+            f"{str(path)!r} is corrupted: the CRC of its member {bad!r} does not match (flipped "
+            "bytes on disk or in a copy). Expected an intact checkpoint. Fix: resume from an "
+            "earlier checkpoint or copy the file again."
+        )
 
 
 def callback_state_keys(cbs) -> dict[str, Callback]:
@@ -162,30 +182,38 @@ def _validate(learn, st, path: Path) -> None:
     src = repr(str(path))
     parts = _state_mismatch(unwrap_model(learn.model).state_dict(), st["model"], strict=True)
     if parts:
-        raise CheckpointError(f"The weights in {src} do not fit this model ({'; '.join(parts)}). Expected a checkpoint "
-                              "of the same architecture. Fix: build the model with the same arguments.")
+        raise CheckpointError(
+            f"The weights in {src} do not fit this model ({'; '.join(parts)}). Expected a checkpoint "
+            "of the same architecture. Fix: build the model with the same arguments."
+        )
     so = st.get("opt")
     if so is None or learn.opt is None:
         return
     name, own = st.get("opt_class"), type(learn.opt).__name__
     if name is not None and name != own:
-        raise CheckpointError(f"{src} holds the state of a {name} optimizer; this learner uses {own}. Expected the "
-                              f"same optimizer class. Fix: Learner(..., opt_func=<the {name} you trained with>), or "
-                              "load only the weights with learn.load(path, with_opt=False).")
+        raise CheckpointError(
+            f"{src} holds the state of a {name} optimizer; this learner uses {own}. Expected the "
+            f"same optimizer class. Fix: Learner(..., opt_func=<the {name} you trained with>), or "
+            "load only the weights with learn.load(path, with_opt=False)."
+        )
     groups = so.get("param_groups", [])
     own_groups = learn.opt.param_groups
-    if len(groups) != len(own_groups) or any(len(g["params"]) != len(o["params"]) for g, o in zip(groups, own_groups)):
+    if len(groups) != len(own_groups) or any(
+        len(g["params"]) != len(o["params"]) for g, o in zip(groups, own_groups)
+    ):
         raise CheckpointError(
             f"The optimizer in {src} has parameter groups of sizes {[len(g['params']) for g in groups]}; this "
             f"learner has {[len(o['params']) for o in own_groups]}. Expected the same splitter and model. Fix: build "
-            "the learner with the same splitter (and freeze state) as the run that wrote the checkpoint.")
+            "the learner with the same splitter (and freeze state) as the run that wrote the checkpoint."
+        )
     for i, (g, o) in enumerate(zip(groups, own_groups)):
         missing = sorted(set(o) - set(g) - {"params"})
         if missing:
             raise CheckpointError(
                 f"The optimizer state in {src} lacks the hyper-parameter(s) {missing} of this learner's {own} "
                 f"(param group {i}); it was written by another optimizer. Expected the same opt_func. Fix: resume "
-                "with the optimizer you trained with, or load only the weights with learn.load(path, with_opt=False).")
+                "with the optimizer you trained with, or load only the weights with learn.load(path, with_opt=False)."
+            )
     cbs = st.get("callbacks", {})
     if not isinstance(cbs, dict):
         raise CheckpointError(f"{src} has a malformed callback section. Expected a dict of callback states.")
@@ -198,11 +226,15 @@ def load_checkpoint(learn, path: str | os.PathLike) -> dict:
     verify_checkpoint_file(path)
     st = safe_load(path, map_location=learn.device)
     if not isinstance(st, dict) or st.get("format") != "learnkit.checkpoint":
-        raise CheckpointError(f"{str(path)!r} is not a learnkit checkpoint. Expected a file written by the "
-                              "Checkpoint callback. Fix: pass the checkpoint path, e.g. models/checkpoint.pth.")
+        raise CheckpointError(
+            f"{str(path)!r} is not a learnkit checkpoint. Expected a file written by the "
+            "Checkpoint callback. Fix: pass the checkpoint path, e.g. models/checkpoint.pth."
+        )
     if learn.opt is None:
         learn.create_opt()
-    if learn.frozen_idx != st.get("frozen_idx", 0):  # freezing rebuilds nothing, it only toggles requires_grad
+    if learn.frozen_idx != st.get(
+        "frozen_idx", 0
+    ):  # freezing rebuilds nothing, it only toggles requires_grad
         learn.freeze_to(st.get("frozen_idx", 0))
     _validate(learn, st, path)
     unwrap_model(learn.model).load_state_dict(st["model"])
@@ -255,10 +287,19 @@ class Checkpoint(Callback):
 
     order = 90
 
-    def __init__(self, fname: str = "checkpoint", every_n_batches: int | None = None, every_epoch: bool = True,
-                 on_interrupt: bool = True):
-        self.fname, self.every_n_batches, self.every_epoch, self.on_interrupt = (fname, every_n_batches, every_epoch,
-                                                                                 on_interrupt)
+    def __init__(
+        self,
+        fname: str = "checkpoint",
+        every_n_batches: int | None = None,
+        every_epoch: bool = True,
+        on_interrupt: bool = True,
+    ):
+        self.fname, self.every_n_batches, self.every_epoch, self.on_interrupt = (
+            fname,
+            every_n_batches,
+            every_epoch,
+            on_interrupt,
+        )
         self.rng_epoch, self._trained = None, False
 
     @property
@@ -272,8 +313,10 @@ class Checkpoint(Callback):
         learn = self.learn
         if rank_distrib() == 0:
             if not _finite(unwrap_model(learn.model).parameters()):
-                warnings.warn(f"The weights are not finite at epoch {learn.epoch}, batch {learn.iter}: the checkpoint "
-                              f"{str(self.file)!r} was not overwritten (it keeps the last finite weights).")
+                warnings.warn(
+                    f"The weights are not finite at epoch {learn.epoch}, batch {learn.iter}: the checkpoint "
+                    f"{str(self.file)!r} was not overwritten (it keeps the last finite weights)."
+                )
                 return
             clean_stale_tmp(self.file)
             atomic_save(checkpoint_state(learn, rng_epoch=self.rng_epoch, **kwargs), self.file)
@@ -299,7 +342,11 @@ class Checkpoint(Callback):
 
     def on_exception(self):
         learn, exc = self.learn, self.learn.exception
-        if not self.on_interrupt or not self._trained or isinstance(exc, (NonFiniteLossError, CheckpointError)):
+        if (
+            not self.on_interrupt
+            or not self._trained
+            or isinstance(exc, (NonFiniteLossError, CheckpointError))
+        ):
             return
         if learn.in_step or learn.opt is None:
             return  # the weights may be half-updated: keep the last good checkpoint
@@ -341,5 +388,3 @@ class Resume(Callback):
         else:
             learn.resume_at = None
             set_rng_state(st["rng"])
-
-

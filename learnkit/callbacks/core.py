@@ -14,8 +14,17 @@ from __future__ import annotations
 import inspect
 import re
 
-__all__ = ["Callback", "EVENTS", "CANCEL_EVENTS", "EXCEPTION_EVENTS", "ALL_EVENTS", "BATCH_EVENTS", "event_doc",
-           "loop_events", "sort_callbacks"]
+__all__ = [
+    "Callback",
+    "EVENTS",
+    "CANCEL_EVENTS",
+    "EXCEPTION_EVENTS",
+    "ALL_EVENTS",
+    "BATCH_EVENTS",
+    "event_doc",
+    "loop_events",
+    "sort_callbacks",
+]
 
 #: The loop's events, in the order they fire within one ``fit``.
 EVENTS = (
@@ -52,8 +61,19 @@ EXCEPTION_EVENTS = ("on_exception",)
 ALL_EVENTS = EVENTS + CANCEL_EVENTS + EXCEPTION_EVENTS
 #: The per-batch events (``run_train`` / ``run_valid`` filter only these; the others always run).
 BATCH_EVENTS = frozenset(
-    {"before_batch", "after_pred", "after_loss", "before_backward", "after_backward", "before_step", "after_step",
-     "after_batch", "after_cancel_batch", "after_cancel_backward", "after_cancel_step"}
+    {
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        "after_cancel_batch",
+        "after_cancel_backward",
+        "after_cancel_step",
+    }
 )
 
 _EVENT_DOCS = {
@@ -86,8 +106,18 @@ def loop_events() -> list[tuple[str, int]]:
 
     Each ``after_cancel_<phase>`` comes right before ``after_<phase>``; ``on_exception`` before ``after_fit``.
     """
-    depth = {"fit": 0, "epoch": 1, "train": 2, "validate": 2, "batch": 3, "pred": 3, "loss": 3, "backward": 4,
-             "step": 4, "exception": 0}
+    depth = {
+        "fit": 0,
+        "epoch": 1,
+        "train": 2,
+        "validate": 2,
+        "batch": 3,
+        "pred": 3,
+        "loss": 3,
+        "backward": 4,
+        "step": 4,
+        "exception": 0,
+    }
     out = []
     for ev in EVENTS:
         ph = _phase(ev)
@@ -121,8 +151,10 @@ def _loop_state(name: str, doc: str) -> property:
         if name in own:
             return own[name]
         if self.learn is None:
-            raise AttributeError(f"{type(self).__name__}.{name} is the learner's state, and this callback is not "
-                                 "attached to a Learner yet. Fix: learn.add_cb(cb) (or read it during fit).")
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is the learner's state, and this callback is not "
+                "attached to a Learner yet. Fix: learn.add_cb(cb) (or read it during fit)."
+            )
         return getattr(self.learn, name)
 
     def set_(self, value):
@@ -243,7 +275,9 @@ def sort_callbacks(cbs: list[Callback]) -> list[Callback]:
         for j, d in enumerate(base):
             if i == j:
                 continue
-            if _matches(d, _names(getattr(c, "run_before", None))) or _matches(c, _names(getattr(d, "run_after", None))):
+            if _matches(d, _names(getattr(c, "run_before", None))) or _matches(
+                c, _names(getattr(d, "run_after", None))
+            ):
                 after[j].add(i)
     if not any(after.values()):
         return base
@@ -252,8 +286,10 @@ def sort_callbacks(cbs: list[Callback]) -> list[Callback]:
         ready = [i for i in range(len(base)) if i not in done and after[i] <= done]
         if not ready:
             left = [type(base[i]).__name__ for i in range(len(base)) if i not in done]
-            raise ValueError(f"The run_before / run_after constraints of the callbacks {left} contradict each other. "
-                             "Expected an order that satisfies all of them. Fix: drop one of the constraints.")
+            raise ValueError(
+                f"The run_before / run_after constraints of the callbacks {left} contradict each other. "
+                "Expected an order that satisfies all of them. Fix: drop one of the constraints."
+            )
         done.add(ready[0])
         out.append(base[ready[0]])
     return out

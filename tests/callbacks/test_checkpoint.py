@@ -82,7 +82,9 @@ class _Poison(Callback):
 
 
 def test_nan_gradients_stop_before_the_step_and_the_checkpoint_keeps_finite_weights(wine_tensors, tmp_path):
-    learn = _learner(wine_tensors, tmp_path, model=_SqrtModel(), cbs=[_Poison(), Checkpoint(every_n_batches=1)])
+    learn = _learner(
+        wine_tensors, tmp_path, model=_SqrtModel(), cbs=[_Poison(), Checkpoint(every_n_batches=1)]
+    )
     with pytest.raises(NonFiniteLossError, match=r"gradients are NaN or infinite at epoch 1, batch 2"):
         learn.fit(3, quiet=True)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # the claim is true
@@ -173,7 +175,9 @@ def test_resume_is_a_callback_and_on_exception_sees_the_exception(wine_tensors, 
 
     class Watch(Callback):
         def before_fit(self):
-            seen.append(("before_fit", any(isinstance(c, Resume) for c in self.learn.cbs), self.learn.start_epoch))
+            seen.append(
+                ("before_fit", any(isinstance(c, Resume) for c in self.learn.cbs), self.learn.start_epoch)
+            )
 
         def on_exception(self):
             seen.append(("on_exception", type(self.learn.exception).__name__))

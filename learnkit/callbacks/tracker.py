@@ -13,14 +13,7 @@ from ..utils import suggest
 from .checkpoint import Checkpoint
 from .core import Callback
 
-__all__ = [
-    "MonitorCallback",
-    "EarlyStopping",
-    "SaveModel",
-    "ReduceLROnPlateau",
-    "TerminateOnNaN",
-    "Checkpoint",
-]
+__all__ = ["MonitorCallback", "EarlyStopping", "SaveModel", "ReduceLROnPlateau", "TerminateOnNaN", "Checkpoint"]
 
 
 class TerminateOnNaN(Callback):
@@ -54,9 +47,7 @@ class MonitorCallback(Callback):
 
     order = 80
 
-    def __init__(
-        self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, reset_on_fit: bool = True
-    ):
+    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, reset_on_fit: bool = True):
         if comp is None:
             comp = np.less if ("loss" in monitor or "error" in monitor) else np.greater
         if comp == np.less:
@@ -67,10 +58,8 @@ class MonitorCallback(Callback):
     def before_fit(self):
         names = self.learn.recorder.metric_names[1:-1]
         if self.monitor not in names:
-            raise ValueError(
-                f"{type(self).__name__} monitors {self.monitor!r}, which is not recorded. Expected one "
-                f"of {names}.{suggest(self.monitor, names)} Fix: pass monitor= one of those names."
-            )
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which is not recorded. Expected one "
+                             f"of {names}.{suggest(self.monitor, names)} Fix: pass monitor= one of those names.")
         self._idx = names.index(self.monitor)
         if self.reset_on_fit or self.best is None:
             self.best = float("inf") if self.comp == np.less else -float("inf")
@@ -92,14 +81,8 @@ class MonitorCallback(Callback):
 class EarlyStopping(MonitorCallback):
     """Stops training when ``monitor`` has not improved for ``patience`` epochs."""
 
-    def __init__(
-        self,
-        monitor: str = "valid_loss",
-        comp=None,
-        min_delta: float = 0.0,
-        patience: int = 1,
-        reset_on_fit: bool = True,
-    ):
+    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
+                 reset_on_fit: bool = True):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
         self.patience = patience
 
@@ -130,26 +113,12 @@ class SaveModel(MonitorCallback):
 
     order = 81
 
-    def __init__(
-        self,
-        monitor: str = "valid_loss",
-        comp=None,
-        min_delta: float = 0.0,
-        fname: str = "model",
-        every_epoch: bool = False,
-        top_k: int = 1,
-        with_opt: bool = False,
-        reload_best: bool = False,
-        reset_on_fit: bool = True,
-    ):
+    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, fname: str = "model",
+                 every_epoch: bool = False, top_k: int = 1, with_opt: bool = False, reload_best: bool = False,
+                 reset_on_fit: bool = True):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
-        self.fname, self.every_epoch, self.top_k, self.with_opt, self.reload_best = (
-            fname,
-            every_epoch,
-            top_k,
-            with_opt,
-            reload_best,
-        )
+        self.fname, self.every_epoch, self.top_k, self.with_opt, self.reload_best = (fname, every_epoch, top_k,
+                                                                                     with_opt, reload_best)
         self.saved: list[tuple[float, str]] = []
 
     def _save(self, name: str):
@@ -194,16 +163,8 @@ class ReduceLROnPlateau(MonitorCallback):
 
     order = 82
 
-    def __init__(
-        self,
-        monitor: str = "valid_loss",
-        comp=None,
-        min_delta: float = 0.0,
-        patience: int = 1,
-        factor: float = 10.0,
-        min_lr: float = 0.0,
-        reset_on_fit: bool = True,
-    ):
+    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
+                 factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
         self.patience, self.factor, self.min_lr = patience, factor, min_lr
 

@@ -106,9 +106,17 @@ class Learner:
             :class:`~learnkit.metrics.Metric` objects computed on the validation set.
         wd: weight decay (``None``: the optimizer's default). path/model_dir: where ``save``/
             checkpoints go. device: overrides the data's device. compile: ``torch.compile`` the forward.
+        train_bn: normalisation layers keep training when the rest is frozen. moms: the momentum cycle of
+            ``fit_one_cycle`` (fastai's default ``(0.95, 0.85, 0.95)``).
 
     State during ``fit`` (callbacks read and may change it): ``xb, yb, pred, loss, loss_grad, epoch,
-    n_epoch, iter, n_iter, train_iter, training, dl``.
+    n_epoch, iter, n_iter, train_iter, training, dl``; the position API: :attr:`position`, ``start_epoch``,
+    ``resume_at``, ``in_step``, ``stepped_at`` (:meth:`mark_stepped`) and ``exception``.
+
+    Guards in the loop: the learning rate must be finite and > 0; an element-wise torch loss (MSE, L1,
+    BCE, ...) refuses an output and target of different shapes (they would broadcast); gradients are checked
+    for NaN/inf before each step with one fused kernel (``learn.check_grads = False`` turns it off) and a
+    :class:`~learnkit.exceptions.NonFiniteGradientError` stops training with the weights still finite.
     """
 
     def __init__(

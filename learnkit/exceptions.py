@@ -30,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "UnsafeFileError",
     "NonFiniteLossError",
+    "NonFiniteGradientError",
 ]
 
 
@@ -83,3 +84,8 @@ class UnsafeFileError(LearnkitError, RuntimeError):
 
 class NonFiniteLossError(LearnkitError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class NonFiniteGradientError(NonFiniteLossError):
+    """The gradients became NaN or infinite (with a finite loss, e.g. ``sqrt(0)`` in the model); the loop stops
+    before the optimizer step, so the weights stay finite."""

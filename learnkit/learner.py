@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import os
 import warnings
@@ -26,9 +27,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .callbacks.core import Callback, event_doc
+from .callbacks.checkpoint import Resume, checkpoint_state, load_state_checked, unwrap_model
+from .callbacks.core import BATCH_EVENTS, Callback, event_doc, loop_events, sort_callbacks
+from .callbacks.progress import GatherPreds, ProgressCallback, Recorder, TrainEvalCallback, model_summary
+from .callbacks.schedule import LRFinder, ParamScheduler, SchedCos, combine_scheds, combined_cos, valley
+from .callbacks.tracker import TerminateOnNaN
+from .callbacks.training import MixedPrecision
 from .data.loaders import TARGET_KEYS, DataLoaders, DeviceLoader
 from .device import get_rng_state, set_rng_state, to_cpu
+from .distributed import DistributedTrainer, auto_callbacks, num_distrib
 from .exceptions import (
     CancelBackwardException,
     CancelBatchException,
@@ -37,16 +44,17 @@ from .exceptions import (
     CancelStepException,
     CancelTrainException,
     CancelValidException,
-    CheckpointError,
     DataError,
     ModelError,
+    NonFiniteGradientError,
 )
+from .export import export_learner
 from .losses import loss_activation, loss_decodes
-from .metrics import as_metric
+from .metrics import AvgMetric, as_metric
 from .optim import Adam, lr_spread, make_opt, param_groups, set_hyper
 from .utils import atomic_save, listify, safe_load
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "load_state_checked"]
 
 _CANCELS = (
     CancelBatchException,
@@ -58,12 +66,12 @@ _CANCELS = (
     CancelFitException,
 )
 
-#: Per-batch events: ``run_train`` / ``run_valid`` filter only these; the others always run.
-_INNER_EVENTS = frozenset({"before_batch", "after_pred", "after_loss", "before_backward", "after_backward",
-                           "before_step", "after_step", "after_batch", "after_cancel_batch",
-                           "after_cancel_backward", "after_cancel_step"})
-
-_BN_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+_BN_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
 
 
 def _annotate(e: BaseException, cb: Callback, event: str) -> None:
@@ -98,46 +106,131 @@ class Learner:
             :class:`~learnkit.metrics.Metric` objects computed on the validation set.
         wd: weight decay (``None``: the optimizer's default). path/model_dir: where ``save``/
             checkpoints go. device: overrides the data's device. compile: ``torch.compile`` the forward.
+        train_bn: normalisation layers keep training when the rest is frozen. moms: the momentum cycle of
+            ``fit_one_cycle`` (fastai's default ``(0.95, 0.85, 0.95)``).
 
     State during ``fit`` (callbacks read and may change it): ``xb, yb, pred, loss, loss_grad, epoch,
-    n_epoch, iter, n_iter, train_iter, training, dl``.
+    n_epoch, iter, n_iter, train_iter, training, dl``; the position API: :attr:`position`, ``start_epoch``,
+    ``resume_at``, ``in_step``, ``stepped_at`` (:meth:`mark_stepped`) and ``exception``.
+
+    Guards in the loop: the learning rate must be finite and > 0; an element-wise torch loss (MSE, L1,
+    BCE, ...) refuses an output and target of different shapes (they would broadcast); gradients are checked
+    for NaN/inf before each step with one fused kernel (``learn.check_grads = False`` turns it off) and a
+    :class:`~learnkit.exceptions.NonFiniteGradientError` stops training with the weights still finite.
     """
 
-    _default_cbs = ("TrainEvalCallback", "Recorder", "ProgressCallback", "TerminateOnNaN")
-
-    def __init__(self, dls, model: nn.Module, loss_func: Callable | None = None, opt_func: Callable = Adam,
-                 lr: float = 1e-3, splitter: Callable | None = None, cbs: Iterable[Callback] | None = None,
-                 metrics=None, wd: float | None = None, path: str | os.PathLike = ".", model_dir: str = "models",
-                 device=None, compile: bool = False):
+    def __init__(
+        self,
+        dls,
+        model: nn.Module,
+        loss_func: Callable | None = None,
+        opt_func: Callable = Adam,
+        lr: float = 1e-3,
+        splitter: Callable | None = None,
+        cbs: Iterable[Callback] | None = None,
+        metrics=None,
+        wd: float | None = None,
+        path: str | os.PathLike = ".",
+        model_dir: str = "models",
+        device=None,
+        compile: bool = False,
+        train_bn: bool = True,
+        moms=(0.95, 0.85, 0.95),
+    ):
         if not isinstance(model, nn.Module):
             raise ModelError(f"Expected model to be a torch.nn.Module. Received: {type(model).__name__}.")
         if not isinstance(dls, DataLoaders):
             if isinstance(dls, (list, tuple)):
                 dls = DataLoaders(*dls, device=device)
             else:
-                raise DataError(f"Expected dls to be DataLoaders or a (train_loader, valid_loader) pair. "
-                                f"Received: {type(dls).__name__}. Fix: DataLoaders(train_dl, valid_dl).")
+                raise DataError(
+                    f"Expected dls to be DataLoaders or a (train_loader, valid_loader) pair. "
+                    f"Received: {type(dls).__name__}. Fix: DataLoaders(train_dl, valid_dl)."
+                )
         if device is not None:
             dls.to(device)
+        _check_lr(lr, "lr")
         self.dls, self.path, self.model_dir = dls, Path(path), model_dir
         self.model = model.to(dls.device)
         self.loss_func = loss_func if loss_func is not None else dls.loss_func
-        self.opt_func, self.lr, self.splitter, self.wd = opt_func, lr, splitter, wd
-        self.metrics = [as_metric(m) for m in listify(metrics)]
-        self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, True, 0
+        self.opt_func, self.lr, self.splitter, self.wd, self.moms = opt_func, lr, splitter, wd, moms
+        self.metrics = metrics
+        self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, train_bn, 0
         self._fwd = torch.compile(self.model) if compile else self.model
         self.cbs: list[Callback] = []
+        # the loop's state (callbacks read it and may change it)
         self.epoch = self.n_epoch = self.iter = self.n_iter = self.train_iter = 0
-        self.training, self.pred, self.loss, self.loss_grad, self.xb, self.yb, self.dl = False, None, None, None, (), (), None
-        self._in_step, self._resume_state, self._rng_epoch, self._dict_target = False, None, None, None
-        self._stepped_iter, self._quiet, self._need_rng, self._start_epoch = None, None, False, 0
+        self.training, self.pred, self.loss, self.loss_grad, self.xb, self.yb, self.dl = (
+            False,
+            None,
+            None,
+            None,
+            (),
+            (),
+            None,
+        )
+        # the position API (see `position`): where this fit starts, a pending mid-epoch resume, the step's state
+        self.start_epoch, self.resume_at, self.in_step, self.stepped_at, self.exception = (
+            0,
+            None,
+            False,
+            None,
+            None,
+        )
+        self.check_grads = True  # stop before a step whose gradients are NaN/inf (one fused check per step)
         self.ddp_model = None  # the DistributedDataParallel wrapper during a distributed fit
-        self._n_inp, self._tables, self._bw_hooked, self._step_hooked = None, None, True, True
+        self._quiet, self._n_inp, self._tables, self._bw_hooked, self._step_hooked = (
+            None,
+            None,
+            None,
+            True,
+            True,
+        )
+        self._fwd_params = None
         self.add_cbs(_make_default_cbs())
         self.add_cbs(cbs)
-        from .distributed import auto_callbacks
-
         self.add_cbs(auto_callbacks(self))
+
+    # ------------------------------------------------------------------ position and state
+    @property
+    def metrics(self) -> list:
+        """The validation metrics; assigning functions, ``partial``s or Metric objects converts them."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics) -> None:
+        self._metrics = [_checked_metric(m) for m in listify(metrics)]
+        self._tables = None
+
+    @property
+    def position(self) -> dict:
+        """Where the loop is: ``epoch, iter, train_iter, n_epoch, training`` and ``start_epoch`` (the first epoch
+        of this fit, > 0 after a resume). ``learn.resume_at`` holds a pending mid-epoch resume (``iter``: batches
+        of the next training phase to skip, and the RNG states), ``learn.in_step`` is True while the optimizer
+        steps, ``learn.stepped_at`` is the ``(epoch, iter)`` of the last batch whose update is applied, and
+        ``learn.exception`` is the exception ending a fit (during ``on_exception`` / ``after_fit``).
+
+        >>> learn.position  # doctest: +SKIP
+        {'epoch': 2, 'iter': 9, 'train_iter': 30, 'n_epoch': 3, 'training': False, 'start_epoch': 0}
+        """
+        return {
+            "epoch": self.epoch,
+            "iter": self.iter,
+            "train_iter": self.train_iter,
+            "n_epoch": self.n_epoch,
+            "training": self.training,
+            "start_epoch": self.start_epoch,
+        }
+
+    def mark_stepped(self) -> None:
+        """Record that the current batch's update is applied (callbacks that step the optimizer themselves)."""
+        self.stepped_at = (self.epoch, self.iter)
+
+    # the names callbacks in other modules used before the position API (kept working)
+    _in_step = property(lambda self: self.in_step, lambda self, v: setattr(self, "in_step", v))
+    _stepped_iter = property(lambda self: self.stepped_at, lambda self, v: setattr(self, "stepped_at", v))
+    _start_epoch = property(lambda self: self.start_epoch, lambda self, v: setattr(self, "start_epoch", v))
+    _resume_state = property(lambda self: self.resume_at, lambda self, v: setattr(self, "resume_at", v))
 
     # ------------------------------------------------------------------ callbacks
     @property
@@ -150,10 +243,22 @@ class Learner:
         if isinstance(cb, type):
             cb = cb()
         if not isinstance(cb, Callback):
-            raise TypeError(f"Expected a learnkit Callback. Received: {type(cb).__name__}. Fix: subclass "
-                            "learnkit.Callback and implement events such as after_batch().")
+            raise TypeError(
+                f"Expected a learnkit Callback. Received: {type(cb).__name__}. Fix: subclass "
+                "learnkit.Callback and implement events such as after_batch()."
+            )
+        name = cb.name
+        taken = getattr(type(self), name, None) is not None or (
+            name in self.__dict__ and not isinstance(self.__dict__[name], Callback)
+        )
+        if taken:
+            raise ValueError(
+                f"A callback named {name!r} ({type(cb).__name__}) would hide Learner.{name}. Expected a "
+                "callback whose snake-case name is not a Learner attribute. Fix: rename the class, or "
+                "give it a `name` property returning another name."
+            )
         cb.learn = self
-        setattr(self, cb.name, cb) if not hasattr(type(self), cb.name) else None
+        setattr(self, name, cb)
         self.cbs.append(cb)
         self._tables = None
         return self
@@ -200,7 +305,7 @@ class Learner:
             self.add_cbs(cbs)
 
     def _sorted_cbs(self) -> list[Callback]:
-        return sorted(self.cbs, key=lambda c: getattr(c, "order", 0))
+        return sort_callbacks(self.cbs)
 
     def _build_tables(self) -> None:
         """Per event, the bound methods to call; one table for training and one for validation."""
@@ -208,14 +313,16 @@ class Learner:
         for cb in self._sorted_cbs():
             for ev in cb.events():
                 fn = getattr(cb, ev)
-                inner = ev in _INNER_EVENTS
+                inner = ev in BATCH_EVENTS
                 if getattr(cb, "run_valid", True) or not inner:
                     tables[0].setdefault(ev, []).append((cb, fn))
                 if getattr(cb, "run_train", True) or not inner:
                     tables[1].setdefault(ev, []).append((cb, fn))
         self._tables = tables
         # phases nobody hooks run without the event machinery (and nobody can cancel them)
-        self._bw_hooked = any(e in tables[1] for e in ("before_backward", "after_backward", "after_cancel_backward"))
+        self._bw_hooked = any(
+            e in tables[1] for e in ("before_backward", "after_backward", "after_cancel_backward")
+        )
         self._step_hooked = any(e in tables[1] for e in ("before_step", "after_step", "after_cancel_step"))
 
     def __call__(self, event: str) -> None:
@@ -233,13 +340,9 @@ class Learner:
 
     def show_training_loop(self) -> str:
         """Print (and return) which callbacks run at each event, in order."""
-        lines = []
-        for ev in ("before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
-                   "before_backward", "after_backward", "before_step", "after_step", "after_cancel_batch",
-                   "after_batch", "after_cancel_train", "after_train", "before_validate", "after_cancel_validate",
-                   "after_validate", "after_cancel_epoch", "after_epoch", "after_cancel_fit", "after_fit"):
-            names = [type(c).__name__ for c in self._sorted_cbs() if callable(getattr(c, ev, None))]
-            depth = 0 if ev.endswith("fit") else 1 if ev.endswith("epoch") else 2 if ev.endswith(("train", "validate")) else 3
+        lines, cbs = [], self._sorted_cbs()
+        for ev, depth in loop_events():
+            names = [type(c).__name__ for c in cbs if callable(getattr(c, ev, None))]
             lines.append(f"{'  ' * depth}{ev:<22} {names}  # {event_doc(ev)}")
         out = "\n".join(lines)
         print(out)
@@ -253,18 +356,25 @@ class Learner:
             f()
         except exc:
             self(f"after_cancel_{event}")
-        except BaseException:
+        except BaseException as e:
             if final:  # after_fit runs even when training is interrupted
-                self(f"after_{event}")
+                try:
+                    if event == "fit":
+                        self.exception = e
+                        self("on_exception")
+                finally:
+                    self(f"after_{event}")
             raise
         self(f"after_{event}")
 
     def _split(self, b) -> None:
         if isinstance(b, dict):
-            key = self._dict_target or next((k for k in TARGET_KEYS if k in b), None)
+            key = next((k for k in TARGET_KEYS if k in b), None)
             if key is None:
-                raise DataError(f"Expected a dict batch with a target under one of {list(TARGET_KEYS)}. Received "
-                                f"keys: {list(b)}. Fix: name the target 'y' or 'label'.")
+                raise DataError(
+                    f"Expected a dict batch with a target under one of {list(TARGET_KEYS)}. Received "
+                    f"keys: {list(b)}. Fix: name the target 'y' or 'label'."
+                )
             self.xb, self.yb = ({k: v for k, v in b.items() if k != key},), (b[key],)
             return
         if not isinstance(b, (tuple, list)):
@@ -278,7 +388,11 @@ class Learner:
     def _forward(self):
         xb = self.xb
         if len(xb) == 1 and isinstance(xb[0], dict):
-            return self._fwd(**xb[0])
+            try:
+                return self._fwd(**xb[0])
+            except TypeError as e:
+                _check_dict_keys(self.model, xb[0], e)
+                raise
         return self._fwd(*xb)
 
     def _do_one_batch(self) -> None:
@@ -302,30 +416,54 @@ class Learner:
 
     def _loss(self, pred, *yb):
         if self.loss_func is None:
-            raise ModelError("The Learner has no loss function and the data does not say which one fits. "
-                             "Expected loss_func=... Fix: Learner(dls, model, loss_func=nn.CrossEntropyLoss()) "
-                             "for classification, nn.MSELoss() for regression.")
+            raise ModelError(
+                "The Learner has no loss function and the data does not say which one fits. "
+                "Expected loss_func=... Fix: Learner(dls, model, loss_func=nn.CrossEntropyLoss()) "
+                "for classification, nn.MSELoss() for regression."
+            )
+        lf = self.loss_func
+        if (
+            isinstance(lf, _ELEMENTWISE_LOSSES)
+            and len(yb) == 1
+            and getattr(pred, "shape", None) != getattr(yb[0], "shape", None)
+        ):
+            raise ModelError(
+                f"{type(lf).__name__} compares element by element, but the model output has shape {tuple(pred.shape)} "
+                f"and the target {tuple(yb[0].shape)}: they would broadcast to a wrong loss. Expected equal shapes. "
+                f"Fix: use learnkit's {_FLAT_FIX.get(type(lf), 'flat loss')} (flattens both), make the model output "
+                "the target's shape, or reshape the target (e.g. y.view(-1, 1))."
+            )
         try:
-            return self.loss_func(pred, *yb)
+            return lf(pred, *yb)
         except ModelError:
             raise
         except (RuntimeError, ValueError, IndexError) as e:
             ps = getattr(pred, "shape", None)
             ts = [tuple(getattr(y, "shape", ())) for y in yb]
-            raise ModelError(f"The loss {type(self.loss_func).__name__} failed on the model output of shape "
-                             f"{tuple(ps) if ps is not None else type(pred).__name__} and target shape(s) {ts}: {e}. "
-                             "Expected an output with one value per class (classification) or per target "
-                             "(regression) for each item. Fix: make the model's last layer output dls.c values, "
-                             "or pick a loss that fits the targets.") from e
+            raise ModelError(
+                f"The loss {type(self.loss_func).__name__} failed on the model output of shape "
+                f"{tuple(ps) if ps is not None else type(pred).__name__} and target shape(s) {ts}: {e}. "
+                "Expected an output with one value per class (classification) or per target "
+                "(regression) for each item. Fix: make the model's last layer output dls.c values, "
+                "or pick a loss that fits the targets."
+            ) from e
 
     def _backward(self) -> None:
         self.loss_grad.backward()
 
     def _step(self) -> None:
-        self._in_step = True
+        if self.check_grads and not _grads_finite(self.opt):
+            raise NonFiniteGradientError(
+                f"The gradients are NaN or infinite at epoch {self.epoch}, batch {self.iter} (the loss is "
+                f"{float(self.loss):.4g}); training stopped before the optimizer step, so the weights are those of "
+                "the last good batch. Expected finite gradients. Fix: look for operations with infinite slopes in the "
+                "model (sqrt or log at 0, division by a value near 0: add an epsilon), lower the learning rate, or clip "
+                "gradients with GradientClip. (learn.check_grads = False turns this check off.)"
+            )
+        self.in_step = True
         self.opt.step()
-        self._in_step = False
-        self._stepped_iter = (self.epoch, self.iter)
+        self.in_step = False
+        self.stepped_at = (self.epoch, self.iter)
 
     def one_batch(self, i: int, b) -> None:
         """Run one batch ``b`` (already on the device) as batch number ``i`` of the current phase."""
@@ -335,16 +473,15 @@ class Learner:
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)
-        start = 0
-        if self.training and self._resume_state is not None:
-            st, self._resume_state = self._resume_state, None
+        start, st = 0, None
+        if (
+            self.training and self.resume_at is not None
+        ):  # continue a checkpointed epoch (see callbacks/checkpoint)
+            st, self.resume_at = self.resume_at, None
             start = st["iter"]
-            self._rng_epoch = st["rng_epoch"]
             set_rng_state(st["rng_epoch"])
             if start:
                 self.dl.skip(start)
-        elif self.training:
-            self._rng_epoch = get_rng_state() if self._need_rng else None
         it = iter(self.dl)
         self._n_inp = self.dls.n_inp  # read once per phase, not per batch
         if start:
@@ -375,38 +512,49 @@ class Learner:
         self._do_epoch_validate()
 
     def _do_fit(self) -> None:
-        for epoch in range(self._start_epoch, self.n_epoch):
+        for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
             if hasattr(self.dls.train, "set_epoch"):
                 self.dls.train.set_epoch(epoch)
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
 
-    def fit(self, n_epoch: int, lr=None, wd: float | None = None, cbs=None, reset_opt: bool = False,
-            resume: str | os.PathLike | bool | None = None, quiet: bool | None = None) -> None:
+    def fit(
+        self,
+        n_epoch: int,
+        lr=None,
+        wd: float | None = None,
+        cbs=None,
+        reset_opt: bool = False,
+        resume: str | os.PathLike | bool | None = None,
+        quiet: bool | None = None,
+    ) -> None:
         """Train for ``n_epoch`` epochs at a constant learning rate ``lr`` (default ``self.lr``).
 
         Args:
             cbs: callbacks for this call only. reset_opt: rebuild the optimizer first.
             resume: a checkpoint path (or ``True`` for the default checkpoint of
-                :class:`~learnkit.callbacks.tracker.Checkpoint`) to continue exactly where it stopped.
+                :class:`~learnkit.callbacks.checkpoint.Checkpoint`) to continue exactly where it stopped
+                (adds a :class:`~learnkit.callbacks.checkpoint.Resume` callback for this call).
             quiet: hide progress bars and tables for this call.
+
+        The learning rate is set from ``lr`` (or ``learn.lr``) at the start of every call; a schedule or a
+        resumed optimizer state then takes over for that call only.
         """
         if self.dls.train is None:
             raise DataError("Expected a training loader. Received: DataLoaders with no train loader.")
         if int(n_epoch) < 0:
             raise ValueError(f"Expected n_epoch >= 0. Received: n_epoch={n_epoch}.")
-        with self.added_cbs(cbs):
+        _check_lr(self.lr if lr is None else lr, "lr")
+        if resume:
+            cbs = [Resume(resume)] + listify(cbs)
+        with self.added_cbs(cbs), self._quiet_ctx(quiet if quiet is not None else self._quiet):
             if reset_opt or self.opt is None:
                 self.create_opt()
             if wd is not None:
                 set_hyper(self.opt, "weight_decay", wd)
-            if lr is not None or not getattr(self, "_lrs_set", False):
-                set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
-            self.n_epoch, self._start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
-            self._quiet = quiet
-            self._need_rng = any(getattr(c, "needs_rng", False) for c in self.cbs)
-            if resume:
-                self._load_resume(resume)
+            set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
+            self.n_epoch, self.start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
+            self.resume_at, self.exception, self.stepped_at, self.in_step = None, None, None, False
             self._tables = None
             self._with_events(self._do_fit, "fit", CancelFitException, final=True)
 
@@ -414,9 +562,9 @@ class Learner:
     def create_opt(self) -> None:
         """Build the optimizer from ``opt_func`` with one param group per ``splitter`` group."""
         groups = param_groups(self.model, self.splitter)
-        self.opt = make_opt(self.opt_func, groups, lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop,
-                            wd=self.wd)
-        self._lrs_set = False
+        self.opt = make_opt(
+            self.opt_func, groups, lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop, wd=self.wd
+        )
         self._groups = groups
         self._apply_freeze()
 
@@ -452,69 +600,143 @@ class Learner:
         self.freeze_to(0)
 
     # ------------------------------------------------------------------ training recipes
-    def fit_one_cycle(self, n_epoch: int, lr_max=None, div: float = 25.0, div_final: float = 1e5,
-                      pct_start: float = 0.25, wd: float | None = None, moms=(0.95, 0.85, 0.95), cbs=None,
-                      reset_opt: bool = False, resume=None, quiet: bool | None = None) -> None:
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        lr_max=None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        wd: float | None = None,
+        moms=None,
+        cbs=None,
+        reset_opt: bool = False,
+        resume=None,
+        quiet: bool | None = None,
+    ) -> None:
         """1cycle policy: LR warms up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of the steps,
-        then anneals (cosine) to ``lr_max/div_final``; momentum (or Adam's beta1) moves the opposite way."""
-        from .callbacks.schedule import ParamScheduler, combined_cos
-
+        then anneals (cosine) to ``lr_max/div_final``; momentum (or Adam's beta1) moves the opposite way through
+        ``moms`` (default ``learn.moms``; ``False`` leaves momentum alone)."""
+        _check_lr(self.lr if lr_max is None else lr_max, "lr_max")
         if self.opt is None:
             self.create_opt()
+        moms = self.moms if moms is None else (moms or None)
         lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
-        scheds = {"lr": combined_cos(pct_start, [v / div for v in lr_max], lr_max, [v / div_final for v in lr_max])}
+        scheds = {
+            "lr": combined_cos(pct_start, [v / div for v in lr_max], lr_max, [v / div_final for v in lr_max])
+        }
         if moms is not None:
             scheds["mom"] = combined_cos(pct_start, *moms)
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds)] + listify(cbs), wd=wd, reset_opt=reset_opt, resume=resume,
-                 quiet=quiet)
+        self.fit(
+            n_epoch,
+            cbs=[ParamScheduler(scheds)] + listify(cbs),
+            wd=wd,
+            reset_opt=reset_opt,
+            resume=resume,
+            quiet=quiet,
+        )
 
-    def fit_flat_cos(self, n_epoch: int, lr=None, div_final: float = 1e5, pct_start: float = 0.75,
-                     wd: float | None = None, cbs=None, reset_opt: bool = False, resume=None,
-                     quiet: bool | None = None) -> None:
+    def fit_flat_cos(
+        self,
+        n_epoch: int,
+        lr=None,
+        div_final: float = 1e5,
+        pct_start: float = 0.75,
+        wd: float | None = None,
+        cbs=None,
+        reset_opt: bool = False,
+        resume=None,
+        quiet: bool | None = None,
+    ) -> None:
         """Flat LR for ``pct_start`` of the steps, then cosine annealing to ``lr/div_final``."""
-        from .callbacks.schedule import ParamScheduler, combined_cos
-
+        _check_lr(self.lr if lr is None else lr, "lr")
         if self.opt is None:
             self.create_opt()
         lr = lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups))
         sched = {"lr": combined_cos(pct_start, lr, lr, [v / div_final for v in lr])}
-        self.fit(n_epoch, cbs=[ParamScheduler(sched)] + listify(cbs), wd=wd, reset_opt=reset_opt, resume=resume,
-                 quiet=quiet)
+        self.fit(
+            n_epoch,
+            cbs=[ParamScheduler(sched)] + listify(cbs),
+            wd=wd,
+            reset_opt=reset_opt,
+            resume=resume,
+            quiet=quiet,
+        )
 
-    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max=None, cycle_mult: int = 2, wd=None, cbs=None,
-                 quiet: bool | None = None) -> None:
+    def fit_sgdr(
+        self,
+        n_cycles: int,
+        cycle_len: int,
+        lr_max=None,
+        cycle_mult: int = 2,
+        wd=None,
+        cbs=None,
+        quiet: bool | None = None,
+    ) -> None:
         """SGD with warm restarts: ``n_cycles`` cosine cycles, the i-th lasting ``cycle_len * cycle_mult**i`` epochs."""
-        from .callbacks.schedule import ParamScheduler, SchedCos, combine_scheds
-
+        _check_lr(self.lr if lr_max is None else lr_max, "lr_max")
         if self.opt is None:
             self.create_opt()
-        n_epoch = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1) if cycle_mult != 1 else cycle_len * n_cycles
+        n_epoch = (
+            cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1)
+            if cycle_mult != 1
+            else cycle_len * n_cycles
+        )
         lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
         pcts = [cycle_len * cycle_mult**i / n_epoch for i in range(n_cycles)]
         scheds = [SchedCos(lr_max, 0) for _ in range(n_cycles)]
-        self.fit(n_epoch, cbs=[ParamScheduler({"lr": combine_scheds(pcts, scheds)})] + listify(cbs), wd=wd, quiet=quiet)
+        self.fit(
+            n_epoch,
+            cbs=[ParamScheduler({"lr": combine_scheds(pcts, scheds)})] + listify(cbs),
+            wd=wd,
+            quiet=quiet,
+        )
 
-    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, cbs=None, quiet: bool | None = None, **kwargs) -> None:
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100,
+        pct_start: float = 0.3,
+        div: float = 5.0,
+        cbs=None,
+        quiet: bool | None = None,
+        **kwargs,
+    ) -> None:
         """Transfer learning: train the head (body frozen) for ``freeze_epochs``, then everything for ``epochs``
         with discriminative LRs from ``base_lr/2/lr_mult`` (body) to ``base_lr/2`` (head)."""
+        _check_lr(base_lr, "base_lr")
+        _check_lr(lr_mult, "lr_mult")
         self.freeze()
         self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, cbs=cbs, quiet=quiet, **kwargs)
         base_lr /= 2
         self.unfreeze()
-        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, cbs=cbs,
-                           quiet=quiet, **kwargs)
+        self.fit_one_cycle(
+            epochs,
+            slice(base_lr / lr_mult, base_lr),
+            pct_start=pct_start,
+            div=div,
+            cbs=cbs,
+            quiet=quiet,
+            **kwargs,
+        )
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs=None):
+    def lr_find(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        show_plot: bool = True,
+        suggest_funcs=None,
+    ):
         """Find a good learning rate: train with an exponentially growing LR, record the loss, restore
         the model and optimizer exactly, and return the suggestions (``valley`` by default).
 
         Returns a named tuple of suggested LRs (e.g. ``.valley``); with ``show_plot`` the loss-vs-LR plot
         marks them.
         """
-        from .callbacks.schedule import LRFinder, valley
-
         suggest_funcs = listify(suggest_funcs) or [valley]
         if self.opt is None:
             self.create_opt()
@@ -523,10 +745,7 @@ class Learner:
             "opt": copy.deepcopy(self.opt.state_dict()),
             "recorder": self.recorder.state_dict() if hasattr(self, "recorder") else None,
             "rng": get_rng_state(),
-            "lrs_set": getattr(self, "_lrs_set", False),
         }
-        from .distributed import num_distrib
-
         per_epoch = max(1, len(self.dls.train) // num_distrib())  # the train loader is sharded under DDP
         n_epoch = max(1, math.ceil(num_it / per_epoch))
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
@@ -538,7 +757,6 @@ class Learner:
             if saved["recorder"] is not None:
                 self.recorder.load_state_dict(saved["recorder"])
             set_rng_state(saved["rng"])
-            self._lrs_set = saved["lrs_set"]
         self.lr_finder = finder
         return finder.suggest(suggest_funcs, show_plot=show_plot)
 
@@ -546,8 +764,10 @@ class Learner:
     def validate(self, ds_idx: int = 1, dl=None, cbs=None) -> list[float]:
         """Loss and metrics on loader ``ds_idx`` (default: validation) -> ``[valid_loss, *metrics]``."""
         if dl is None and (ds_idx >= len(self.dls.loaders) or self.dls[ds_idx] is None):
-            raise DataError(f"Expected loader {ds_idx} to exist for validate(). Received: DataLoaders with "
-                            f"{len(self.dls.loaders)} loaders. Fix: pass dl=...")
+            raise DataError(
+                f"Expected loader {ds_idx} to exist for validate(). Received: DataLoaders with "
+                f"{len(self.dls.loaders)} loaders. Fix: pass dl=..."
+            )
         dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
         with self.added_cbs(cbs):
             self._tables = None
@@ -571,17 +791,27 @@ class Learner:
             return self.dls.test_dl(dl)
         return DeviceLoader(dl, self.device, getattr(self.dls.recipe, "after_batch", None))
 
-    def get_preds(self, ds_idx: int = 1, dl=None, with_input: bool = False, with_loss: bool = False,
-                  with_decoded: bool = False, act=None, reorder: bool = True, cbs=None):
+    def get_preds(
+        self,
+        ds_idx: int = 1,
+        dl=None,
+        with_input: bool = False,
+        with_loss: bool = False,
+        with_decoded: bool = False,
+        act=None,
+        cbs=None,
+        pad_value=0,
+    ):
         """Predictions on loader ``ds_idx`` (default: validation) or ``dl``, with the loss's activation.
 
         Returns ``(preds, targs)``, plus ``decoded`` (e.g. class indices) with ``with_decoded``, per-item
         ``losses`` with ``with_loss``, and ``inputs`` first with ``with_input``. Tensors are on the CPU.
+        Batches whose tensors differ in length after the batch dimension (text batches padded per batch) are
+        padded at the end of each dimension to the longest before concatenating: inputs and targets with
+        ``pad_value`` (pass your padding index), predictions and losses with 0.
         """
-        from .callbacks.progress import GatherPreds
-
         dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
-        gather = GatherPreds(with_input=with_input, with_loss=with_loss)
+        gather = _PaddedGather(with_input=with_input, with_loss=with_loss, pad_value=pad_value)
         old_reduction = None
         if with_loss and hasattr(self.loss_func, "reduction"):
             old_reduction, self.loss_func.reduction = self.loss_func.reduction, "none"
@@ -612,16 +842,42 @@ class Learner:
         """
         if self.dls.recipe is None:
             if not isinstance(item, torch.Tensor):
-                raise DataError(f"Expected a tensor input (these DataLoaders have no data recipe). Received: "
-                                f"{type(item).__name__}.")
+                raise DataError(
+                    f"Expected a tensor input (these DataLoaders have no data recipe). Received: "
+                    f"{type(item).__name__}."
+                )
             dl = DeviceLoader([(item[None],)], self.device)
         else:
             dl = self.dls.test_dl([item])
-        inp, preds, _, dec = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        try:
+            inp, preds, _, dec = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        except (RuntimeError, ModelError) as e:
+            self._check_input_shape(dl, e)
+            raise
         probs, dec_idx = preds[0], dec[0]
-        decoded = self.dls.recipe.decode_pred(dec_idx) if self.dls.recipe is not None and hasattr(
-            self.dls.recipe, "decode_pred") else dec_idx
+        decoded = (
+            self.dls.recipe.decode_pred(dec_idx)
+            if self.dls.recipe is not None and hasattr(self.dls.recipe, "decode_pred")
+            else dec_idx
+        )
         return (decoded, dec_idx, probs, inp) if with_input else (decoded, dec_idx, probs)
+
+    def _check_input_shape(self, dl, err: BaseException) -> None:
+        """After a failed predict: a DataError naming the input whose shape differs from the training data's."""
+        try:
+            self._split(next(iter(dl)))
+            got = [tuple(x.shape[1:]) for x in self.xb if isinstance(x, torch.Tensor)]
+            self._split(next(iter(self.dls.train)))
+            want = [tuple(x.shape[1:]) for x in self.xb if isinstance(x, torch.Tensor)]
+        except Exception:
+            return
+        for i, (g, w) in enumerate(zip(got, want)):
+            if g != w:
+                raise DataError(
+                    f"Input {i} of the item has shape {g}; the model was trained on inputs of shape {w} "
+                    f"(one item, without the batch dimension). Expected shape {w}. Fix: give the item "
+                    "the same columns/size as the training data."
+                ) from err
 
     def tta(self, ds_idx: int = 1, dl=None, n: int = 4, beta: float = 0.25, use_max: bool = False):
         """Test-time augmentation: average ``n`` predictions with training-time batch augmentation, mixed with
@@ -645,8 +901,10 @@ class Learner:
         (applications draw them; mistakes are marked)."""
         recipe = self.dls.recipe
         if recipe is None or not hasattr(recipe, "show_results"):
-            raise DataError("These DataLoaders have no recipe that knows how to show results (plain tensors). "
-                            "Expected DataLoaders from a DataBlock or an application factory.")
+            raise DataError(
+                "These DataLoaders have no recipe that knows how to show results (plain tensors). "
+                "Expected DataLoaders from a DataBlock or an application factory."
+            )
         dl = self._as_loader(dl) if dl is not None else self.dls[ds_idx]
         b = next(iter(dl))
         self._split(b)
@@ -658,15 +916,14 @@ class Learner:
 
     def summary(self, print_out: bool = True) -> str:
         """Layers with output shapes for one batch, parameter counts (trainable or frozen), and the setup."""
-        from .callbacks.progress import model_summary
-
         s = model_summary(self)
         if print_out:
             print(s)
         return s
 
     # ------------------------------------------------------------------ files
-    def _file(self, name) -> Path:
+    def file_path(self, name) -> Path:
+        """Where ``save`` / checkpoints put ``name``: ``path / model_dir / name.pth`` (absolute paths kept)."""
         p = Path(name)
         if p.suffix == "":
             p = p.with_suffix(".pth")
@@ -690,7 +947,9 @@ class Learner:
             try:
                 self.opt.load_state_dict(state["opt"])
             except (ValueError, KeyError) as e:
-                warnings.warn(f"Optimizer state in {name!r} does not fit this optimizer ({e}); it was not loaded.")
+                warnings.warn(
+                    f"Optimizer state in {name!r} does not fit this optimizer ({e}); it was not loaded."
+                )
         return self
 
     @property
@@ -698,66 +957,20 @@ class Learner:
         """Number of training batches per epoch."""
         return len(self.dls.train) if self.dls.train is not None else 0
 
+    _file = file_path  # the spelling callbacks in other modules use
+
     def checkpoint_state(self, n_done: int | None = None, epoch_complete: bool = False) -> dict:
-        """Everything needed to continue training exactly: weights, optimizer, position, RNG and callback states.
+        """Everything needed to continue training exactly (see :func:`learnkit.callbacks.checkpoint.checkpoint_state`)."""
+        ck = next((c for c in self.cbs if type(c).__name__ == "Checkpoint"), None)
+        return checkpoint_state(self, n_done, epoch_complete, rng_epoch=getattr(ck, "rng_epoch", None))
 
-        ``n_done``: training batches of the current epoch already applied; ``epoch_complete``: the epoch
-        (training and validation) is finished, so resuming starts the next one.
-        """
-        cb_states = {}
-        for cb in self.cbs:
-            if hasattr(cb, "state_dict"):
-                cb_states[type(cb).__name__] = cb.state_dict()
-        if epoch_complete:
-            epoch, n_done = self.epoch + 1, 0
-        else:
-            epoch, n_done = self.epoch, (self.iter + 1 if n_done is None else n_done)
-        return {
-            "format": "learnkit.checkpoint",
-            "version": 1,
-            "model": _unwrap(self.model).state_dict(),
-            "opt": self.opt.state_dict() if self.opt is not None else None,
-            "epoch": epoch,
-            "iter": n_done,
-            "train_iter": epoch * self.n_iter_train + n_done,
-            "n_epoch": self.n_epoch,
-            "frozen_idx": self.frozen_idx,
-            "rng_epoch": self._rng_epoch if self._rng_epoch is not None else get_rng_state(),
-            "rng": get_rng_state(),
-            "callbacks": cb_states,
-        }
-
-    def _load_resume(self, resume) -> None:
-        if resume is True:
-            from .callbacks.tracker import Checkpoint
-
-            ck = next((c for c in self.cbs if isinstance(c, Checkpoint)), None)
-            resume = ck.file if ck is not None else self._file("checkpoint")
-        path = Path(resume)
-        st = safe_load(path, map_location=self.device)
-        if not isinstance(st, dict) or st.get("format") != "learnkit.checkpoint":
-            raise CheckpointError(f"{str(path)!r} is not a learnkit checkpoint. Expected a file written by the "
-                                  "Checkpoint callback. Fix: pass the checkpoint path, e.g. models/checkpoint.pth.")
-        load_state_checked(_unwrap(self.model), st["model"], strict=True, source=str(path))
-        if self.frozen_idx != st.get("frozen_idx", 0):
-            self.freeze_to(st.get("frozen_idx", 0))
-        if st.get("opt") is not None:
-            self.opt.load_state_dict(st["opt"])
-        self._lrs_set = True
-        for cb in self.cbs:
-            s = st["callbacks"].get(type(cb).__name__)
-            if s is not None and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(s)
-        # the position in *this* run's steps (a checkpoint written by N processes counts N times fewer)
-        self._start_epoch, self.train_iter = st["epoch"], st["epoch"] * self.n_iter_train + st["iter"]
-        if st["iter"]:
-            self._resume_state = {"iter": st["iter"], "rng_epoch": st["rng_epoch"], "rng": st["rng"]}
-        else:
-            self._resume_state = None
-            set_rng_state(st["rng"])
-
-    def export(self, fname: str | os.PathLike = "export.lk", factory: str | None = None,
-               factory_kwargs: dict | None = None, pickle_model: bool = False) -> Path:
+    def export(
+        self,
+        fname: str | os.PathLike = "export.lk",
+        factory: str | None = None,
+        factory_kwargs: dict | None = None,
+        pickle_model: bool = False,
+    ) -> Path:
         """Write one pickle-free file with everything needed to predict: model spec + weights + data recipe.
 
         The model is rebuilt from its spec when loading: models from :func:`~learnkit.models.create_model`
@@ -765,9 +978,9 @@ class Learner:
         (and ``factory_kwargs``). ``pickle_model=True`` stores a pickled model instead, which
         :func:`~learnkit.export.load_learner` refuses unless called with ``allow_pickle=True``.
         """
-        from .export import export_learner
-
-        return export_learner(self, fname, factory=factory, factory_kwargs=factory_kwargs, pickle_model=pickle_model)
+        return export_learner(
+            self, fname, factory=factory, factory_kwargs=factory_kwargs, pickle_model=pickle_model
+        )
 
     # ------------------------------------------------------------------ context managers
     @contextlib.contextmanager
@@ -776,55 +989,191 @@ class Learner:
         with self._quiet_ctx(True):
             yield self
 
+    def no_logging(self):
+        """Context manager (fastai's name): no metrics table inside. learnkit's ProgressCallback draws the
+        bars and the table together, so both are hidden (as :meth:`no_bar`)."""
+        return self.no_bar()
+
+    def no_mbar(self):
+        """Context manager (fastai's name): no progress bars inside (the table goes with them, as :meth:`no_bar`)."""
+        return self.no_bar()
+
+    def to_fp16(self, **kwargs) -> Learner:
+        """Train in float16 mixed precision (autocast + gradient scaler): adds a
+        :class:`~learnkit.callbacks.training.MixedPrecision` callback, replacing any other. Returns the learner.
+
+        >>> learn = learn.to_fp16()  # doctest: +SKIP
+        """
+        return self._set_precision(MixedPrecision("fp16", **kwargs))
+
+    def to_bf16(self) -> Learner:
+        """Train in bfloat16 mixed precision (autocast, no scaler needed); replaces any MixedPrecision callback."""
+        return self._set_precision(MixedPrecision("bf16"))
+
+    def to_fp32(self) -> Learner:
+        """Back to full float32 precision: removes the MixedPrecision callback."""
+        return self._set_precision(None)
+
+    def _set_precision(self, cb) -> Learner:
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(cb) if cb is not None else self
+
     def distributed(self, **kwargs):
         """Context manager: train with DistributedDataParallel (under torchrun) inside the block."""
-        from .distributed import DistributedTrainer
-
         return DistributedTrainer(self, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, "
-                f"device={self.device}, cbs={[type(c).__name__ for c in self.cbs]})")
+        return (
+            f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, "
+            f"device={self.device}, cbs={[type(c).__name__ for c in self.cbs]})"
+        )
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The underlying module of a DDP / compiled wrapper."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ in (
-                "DistributedDataParallel", "DataParallel"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+_unwrap = unwrap_model  # export.py's spelling
 
 
-def load_state_checked(model: nn.Module, sd: dict, strict: bool = True, source: str = "the file") -> None:
-    """``model.load_state_dict(sd)`` with an error that lists missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own
-             if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if shape or (strict and (missing or unexpected)):
-        def few(xs):
-            return ", ".join(xs[:8]) + (f", ... ({len(xs)} in all)" if len(xs) > 8 else "")
+def _checked_metric(m):
+    """``as_metric(m)``, refusing a plain function that cannot be called as ``f(pred, targ)``."""
+    metric = as_metric(m)
+    func = getattr(metric, "func", None)
+    if isinstance(metric, AvgMetric) and func is not None:
+        try:
+            sig = inspect.signature(func)
+        except (TypeError, ValueError):
+            return metric
+        try:
+            sig.bind(None, None)
+        except TypeError as e:
+            name = getattr(func, "__name__", type(func).__name__)
+            raise ModelError(
+                f"The metric {name!r} has the signature {name}{sig}, which cannot be called as "
+                f"{name}(pred, targ) ({e}). Expected a metric f(pred, targ) -> scalar (the model output "
+                "and the target of a batch). Fix: define it as def my_metric(pred, targ): ..., or bind "
+                "extra arguments with functools.partial."
+            ) from None
+    return metric
 
-        parts = []
-        if missing:
-            parts.append(f"missing in the file: {few(missing)}")
-        if unexpected:
-            parts.append(f"not in the model: {few(unexpected)}")
-        if shape:
-            parts.append(f"different shapes: {few(shape)}")
-        raise CheckpointError(f"The weights in {source} do not fit this model ({'; '.join(parts)}). Expected weights "
-                              "saved from the same architecture. Fix: build the model with the same arguments, or "
-                              "load with strict=False to load only the matching layers.")
-    model.load_state_dict(sd, strict=strict)
+
+class _PaddedGather(GatherPreds):
+    """GatherPreds whose concatenation pads tensors of different lengths (after the batch dimension)."""
+
+    def __init__(self, with_input: bool = False, with_loss: bool = False, pad_value=0):
+        super().__init__(with_input=with_input, with_loss=with_loss)
+        self.pad_value = pad_value
+
+    def preds(self):
+        return pad_cat(self._p, 0)
+
+    def targs(self):
+        return pad_cat(self._t, self.pad_value)
+
+    def inputs(self):
+        return pad_cat(self._i, self.pad_value)
+
+    def losses(self):
+        return pad_cat(self._l, 0)
+
+
+def pad_cat(xs: list, pad_value=0):
+    """Concatenate per-batch results along the batch dimension; tensors whose other dimensions differ are padded
+    at the end of each dimension with ``pad_value`` to the largest size. Tuples, lists and dicts recurse."""
+    if not xs:
+        return None
+    x0 = xs[0]
+    if isinstance(x0, torch.Tensor):
+        xs = [x.reshape(1) if x.ndim == 0 else x for x in xs]
+        if len({tuple(x.shape[1:]) for x in xs}) > 1 and len({x.ndim for x in xs}) == 1:
+            size = [max(x.shape[d] for x in xs) for d in range(1, xs[0].ndim)]
+            out = []
+            for x in xs:
+                pad = []
+                for d in reversed(range(1, x.ndim)):
+                    pad += [0, size[d - 1] - x.shape[d]]
+                out.append(torch.nn.functional.pad(x, pad, value=pad_value) if any(pad) else x)
+            xs = out
+        return torch.cat(xs)
+    if isinstance(x0, (tuple, list)):
+        return type(x0)(pad_cat([x[i] for x in xs], pad_value) for i in range(len(x0)))
+    if isinstance(x0, dict):
+        return {k: pad_cat([x[k] for x in xs], pad_value) for k in x0}
+    return xs
+
+
+_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
+_FLAT_FIX = {
+    nn.MSELoss: "MSELossFlat()",
+    nn.L1Loss: "L1LossFlat()",
+    nn.BCEWithLogitsLoss: "BCEWithLogitsLossFlat()",
+}
+
+
+def _check_lr(lr, name: str) -> None:
+    """A learning rate (float, ``slice`` or list of floats) must be finite and > 0."""
+    vals = (
+        [lr.start, lr.stop] if isinstance(lr, slice) else list(lr) if isinstance(lr, (list, tuple)) else [lr]
+    )
+    for v in vals:
+        if v is None and isinstance(lr, slice):
+            continue
+        try:
+            ok = math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"Expected {name} to be a finite number > 0 (or a slice/list of them). Received: "
+                f"{name}={lr!r}. A negative, zero or non-finite learning rate trains uphill or not at "
+                "all. Fix: pass e.g. lr=1e-3, or pick one with learn.lr_find()."
+            )
+
+
+_FLAGS: dict = {}  # device -> (found_nonfinite, one): reused by every step's check
+
+
+def _grads_finite(opt) -> bool:
+    """One fused check that every gradient the optimizer will apply is finite.
+
+    ``torch._amp_foreach_non_finite_check_and_unscale_`` (GradScaler's kernel, with a scale of 1) is one dispatch
+    for all gradients, a few microseconds per step; the flag is cleared only when it fired.
+    """
+    grads = [
+        p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None and not p.grad.is_sparse
+    ]
+    if not grads:
+        return True
+    dev = grads[0].device
+    flags = _FLAGS.get(dev)
+    if flags is None:
+        flags = _FLAGS[dev] = (torch.zeros(1, device=dev), torch.ones(1, device=dev))
+    try:
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, *flags)
+    except (RuntimeError, TypeError):  # several devices or dtypes: the per-tensor way
+        return bool(torch.stack([n.float() for n in torch._foreach_norm(grads)]).isfinite().all())
+    if flags[0].item():
+        flags[0].zero_()
+        return False
+    return True
+
+
+def _check_dict_keys(model: nn.Module, batch: dict, err: TypeError) -> None:
+    """Turn "forward() got an unexpected keyword argument" into a DataError naming the field and the parameters."""
+    fwd = unwrap_model(model).forward
+    try:
+        params = inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in batch if k not in params]
+    if unknown:
+        names = [n for n, p in params.items() if p.kind != p.VAR_POSITIONAL]
+        raise DataError(
+            f"The batch field(s) {unknown} are not parameters of {type(unwrap_model(model)).__name__}"
+            f".forward. Expected the dict keys (besides the target) to be among {names}. Received keys: "
+            f"{list(batch)}. Fix: rename the fields to the forward's parameter names, or drop them "
+            "from the batch."
+        ) from err
 
 
 def _make_default_cbs() -> list[Callback]:
-    from .callbacks.progress import ProgressCallback, Recorder, TrainEvalCallback
-    from .callbacks.tracker import TerminateOnNaN
-
     return [TrainEvalCallback(), Recorder(), ProgressCallback(), TerminateOnNaN()]

@@ -57,8 +57,13 @@ def test_fit_matches_hand_written_loop(wine_tensors):
             opt.zero_grad()
     model = mlp()
     model.load_state_dict(init)
-    learn = Learner(_dls(wine_tensors), model, loss_func=nn.CrossEntropyLoss(),
-                    opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9), lr=0.1)
+    learn = Learner(
+        _dls(wine_tensors),
+        model,
+        loss_func=nn.CrossEntropyLoss(),
+        opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+        lr=0.1,
+    )
     learn.fit(3, quiet=True)
     for (k, a), b in zip(ref.state_dict().items(), learn.model.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
@@ -126,7 +131,9 @@ def test_frozen_batchnorm_keeps_training_unless_switched_off(wine_tensors):
 
 def test_lr_find_suggests_sane_lr_and_restores_weights(digits_tensors):
     set_seed(0)
-    learn = Learner(_dls(digits_tensors, bs=32, shuffle=True), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss())
+    learn = Learner(
+        _dls(digits_tensors, bs=32, shuffle=True), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss()
+    )
     learn.fit(1, 1e-3, quiet=True)  # works after training too
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     opt_before = {k: v.clone() for k, v in learn.opt.state_dict()["state"][0].items()}
@@ -142,7 +149,9 @@ def test_lr_find_suggests_sane_lr_and_restores_weights(digits_tensors):
 def test_lr_find_all_suggestions_and_plot(digits_tensors):
     from learnkit import minimum, slide, steep, valley
 
-    learn = Learner(_dls(digits_tensors, bs=32, shuffle=True), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss())
+    learn = Learner(
+        _dls(digits_tensors, bs=32, shuffle=True), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss()
+    )
     sug = learn.lr_find(num_it=50, suggest_funcs=(valley, slide, minimum, steep), show_plot=True)
     for v in sug:
         assert 1e-7 <= v <= 10
@@ -232,7 +241,9 @@ def test_early_stopping_save_model_and_reduce_lr(wine_tensors, tmp_path):
     learn.fit(5, 1e-2, cbs=[es, sm, rl], quiet=True)
     assert len(learn.recorder.values) == 3  # no epoch improved by 10 -> stopped after patience
     assert (tmp_path / "models" / "best.pth").exists()
-    assert learn.opt.param_groups[0]["lr"] == pytest.approx(1e-3)  # reduced after epoch 1 (ES stops at 2 first)
+    assert learn.opt.param_groups[0]["lr"] == pytest.approx(
+        1e-3
+    )  # reduced after epoch 1 (ES stops at 2 first)
 
 
 def test_unknown_monitor_lists_the_recorded_names(wine_tensors):
@@ -271,8 +282,9 @@ def test_plain_dataloaders_datasets_and_dict_batches(wine_tensors):
     learn.fit(3, quiet=True)
     assert learn.validate()[1] > 0.8
     dls = DataLoaders.from_datasets(DictDS(xt, yt), DictDS(xv, yv), bs=16, num_workers=0, device="cpu")
-    learn = Learner(dls, KwModel(), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, lr=1e-2,
-                    opt_func=torch.optim.Adam)
+    learn = Learner(
+        dls, KwModel(), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, lr=1e-2, opt_func=torch.optim.Adam
+    )
     learn.fit(3, quiet=True)
     assert learn.validate()[1] > 0.8
 
@@ -289,7 +301,9 @@ def test_multi_input_batches(wine_tensors):
         def forward(self, x1, x2):
             return self.out(torch.relu(self.a(x1) + self.b(x2)))
 
-    dls = DataLoaders.from_tensors((xt[:, :6], xt[:, 6:], yt), (xv[:, :6], xv[:, 6:], yv), bs=16, device="cpu")
+    dls = DataLoaders.from_tensors(
+        (xt[:, :6], xt[:, 6:], yt), (xv[:, :6], xv[:, 6:], yv), bs=16, device="cpu"
+    )
     learn = Learner(dls, Two(), loss_func=nn.CrossEntropyLoss(), lr=1e-2)
     learn.fit(2, quiet=True)
     preds, targs = learn.get_preds()
@@ -386,8 +400,13 @@ class Interrupt(Callback):
 def _resume_learner(wine_tensors, tmp_path):
     set_seed(3, reproducible=True)
     model = mlp(p=0.3)  # dropout: the RNG state matters
-    return Learner(_dls(wine_tensors, shuffle=True), model, loss_func=nn.CrossEntropyLoss(), path=tmp_path,
-                   cbs=Checkpoint(every_n_batches=3))
+    return Learner(
+        _dls(wine_tensors, shuffle=True),
+        model,
+        loss_func=nn.CrossEntropyLoss(),
+        path=tmp_path,
+        cbs=Checkpoint(every_n_batches=3),
+    )
 
 
 def test_resume_mid_epoch_is_exact(wine_tensors, tmp_path):
@@ -447,9 +466,13 @@ def test_empty_dataloader_and_wrong_types(wine_tensors):
     with pytest.raises(DataError, match="from_datasets"):
         Learner((TensorDataset(xt, yt), None), mlp())
     with pytest.raises(ModelError, match="opt_func"):
-        Learner(_dls(wine_tensors), mlp(), loss_func=nn.CrossEntropyLoss(), opt_func="adam").fit(1, quiet=True)
+        Learner(_dls(wine_tensors), mlp(), loss_func=nn.CrossEntropyLoss(), opt_func="adam").fit(
+            1, quiet=True
+        )
     with pytest.raises(ModelError, match="torch.optim.Optimizer"):
-        Learner(_dls(wine_tensors), mlp(), loss_func=nn.CrossEntropyLoss(), opt_func=lambda p, lr: object()).fit(1)
+        Learner(
+            _dls(wine_tensors), mlp(), loss_func=nn.CrossEntropyLoss(), opt_func=lambda p, lr: object()
+        ).fit(1)
     with pytest.raises(ModelError, match="loss_func"):
         Learner(_dls(wine_tensors), mlp()).fit(1, quiet=True)
 

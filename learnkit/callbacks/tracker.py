@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import CancelFitException, NonFiniteLossError
-from ..utils import atomic_save, suggest
+from ..utils import suggest
+from .checkpoint import Checkpoint
 from .core import Callback
 
 __all__ = ["MonitorCallback", "EarlyStopping", "SaveModel", "ReduceLROnPlateau", "TerminateOnNaN", "Checkpoint"]
@@ -183,56 +183,3 @@ class ReduceLROnPlateau(MonitorCallback):
             for pg in self.learn.opt.param_groups:
                 pg["lr"] = max(pg["lr"] / self.factor, self.min_lr)
             self.reduced_to = self.learn.opt.param_groups[-1]["lr"]
-
-
-class Checkpoint(Callback):
-    """Writes a resumable checkpoint atomically: after every epoch, every ``every_n_batches`` training batches,
-    and when training is interrupted (KeyboardInterrupt or an error; not on a non-finite loss).
-
-    A checkpoint holds the weights, optimizer, epoch and batch position, RNG states and callback states;
-    ``learn.fit(..., resume=path)`` (or ``resume=True``) continues exactly where it stopped.
-
-    Args:
-        fname: file name in ``learn.path / learn.model_dir`` (``.pth`` added), or an absolute path.
-    """
-
-    order = 90
-    needs_rng = True
-
-    def __init__(self, fname: str = "checkpoint", every_n_batches: int | None = None, every_epoch: bool = True,
-                 on_interrupt: bool = True):
-        self.fname, self.every_n_batches, self.every_epoch, self.on_interrupt = (fname, every_n_batches, every_epoch,
-                                                                                 on_interrupt)
-
-    @property
-    def file(self) -> Path:
-        return self.learn._file(self.fname)
-
-    def _write(self, **kwargs):
-        from ..distributed import rank_distrib
-
-        if rank_distrib() == 0:
-            atomic_save(self.learn.checkpoint_state(**kwargs), self.file)
-        self.last_written = self.file
-
-    def after_batch(self):
-        learn = self.learn
-        if learn.training and self.every_n_batches and (learn.iter + 1) % self.every_n_batches == 0:
-            self._write(n_done=learn.iter + 1)
-
-    def after_epoch(self):
-        if self.every_epoch:
-            self._write(epoch_complete=True)
-
-    def after_fit(self):
-        exc = sys.exc_info()[1]
-        learn = self.learn
-        if exc is None or not self.on_interrupt or isinstance(exc, (NonFiniteLossError, CancelFitException)):
-            return
-        if learn._in_step or learn.opt is None:
-            return  # the weights may be half-updated: keep the last good checkpoint
-        if learn.training:
-            n_done = learn.iter + 1 if learn._stepped_iter == (learn.epoch, learn.iter) else learn.iter
-        else:
-            n_done = learn.n_iter_train
-        self._write(n_done=n_done)

@@ -41,6 +41,7 @@ class AvgLoss:
     """
 
     name = "loss"
+    higher_is_better = False
 
     def __init__(self):
         self.reset()
@@ -181,6 +182,17 @@ class Recorder(Callback):
         return [self._valid_loss.value] + [m.value for m in self.learn.metrics]
 
     @property
+    def final_record(self) -> list:
+        """The last epoch's values ``[train_loss, valid_loss, *metrics]`` (fastai's ``recorder.final_record``).
+
+        >>> # learn.fit(3); train_loss, valid_loss, acc = learn.recorder.final_record
+        """
+        if not self.values:
+            raise ValueError("Expected a finished epoch. Received: recorder.values is empty (no epoch recorded yet). "
+                             "Fix: call learn.fit(...) first.")
+        return list(self.values[-1])
+
+    @property
     def smooth_loss(self) -> float | None:
         return self.smooth_losses[-1] if self.smooth_losses else None
 
@@ -222,6 +234,15 @@ class Recorder(Callback):
         ax.set_ylabel("loss")
         ax.legend()
         return ax
+
+    def plot_lr_find(self, skip_end: int = 5, ax=None):
+        """The loss against the learning rate of the last :meth:`~learnkit.Learner.lr_find` (log scale), with
+        its suggestions marked; ``skip_end`` drops the last points (the blow-up)."""
+        finder = getattr(self.learn, "lr_finder", None) if self.learn is not None else None
+        if finder is None or not finder.lrs:
+            raise ValueError("Expected a finished learn.lr_find(). Received: no learning-rate sweep recorded. "
+                             "Fix: call learn.lr_find() first.")
+        return finder.plot(finder.suggestions, ax=ax, skip_end=skip_end)
 
     def plot_sched(self, keys=("lr", "mom"), figsize=None):
         """Learning rate and momentum per training batch."""

@@ -28,8 +28,18 @@ from torch import nn
 from .callbacks.core import Callback
 from .exceptions import ModelError
 
-__all__ = ["Hook", "Hooks", "hook_output", "hook_outputs", "dummy_eval", "model_sizes", "num_features_model",
-           "in_channels", "has_params", "ActivationStats"]
+__all__ = [
+    "Hook",
+    "Hooks",
+    "hook_output",
+    "hook_outputs",
+    "dummy_eval",
+    "model_sizes",
+    "num_features_model",
+    "in_channels",
+    "has_params",
+    "ActivationStats",
+]
 
 
 def _detach(x, cpu: bool):
@@ -58,11 +68,19 @@ class Hook:
     torch.Size([3, 1])
     """
 
-    def __init__(self, m: nn.Module, hook_func: Callable, is_forward: bool = True, detach: bool = True,
-                 cpu: bool = False):
+    def __init__(
+        self,
+        m: nn.Module,
+        hook_func: Callable,
+        is_forward: bool = True,
+        detach: bool = True,
+        cpu: bool = False,
+    ):
         if not isinstance(m, nn.Module):
-            raise ModelError(f"Expected an nn.Module to hook. Received: {type(m).__name__}. Fix: pass a layer, "
-                             "e.g. Hook(model[0], func).")
+            raise ModelError(
+                f"Expected an nn.Module to hook. Received: {type(m).__name__}. Fix: pass a layer, "
+                "e.g. Hook(model[0], func)."
+            )
         self.hook_func, self.detach, self.cpu, self.stored, self.removed = hook_func, detach, cpu, None, False
         register = m.register_forward_hook if is_forward else m.register_full_backward_hook
         self.handle = register(self._run)
@@ -121,8 +139,14 @@ class Hooks:
     2
     """
 
-    def __init__(self, ms: nn.Module | Iterable[nn.Module], hook_func: Callable, is_forward: bool = True,
-                 detach: bool = True, cpu: bool = False):
+    def __init__(
+        self,
+        ms: nn.Module | Iterable[nn.Module],
+        hook_func: Callable,
+        is_forward: bool = True,
+        detach: bool = True,
+        cpu: bool = False,
+    ):
         if isinstance(ms, nn.Module):
             ms = list(ms.children()) or [ms]  # a model: hook its children (a single layer: itself)
         self.hooks = [Hook(m, hook_func, is_forward, detach, cpu) for m in ms]
@@ -174,8 +198,10 @@ def in_channels(m: nn.Module) -> int:
         w = getattr(layer, "weight", None)
         if isinstance(w, torch.Tensor) and w.ndim >= 2 and not isinstance(layer, nn.Embedding):
             return int(w.shape[1])
-    raise ModelError(f"Expected {type(m).__name__} to contain a layer with a weight (Conv or Linear). Received: "
-                     "none. Fix: pass the model's body, or give the input channels yourself.")
+    raise ModelError(
+        f"Expected {type(m).__name__} to contain a layer with a weight (Conv or Linear). Received: "
+        "none. Fix: pass the model's body, or give the input channels yourself."
+    )
 
 
 def _dummy_input(m: nn.Module, size) -> torch.Tensor:
@@ -227,8 +253,10 @@ def num_features_model(m: nn.Module) -> int:
         except RuntimeError as e:  # too small for the model's downsampling
             errors.append(str(e).splitlines()[0])
             sz *= 2
-    raise ModelError(f"Could not run {type(m).__name__} on dummy inputs of size 32 to 256. Received: {errors[-1]}. "
-                     "Expected an image model taking (N, C, H, W). Fix: check in_channels(model) and its input.")
+    raise ModelError(
+        f"Could not run {type(m).__name__} on dummy inputs of size 32 to 256. Received: {errors[-1]}. "
+        "Expected an image model taking (N, C, H, W). Fix: check in_channels(model) and its input."
+    )
 
 
 # ----------------------------------------------------------------------------------------------- the callback
@@ -246,8 +274,14 @@ class ActivationStats(Callback):
 
     order = -20  # record before other callbacks change the batch's outputs
 
-    def __init__(self, modules=None, with_hist: bool = False, near_zero_thresh: float = 0.05,
-                 hist_range=(0.0, 10.0), n_bins: int = 40):
+    def __init__(
+        self,
+        modules=None,
+        with_hist: bool = False,
+        near_zero_thresh: float = 0.05,
+        hist_range=(0.0, 10.0),
+        n_bins: int = 40,
+    ):
         self.modules, self.with_hist, self.near_zero_thresh = modules, with_hist, near_zero_thresh
         self.hist_range, self.n_bins = hist_range, n_bins
         self.stats: list[list[dict]] = []
@@ -259,8 +293,10 @@ class ActivationStats(Callback):
             ms = [m for m in self.learn.model.modules() if has_params(m)]
         ms = list(ms)
         if not ms:
-            raise ModelError("ActivationStats found no layer to watch. Expected a model with parameters or "
-                             "modules=[...]. Fix: ActivationStats(modules=[model[0], model[2]]).")
+            raise ModelError(
+                "ActivationStats found no layer to watch. Expected a model with parameters or "
+                "modules=[...]. Fix: ActivationStats(modules=[model[0], model[2]])."
+            )
         self.stats, self._batch, self._record = [], [], False
         self.hooks = Hooks(ms, self._hook)
 
@@ -268,8 +304,11 @@ class ActivationStats(Callback):
         if not self._record or not isinstance(out, torch.Tensor):
             return None
         o = out.float()
-        st = [o.mean(), o.std() if o.numel() > 1 else torch.zeros((), device=o.device),
-              (o <= self.near_zero_thresh).float().mean()]
+        st = [
+            o.mean(),
+            o.std() if o.numel() > 1 else torch.zeros((), device=o.device),
+            (o <= self.near_zero_thresh).float().mean(),
+        ]
         if self.with_hist:
             st.append(torch.histc(o, self.n_bins, *self.hist_range))
         self._batch.append(st)
@@ -307,8 +346,10 @@ class ActivationStats(Callback):
     def layer_stats(self, idx: int) -> dict[str, list[float]]:
         """Layer ``idx``'s ``mean``, ``std`` and ``near_zero`` over all recorded batches."""
         if not self.stats:
-            raise ValueError("Expected recorded statistics. Received: none (no training batch ran). Fix: train "
-                             "with ActivationStats in cbs, e.g. learn.fit(1, cbs=ActivationStats()).")
+            raise ValueError(
+                "Expected recorded statistics. Received: none (no training batch ran). Fix: train "
+                "with ActivationStats in cbs, e.g. learn.fit(1, cbs=ActivationStats())."
+            )
         n = len(self.stats[0])
         if not -n <= idx < n:
             raise IndexError(f"Expected a layer index in [-{n}, {n}). Received: idx={idx}.")
@@ -332,8 +373,10 @@ class ActivationStats(Callback):
         import matplotlib.pyplot as plt
 
         if not self.with_hist:
-            raise ValueError("color_dim needs the activation histograms. Expected ActivationStats(with_hist=True). "
-                             "Received: with_hist=False. Fix: train with ActivationStats(with_hist=True).")
+            raise ValueError(
+                "color_dim needs the activation histograms. Expected ActivationStats(with_hist=True). "
+                "Received: with_hist=False. Fix: train with ActivationStats(with_hist=True)."
+            )
         self.layer_stats(idx)  # checks idx and that something was recorded
         h = torch.stack([b[idx]["hist"] for b in self.stats]).t().float()
         if ax is None:
@@ -343,4 +386,3 @@ class ActivationStats(Callback):
         ax.set_ylabel(f"activation bin ({self.hist_range[0]:g} to {self.hist_range[1]:g})")
         ax.axis("on")
         return ax
-

@@ -258,11 +258,15 @@ class Metric:
 
     def reset(self) -> None:
         """Forget everything accumulated (called before each validation). Subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement reset() (Metric is an abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement reset() (Metric is an abstract base)."
+        )
 
     def accumulate(self, pred, *targs) -> None:
         """Add one batch: ``pred`` the raw (detached) model output, ``targs`` the targets. Subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base)."
+        )
 
     @property
     def value(self) -> float | None:
@@ -1121,8 +1125,20 @@ def perplexity(pred: torch.Tensor, targ: torch.Tensor, ignore_index: int = -100,
 
 # ----------------------------------------------------------------------------------------------- directions
 # Every function metric says which way is better (AvgMetric and monitors in mode='auto' read it).
-for _f in (accuracy, top_k_accuracy, accuracy_multi, f1_score, precision, recall, roc_auc, roc_auc_multi,
-           balanced_accuracy, matthews_corrcoef, r2_score, explained_variance):
+for _f in (
+    accuracy,
+    top_k_accuracy,
+    accuracy_multi,
+    f1_score,
+    precision,
+    recall,
+    roc_auc,
+    roc_auc_multi,
+    balanced_accuracy,
+    matthews_corrcoef,
+    r2_score,
+    explained_variance,
+):
     _f.higher_is_better = True
 for _f in (error_rate, mse, mae, msle, rmse, exp_rmspe, _exp_mspe, perplexity):
     _f.higher_is_better = False

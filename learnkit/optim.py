@@ -24,8 +24,25 @@ from torch import nn
 
 from .exceptions import ModelError
 
-__all__ = ["Adam", "SGD", "RMSProp", "RAdam", "Lamb", "Lookahead", "ranger", "SGDW", "RMSpropW", "make_opt", "param_groups",
-           "trainable_params", "lr_spread", "set_hyper", "get_mom", "set_mom", "params"]
+__all__ = [
+    "Adam",
+    "SGD",
+    "RMSProp",
+    "RAdam",
+    "Lamb",
+    "Lookahead",
+    "ranger",
+    "SGDW",
+    "RMSpropW",
+    "make_opt",
+    "param_groups",
+    "trainable_params",
+    "lr_spread",
+    "set_hyper",
+    "get_mom",
+    "set_mom",
+    "params",
+]
 
 
 # ----------------------------------------------------------------------------------------------- optimizers
@@ -81,8 +98,19 @@ class RMSpropW(_DecoupledWD, torch.optim.RMSprop):
     """
 
 
-def Adam(params, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5, wd: float = 0.01,
-         decouple_wd: bool = True, *, betas=None, weight_decay: float | None = None, **kwargs):
+def Adam(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-5,
+    wd: float = 0.01,
+    decouple_wd: bool = True,
+    *,
+    betas=None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
     """Adam with fastai's names and defaults: ``torch.optim.AdamW(betas=(mom, sqr_mom), eps=eps,
     weight_decay=wd)``, or ``torch.optim.Adam`` (L2 penalty) with ``decouple_wd=False``.
 
@@ -98,8 +126,17 @@ def Adam(params, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps:
     return cls(params, lr=lr, betas=_betas(mom, sqr_mom, betas), eps=eps, weight_decay=wd, **kwargs)
 
 
-def SGD(params, lr: float = 1e-2, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True, *,
-        momentum: float | None = None, weight_decay: float | None = None, **kwargs):
+def SGD(
+    params,
+    lr: float = 1e-2,
+    mom: float = 0.0,
+    wd: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
     """SGD with fastai's names and defaults (``mom=0``, ``wd=0``): ``torch.optim.SGD(momentum=mom)`` with
     decoupled weight decay (``decouple_wd=False``: torch's L2 ``weight_decay``).
 
@@ -114,9 +151,20 @@ def SGD(params, lr: float = 1e-2, mom: float = 0.0, wd: float = 0.0, decouple_wd
     return cls(params, lr=lr, momentum=mom, weight_decay=wd, **kwargs)
 
 
-def RMSProp(params, lr: float = 1e-2, sqr_mom: float = 0.99, mom: float = 0.0, eps: float = 1e-8, wd: float = 0.0,
-            decouple_wd: bool = True, *, alpha: float | None = None, momentum: float | None = None,
-            weight_decay: float | None = None, **kwargs):
+def RMSProp(
+    params,
+    lr: float = 1e-2,
+    sqr_mom: float = 0.99,
+    mom: float = 0.0,
+    eps: float = 1e-8,
+    wd: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    alpha: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
     """RMSProp with fastai's names: ``torch.optim.RMSprop(alpha=sqr_mom, momentum=mom, eps=eps)`` with
     decoupled weight decay (``decouple_wd=False``: L2). torch's ``alpha=`` / ``momentum=`` work too.
 
@@ -132,8 +180,20 @@ def RMSProp(params, lr: float = 1e-2, sqr_mom: float = 0.99, mom: float = 0.0, e
     return cls(params, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom, weight_decay=wd, **kwargs)
 
 
-def RAdam(params, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5, wd: float = 0.0,
-          beta: float = 0.0, decouple_wd: bool = True, *, betas=None, weight_decay: float | None = None, **kwargs):
+def RAdam(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-5,
+    wd: float = 0.0,
+    beta: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    betas=None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
     """Rectified Adam with fastai's names: ``torch.optim.RAdam(betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
     decoupled_weight_decay=decouple_wd)``. fastai's ``beta`` (a smoothing of the step size) is not supported
     beyond its default 0.
@@ -144,11 +204,20 @@ def RAdam(params, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps
     'RAdam'
     """
     if beta:
-        raise ModelError(f"Expected beta=0 (fastai's step-size smoothing is not implemented). Received: beta={beta}. "
-                         "Fix: RAdam(..., beta=0.).")
+        raise ModelError(
+            f"Expected beta=0 (fastai's step-size smoothing is not implemented). Received: beta={beta}. "
+            "Fix: RAdam(..., beta=0.)."
+        )
     wd = wd if weight_decay is None else weight_decay
-    return torch.optim.RAdam(params, lr=lr, betas=_betas(mom, sqr_mom, betas), eps=eps, weight_decay=wd,
-                             decoupled_weight_decay=decouple_wd, **kwargs)
+    return torch.optim.RAdam(
+        params,
+        lr=lr,
+        betas=_betas(mom, sqr_mom, betas),
+        eps=eps,
+        weight_decay=wd,
+        decoupled_weight_decay=decouple_wd,
+        **kwargs,
+    )
 
 
 class Lamb(torch.optim.Optimizer):
@@ -165,14 +234,29 @@ class Lamb(torch.optim.Optimizer):
     True
     """
 
-    def __init__(self, params, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
-                 wd: float = 0.0, decouple_wd: bool = True, *, betas=None, weight_decay: float | None = None):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        mom: float = 0.9,
+        sqr_mom: float = 0.99,
+        eps: float = 1e-5,
+        wd: float = 0.0,
+        decouple_wd: bool = True,
+        *,
+        betas=None,
+        weight_decay: float | None = None,
+    ):
         b1, b2 = _betas(mom, sqr_mom, betas)
         wd = wd if weight_decay is None else weight_decay
         if not (lr >= 0 and 0 <= b1 < 1 and 0 <= b2 < 1 and eps >= 0 and wd >= 0):
-            raise ModelError(f"Expected lr >= 0, 0 <= mom < 1, 0 <= sqr_mom < 1, eps >= 0, wd >= 0. Received: "
-                             f"lr={lr}, mom={b1}, sqr_mom={b2}, eps={eps}, wd={wd}.")
-        super().__init__(params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, decouple_wd=decouple_wd))
+            raise ModelError(
+                f"Expected lr >= 0, 0 <= mom < 1, 0 <= sqr_mom < 1, eps >= 0, wd >= 0. Received: "
+                f"lr={lr}, mom={b1}, sqr_mom={b2}, eps={eps}, wd={wd}."
+            )
+        super().__init__(
+            params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, decouple_wd=decouple_wd)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -202,8 +286,9 @@ class Lamb(torch.optim.Optimizer):
                 elif wd:
                     upd.add_(p, alpha=wd)
                 w_norm, u_norm = p.norm(), upd.norm()
-                trust = torch.where((w_norm > 0) & (u_norm > 0), (w_norm / u_norm).clamp(max=10.0),
-                                    torch.ones_like(w_norm))
+                trust = torch.where(
+                    (w_norm > 0) & (u_norm > 0), (w_norm / u_norm).clamp(max=10.0), torch.ones_like(w_norm)
+                )
                 p.add_(upd * trust, alpha=-lr)
         return loss
 
@@ -226,11 +311,15 @@ class Lookahead(torch.optim.Optimizer):
 
     def __init__(self, opt: torch.optim.Optimizer, k: int = 6, alpha: float = 0.5):
         if not isinstance(opt, torch.optim.Optimizer):
-            raise ModelError(f"Expected a torch.optim.Optimizer to wrap. Received: {type(opt).__name__}. Fix: "
-                             "Lookahead(torch.optim.AdamW(params), k=6, alpha=0.5), or opt_func=ranger.")
+            raise ModelError(
+                f"Expected a torch.optim.Optimizer to wrap. Received: {type(opt).__name__}. Fix: "
+                "Lookahead(torch.optim.AdamW(params), k=6, alpha=0.5), or opt_func=ranger."
+            )
         if isinstance(k, bool) or not isinstance(k, int) or k < 1 or not 0 < alpha <= 1:
-            raise ModelError(f"Expected an integer k >= 1 and 0 < alpha <= 1. Received: k={k!r}, alpha={alpha!r}. "
-                             "Fix: Lookahead(opt, k=6, alpha=0.5).")
+            raise ModelError(
+                f"Expected an integer k >= 1 and 0 < alpha <= 1. Received: k={k!r}, alpha={alpha!r}. "
+                "Fix: Lookahead(opt, k=6, alpha=0.5)."
+            )
         super().__init__([p for g in opt.param_groups for p in g["params"]], dict(opt.defaults))
         self.opt, self.k, self.alpha = opt, k, alpha
         self.param_groups, self.state = opt.param_groups, opt.state  # one set of groups: schedules reach both
@@ -262,8 +351,12 @@ class Lookahead(torch.optim.Optimizer):
     def state_dict(self) -> dict:
         """The inner optimizer's state dict plus ``'lookahead'``: the step count and the slow weights."""
         d = self.opt.state_dict()
-        d["lookahead"] = {"count": self.count, "k": self.k, "alpha": self.alpha,
-                          "slow": [s.clone() for s in self.slow]}
+        d["lookahead"] = {
+            "count": self.count,
+            "k": self.k,
+            "alpha": self.alpha,
+            "slow": [s.clone() for s in self.slow],
+        }
         return d
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -273,8 +366,10 @@ class Lookahead(torch.optim.Optimizer):
         self.param_groups, self.state = self.opt.param_groups, self.opt.state
         if la is not None:
             if len(la["slow"]) != len(self.slow):
-                raise ModelError(f"Expected slow weights for {len(self.slow)} parameters. Received: "
-                                 f"{len(la['slow'])}. Fix: load a state dict of the same model and optimizer.")
+                raise ModelError(
+                    f"Expected slow weights for {len(self.slow)} parameters. Received: "
+                    f"{len(la['slow'])}. Fix: load a state dict of the same model and optimizer."
+                )
             self.count = int(la["count"])
             for s, v in zip(self.slow, la["slow"]):
                 s.copy_(v)
@@ -283,9 +378,20 @@ class Lookahead(torch.optim.Optimizer):
         return f"Lookahead(k={self.k}, alpha={self.alpha}, {self.opt!r})"
 
 
-def ranger(params, lr: float = 1e-3, mom: float = 0.95, wd: float = 0.01, eps: float = 1e-6, sqr_mom: float = 0.99,
-           beta: float = 0.0, decouple_wd: bool = True, *, k: int = 6, alpha: float = 0.5,
-           weight_decay: float | None = None):
+def ranger(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.95,
+    wd: float = 0.01,
+    eps: float = 1e-6,
+    sqr_mom: float = 0.99,
+    beta: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    k: int = 6,
+    alpha: float = 0.5,
+    weight_decay: float | None = None,
+):
     """Ranger: :class:`Lookahead` around :func:`RAdam`, with fastai's defaults (``mom=0.95``, ``wd=0.01``,
     ``eps=1e-6``). Use as ``Learner(..., opt_func=ranger)`` (best with ``fit_flat_cos``).
 
@@ -294,8 +400,11 @@ def ranger(params, lr: float = 1e-3, mom: float = 0.95, wd: float = 0.01, eps: f
     'Lookahead'
     """
     wd = wd if weight_decay is None else weight_decay
-    return Lookahead(RAdam(params, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, beta=beta,
-                           decouple_wd=decouple_wd), k=k, alpha=alpha)
+    return Lookahead(
+        RAdam(params, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, beta=beta, decouple_wd=decouple_wd),
+        k=k,
+        alpha=alpha,
+    )
 
 
 def params(m: nn.Module) -> list[nn.Parameter]:
@@ -318,27 +427,35 @@ def param_groups(model: nn.Module, splitter: Callable | None = None) -> list[lis
         groups = [groups]
     groups = [list(g.parameters()) if isinstance(g, nn.Module) else list(g) for g in groups]
     if not groups or not any(groups):
-        raise ModelError(f"Expected the splitter to return non-empty parameter groups. Received: {len(groups)} "
-                         "groups with no parameters. Fix: return e.g. [body_params, head_params].")
+        raise ModelError(
+            f"Expected the splitter to return non-empty parameter groups. Received: {len(groups)} "
+            "groups with no parameters. Fix: return e.g. [body_params, head_params]."
+        )
     seen = {}
     for i, g in enumerate(groups):
         for p in g:
             if id(p) in seen:
-                raise ModelError(f"A parameter appears in parameter groups {seen[id(p)]} and {i}. Expected each "
-                                 "parameter in exactly one group. Fix: make the splitter's groups disjoint.")
+                raise ModelError(
+                    f"A parameter appears in parameter groups {seen[id(p)]} and {i}. Expected each "
+                    "parameter in exactly one group. Fix: make the splitter's groups disjoint."
+                )
             seen[id(p)] = i
     missing = sum(1 for p in model.parameters() if id(p) not in seen)
     if missing:
-        raise ModelError(f"The splitter left {missing} parameter tensors out of every group. Expected all of the "
-                         "model's parameters in some group. Fix: add the remaining layers to a group.")
+        raise ModelError(
+            f"The splitter left {missing} parameter tensors out of every group. Expected all of the "
+            "model's parameters in some group. Fix: add the remaining layers to a group."
+        )
     return groups
 
 
 def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: float | None = None):
     """Build the optimizer: one param group per parameter group, checking ``opt_func`` makes an optimizer."""
     if not callable(opt_func):
-        raise ModelError(f"Expected opt_func to be a torch.optim optimizer class or a function returning one. "
-                         f"Received: opt_func={opt_func!r}. Fix: opt_func=torch.optim.AdamW.")
+        raise ModelError(
+            f"Expected opt_func to be a torch.optim optimizer class or a function returning one. "
+            f"Received: opt_func={opt_func!r}. Fix: opt_func=torch.optim.AdamW."
+        )
     kwargs = {"lr": lr}
     if wd is not None:
         kwargs["weight_decay"] = wd
@@ -346,13 +463,18 @@ def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: 
     try:
         opt = opt_func(pgs, **kwargs)
     except TypeError as e:
-        raise ModelError(f"Could not build the optimizer with opt_func={getattr(opt_func, '__name__', opt_func)!r}"
-                         f"(param_groups, {', '.join(f'{k}={v}' for k, v in kwargs.items())}): {e}. Expected an "
-                         "optimizer class like torch.optim.SGD or a function f(params, lr=...)." ) from e
-    if not isinstance(opt, torch.optim.Optimizer) and not all(hasattr(opt, a) for a in ("step", "zero_grad",
-                                                                                           "param_groups")):
-        raise ModelError(f"Expected opt_func to return a torch.optim.Optimizer. Received: {type(opt).__name__} from "
-                         f"opt_func={getattr(opt_func, '__name__', opt_func)!r}. Fix: opt_func=torch.optim.AdamW.")
+        raise ModelError(
+            f"Could not build the optimizer with opt_func={getattr(opt_func, '__name__', opt_func)!r}"
+            f"(param_groups, {', '.join(f'{k}={v}' for k, v in kwargs.items())}): {e}. Expected an "
+            "optimizer class like torch.optim.SGD or a function f(params, lr=...)."
+        ) from e
+    if not isinstance(opt, torch.optim.Optimizer) and not all(
+        hasattr(opt, a) for a in ("step", "zero_grad", "param_groups")
+    ):
+        raise ModelError(
+            f"Expected opt_func to return a torch.optim.Optimizer. Received: {type(opt).__name__} from "
+            f"opt_func={getattr(opt_func, '__name__', opt_func)!r}. Fix: opt_func=torch.optim.AdamW."
+        )
     return opt
 
 

@@ -45,7 +45,9 @@ def test_adam_maps_fastai_arguments_to_adamw_exactly():
 
 def test_default_opt_func_is_unchanged(wine_tensors):
     train, valid = wine_tensors
-    learn = Learner(DataLoaders.from_tensors(train, valid, bs=16, device="cpu"), mlp(), loss_func=nn.CrossEntropyLoss())
+    learn = Learner(
+        DataLoaders.from_tensors(train, valid, bs=16, device="cpu"), mlp(), loss_func=nn.CrossEntropyLoss()
+    )
     learn.create_opt()
     pg = learn.opt.param_groups[0]
     assert type(learn.opt) is torch.optim.AdamW
@@ -55,13 +57,20 @@ def test_default_opt_func_is_unchanged(wine_tensors):
 def test_sgd_rmsprop_radam_map_to_torch():
     for ours, ref in [
         (lambda ps: SGD(ps, lr=0.05, mom=0.9), lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9)),
-        (lambda ps: SGD(ps, lr=0.05, mom=0.9, wd=0.1, decouple_wd=False),
-         lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.1)),
-        (lambda ps: RMSProp(ps, lr=0.01, sqr_mom=0.9, mom=0.5),
-         lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, momentum=0.5)),
-        (lambda ps: RAdam(ps, lr=0.01, mom=0.8, sqr_mom=0.95, eps=1e-4, wd=0.1),
-         lambda ps: torch.optim.RAdam(ps, lr=0.01, betas=(0.8, 0.95), eps=1e-4, weight_decay=0.1,
-                                      decoupled_weight_decay=True)),
+        (
+            lambda ps: SGD(ps, lr=0.05, mom=0.9, wd=0.1, decouple_wd=False),
+            lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.1),
+        ),
+        (
+            lambda ps: RMSProp(ps, lr=0.01, sqr_mom=0.9, mom=0.5),
+            lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, momentum=0.5),
+        ),
+        (
+            lambda ps: RAdam(ps, lr=0.01, mom=0.8, sqr_mom=0.95, eps=1e-4, wd=0.1),
+            lambda ps: torch.optim.RAdam(
+                ps, lr=0.01, betas=(0.8, 0.95), eps=1e-4, weight_decay=0.1, decoupled_weight_decay=True
+            ),
+        ),
     ]:
         for a, b in zip(_steps(ours), _steps(ref)):
             assert torch.equal(a, b)
@@ -73,7 +82,9 @@ def test_sgd_weight_decay_is_decoupled():
     opt = SGD([p], lr=0.1, mom=0.9, wd=0.5)
     p.grad = torch.tensor([0.2, 0.4])
     opt.step()
-    torch.testing.assert_close(p.detach(), torch.tensor([1.0, -2.0]) * (1 - 0.05) - 0.1 * torch.tensor([0.2, 0.4]))
+    torch.testing.assert_close(
+        p.detach(), torch.tensor([1.0, -2.0]) * (1 - 0.05) - 0.1 * torch.tensor([0.2, 0.4])
+    )
     assert opt.param_groups[0]["weight_decay"] == 0.5  # the group keeps its value for schedules and resume
 
 

@@ -67,8 +67,11 @@ class ShowGraphCallback(Callback):
         train = rec.smooth_losses
         ax.plot(range(len(train)), train, label="train")
         n_per = len(self.learn.dls.train)
-        vs = [(n_per * (i + 1) - 1, r[1]) for i, r in enumerate(rec.values)
-              if r[1] is not None and not math.isnan(r[1])]
+        vs = [
+            (n_per * (i + 1) - 1, r[1])
+            for i, r in enumerate(rec.values)
+            if r[1] is not None and not math.isnan(r[1])
+        ]
         if vs:
             ax.plot([x for x, _ in vs], [v for _, v in vs], marker="o", label="valid")
         ax.set_xlim(0, max(self._n_total, len(train), 1))

@@ -255,13 +255,24 @@ class MLflowLogger(Callback):
 
     order = 57  # after the Recorder (50) filled in the epoch's row
 
-    def __init__(self, tracking_uri: str | None = None, experiment_name: str = "learnkit", run_name: str | None = None,
-                 params: dict | None = None, tags: dict | None = None, log_export: bool = True,
-                 export_fname: str = "export.lk"):
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment_name: str = "learnkit",
+        run_name: str | None = None,
+        params: dict | None = None,
+        tags: dict | None = None,
+        log_export: bool = True,
+        export_fname: str = "export.lk",
+    ):
         self._client_cls = _mlflow_client_cls()  # fail early, with the fix, when the extra is missing
         self.tracking_uri, self.experiment_name, self.run_name = tracking_uri, experiment_name, run_name
-        self.params, self.tags, self.log_export, self.export_fname = dict(params or {}), dict(tags or {}), \
-            log_export, export_fname
+        self.params, self.tags, self.log_export, self.export_fname = (
+            dict(params or {}),
+            dict(tags or {}),
+            log_export,
+            export_fname,
+        )
         self.client, self.run_id, self._epochs_done = None, None, 0
 
     @property
@@ -279,7 +290,9 @@ class MLflowLogger(Callback):
             self.client = self._client_cls(tracking_uri=self.tracking_uri)
         if self.run_id is None:
             exp = self.client.get_experiment_by_name(self.experiment_name)
-            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(self.experiment_name)
+            exp_id = (
+                exp.experiment_id if exp is not None else self.client.create_experiment(self.experiment_name)
+            )
             run = self.client.create_run(exp_id, run_name=self.run_name, tags=self.tags or None)
             self.run_id = run.info.run_id
             for k, v in self._run_params().items():
@@ -288,9 +301,16 @@ class MLflowLogger(Callback):
     def _run_params(self) -> dict:
         learn = self.learn
         pg = learn.opt.param_groups[-1] if learn.opt is not None else {}
-        out = {"lr": learn.lr, "n_epoch": learn.n_epoch, "bs": getattr(learn.dls.train, "bs", None),
-               "opt_func": learn.opt_func, "loss_func": learn.loss_func, "model": type(learn.model).__name__,
-               "wd": pg.get("weight_decay", learn.wd), "metrics": ",".join(m.name for m in learn.metrics)}
+        out = {
+            "lr": learn.lr,
+            "n_epoch": learn.n_epoch,
+            "bs": getattr(learn.dls.train, "bs", None),
+            "opt_func": learn.opt_func,
+            "loss_func": learn.loss_func,
+            "model": type(learn.model).__name__,
+            "wd": pg.get("weight_decay", learn.wd),
+            "metrics": ",".join(m.name for m in learn.metrics),
+        }
         out.update(self.params)
         return out
 
@@ -315,7 +335,9 @@ class MLflowLogger(Callback):
                 try:
                     path = self.learn.export(Path(d) / self.export_fname)
                 except Exception as e:  # e.g. a custom model with no registered factory
-                    warnings.warn(f"MLflowLogger could not export the learner, so no artifact was logged: {e}")
+                    warnings.warn(
+                        f"MLflowLogger could not export the learner, so no artifact was logged: {e}"
+                    )
                 else:
                     self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")

@@ -20,8 +20,22 @@ from ..exceptions import CancelFitException, CancelValidException
 from ..optim import set_hyper, set_mom
 from .core import Callback
 
-__all__ = ["SchedLin", "SchedCos", "SchedNo", "SchedExp", "SchedPoly", "combine_scheds", "combined_cos",
-           "ParamScheduler", "LRFinder", "SuggestedLRs", "valley", "slide", "minimum", "steep"]
+__all__ = [
+    "SchedLin",
+    "SchedCos",
+    "SchedNo",
+    "SchedExp",
+    "SchedPoly",
+    "combine_scheds",
+    "combined_cos",
+    "ParamScheduler",
+    "LRFinder",
+    "SuggestedLRs",
+    "valley",
+    "slide",
+    "minimum",
+    "steep",
+]
 
 
 def _arr(x):
@@ -154,7 +168,9 @@ def SuggestedLRs(**lrs: float):
     (0.0003, ('minimum', 'steep'))
     """
     if not lrs:
-        raise ValueError("Expected at least one suggestion. Received: none. Fix: lr_find(suggest_funcs=(valley,)).")
+        raise ValueError(
+            "Expected at least one suggestion. Received: none. Fix: lr_find(suggest_funcs=(valley,))."
+        )
     return _suggested_type(tuple(lrs))(**lrs)
 
 
@@ -163,8 +179,10 @@ def _func_name(f) -> str:
         f = f.func
     name = getattr(f, "__name__", None)
     if not name or not name.isidentifier() or name.startswith("_"):
-        raise ValueError(f"Expected suggestion functions with a plain name (like valley, minimum, steep). Received: "
-                         f"{f!r}. Fix: pass a named function f(lrs, losses) -> lr.")
+        raise ValueError(
+            f"Expected suggestion functions with a plain name (like valley, minimum, steep). Received: "
+            f"{f!r}. Fix: pass a named function f(lrs, losses) -> lr."
+        )
     return name
 
 
@@ -232,11 +250,25 @@ class LRFinder(Callback):
     order = 1
     run_valid = False
 
-    def __init__(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                 beta: float = 0.98):
+    def __init__(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        beta: float = 0.98,
+    ):
         if not 0 < start_lr < end_lr:
-            raise ValueError(f"Expected 0 < start_lr < end_lr. Received: start_lr={start_lr}, end_lr={end_lr}.")
-        self.start_lr, self.end_lr, self.num_it, self.stop_div, self.beta = start_lr, end_lr, num_it, stop_div, beta
+            raise ValueError(
+                f"Expected 0 < start_lr < end_lr. Received: start_lr={start_lr}, end_lr={end_lr}."
+            )
+        self.start_lr, self.end_lr, self.num_it, self.stop_div, self.beta = (
+            start_lr,
+            end_lr,
+            num_it,
+            stop_div,
+            beta,
+        )
         self.lrs, self.losses, self.suggestions = [], [], {}
 
     def before_fit(self):
@@ -265,8 +297,9 @@ class LRFinder(Callback):
     def before_validate(self):
         raise CancelValidException()
 
-    def suggest(self, funcs=(valley,), show_plot: bool = True, skip_start: int | None = None,
-                skip_end: int = 5):
+    def suggest(
+        self, funcs=(valley,), show_plot: bool = True, skip_start: int | None = None, skip_end: int = 5
+    ):
         """Suggested LRs from each function in ``funcs`` (e.g. ``valley, slide, minimum, steep``), as a
         :func:`SuggestedLRs` named tuple with exactly those fields in that order.
 
@@ -276,7 +309,9 @@ class LRFinder(Callback):
         funcs = list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
         names = [_func_name(f) for f in funcs]
         if len(set(names)) != len(names):
-            raise ValueError(f"Expected each suggestion function once. Received: {names}. Fix: drop the repeats.")
+            raise ValueError(
+                f"Expected each suggestion function once. Received: {names}. Fix: drop the repeats."
+            )
         lrs, losses = self._trimmed(skip_start, skip_end)
         found = {n: f(lrs, losses) for n, f in zip(names, funcs)}
         self.suggestions = found

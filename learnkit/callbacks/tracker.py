@@ -14,8 +14,17 @@ from ..exceptions import CancelFitException, NonFiniteLossError
 from ..utils import atomic_save, suggest
 from .core import Callback
 
-__all__ = ["MonitorCallback", "EarlyStopping", "SaveModel", "ReduceLROnPlateau", "TerminateOnNaN", "Checkpoint",
-           "SaveModelCallback", "EarlyStoppingCallback", "TerminateOnNaNCallback"]
+__all__ = [
+    "MonitorCallback",
+    "EarlyStopping",
+    "SaveModel",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "Checkpoint",
+    "SaveModelCallback",
+    "EarlyStoppingCallback",
+    "TerminateOnNaNCallback",
+]
 
 
 class TerminateOnNaN(Callback):
@@ -75,17 +84,32 @@ class MonitorCallback(Callback):
 
     order = 80
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, reset_on_fit: bool = True,
-                 mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp=None,
+        min_delta: float = 0.0,
+        reset_on_fit: bool = True,
+        mode: str = "auto",
+    ):
         if mode not in _MODES:
-            raise ValueError(f"Expected mode to be one of {_MODES}. Received: mode={mode!r}. Fix: mode='min' when "
-                             f"lower values of {monitor!r} are better, mode='max' when higher are.")
+            raise ValueError(
+                f"Expected mode to be one of {_MODES}. Received: mode={mode!r}. Fix: mode='min' when "
+                f"lower values of {monitor!r} are better, mode='max' when higher are."
+            )
         if comp is not None:
             if comp not in (np.less, np.greater):
-                raise ValueError(f"Expected comp to be np.less or np.greater. Received: comp={comp!r}. Fix: pass "
-                                 "mode='min' or mode='max' instead.")
+                raise ValueError(
+                    f"Expected comp to be np.less or np.greater. Received: comp={comp!r}. Fix: pass "
+                    "mode='min' or mode='max' instead."
+                )
             mode = "min" if comp is np.less else "max"
-        self.monitor, self.mode, self.min_delta, self.reset_on_fit = monitor, mode, abs(min_delta), reset_on_fit
+        self.monitor, self.mode, self.min_delta, self.reset_on_fit = (
+            monitor,
+            mode,
+            abs(min_delta),
+            reset_on_fit,
+        )
         self.comp = None if mode == "auto" else (np.less if mode == "min" else np.greater)
         self.best = None
         self._restored = False
@@ -116,16 +140,21 @@ class MonitorCallback(Callback):
                         f"metric with a known direction (higher_is_better=True/False). Received: monitor={name!r} "
                         f"({m!r}, higher_is_better=None). Fix: pass mode='min' or mode='max' to "
                         f"{type(self).__name__}, or give the metric a direction, e.g. "
-                        "AvgMetric(f, higher_is_better=False).")
+                        "AvgMetric(f, higher_is_better=False)."
+                    )
                 return direction
-        raise ValueError(f"{type(self).__name__} cannot tell whether higher or lower {name!r} is better: it is no "
-                         f"loss and no metric of the learner. Fix: pass mode='min' or mode='max'.")
+        raise ValueError(
+            f"{type(self).__name__} cannot tell whether higher or lower {name!r} is better: it is no "
+            f"loss and no metric of the learner. Fix: pass mode='min' or mode='max'."
+        )
 
     def before_fit(self):
         names = self.learn.recorder.metric_names[1:-1]
         if self.monitor not in names:
-            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which is not recorded. Expected one "
-                             f"of {names}.{suggest(self.monitor, names)} Fix: pass monitor= one of those names.")
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which is not recorded. Expected one "
+                f"of {names}.{suggest(self.monitor, names)} Fix: pass monitor= one of those names."
+            )
         self._idx = names.index(self.monitor)
         self.comp = np.less if self._resolve_mode() == "min" else np.greater
         restored, self._restored = self._restored, False
@@ -161,8 +190,15 @@ class EarlyStopping(MonitorCallback):
     >>> cb = EarlyStopping(monitor="valid_loss", patience=3)
     """
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
-                 reset_on_fit: bool = True, mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp=None,
+        min_delta: float = 0.0,
+        patience: int = 1,
+        reset_on_fit: bool = True,
+        mode: str = "auto",
+    ):
         super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
         self.patience = patience
         self.wait = 0
@@ -204,19 +240,36 @@ class SaveModel(MonitorCallback):
 
     order = 81
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, fname: str = "model",
-                 every_epoch: bool = False, top_k: int = 1, with_opt: bool = False, reload_best: bool = False,
-                 reset_on_fit: bool = True, mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp=None,
+        min_delta: float = 0.0,
+        fname: str = "model",
+        every_epoch: bool = False,
+        top_k: int = 1,
+        with_opt: bool = False,
+        reload_best: bool = False,
+        reset_on_fit: bool = True,
+        mode: str = "auto",
+    ):
         super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
-        self.fname, self.every_epoch, self.top_k, self.with_opt, self.reload_best = (fname, every_epoch, top_k,
-                                                                                     with_opt, reload_best)
+        self.fname, self.every_epoch, self.top_k, self.with_opt, self.reload_best = (
+            fname,
+            every_epoch,
+            top_k,
+            with_opt,
+            reload_best,
+        )
         self.saved: list[tuple[float, str]] = []
 
     @property
     def state_key(self) -> str:
         """The class name with the monitor, mode and file name."""
-        return (f"{type(self).__name__}{{'monitor': {self.monitor!r}, 'mode': {self.mode!r}, "
-                f"'fname': {self.fname!r}}}")
+        return (
+            f"{type(self).__name__}{{'monitor': {self.monitor!r}, 'mode': {self.mode!r}, "
+            f"'fname': {self.fname!r}}}"
+        )
 
     def before_fit(self):
         super().before_fit()
@@ -273,8 +326,17 @@ class ReduceLROnPlateau(MonitorCallback):
 
     order = 82
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
-                 factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True, mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp=None,
+        min_delta: float = 0.0,
+        patience: int = 1,
+        factor: float = 10.0,
+        min_lr: float = 0.0,
+        reset_on_fit: bool = True,
+        mode: str = "auto",
+    ):
         super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
         self.patience, self.factor, self.min_lr = patience, factor, min_lr
         self.wait = 0

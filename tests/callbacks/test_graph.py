@@ -20,7 +20,7 @@ def _learner(wine_tensors, **kw):
 def test_final_record_is_the_last_epochs_values(wine_tensors):
     learn = _learner(wine_tensors)
     with pytest.raises(ValueError, match="fit"):
-        learn.recorder.final_record
+        _ = learn.recorder.final_record
     learn.fit(3, 1e-2, quiet=True)
     train_loss, valid_loss, acc = learn.recorder.final_record
     assert valid_loss == learn.recorder.value("valid_loss") and acc == learn.recorder.value("accuracy")

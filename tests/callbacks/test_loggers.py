@@ -129,8 +129,14 @@ def test_mlflow_logger_logs_params_metrics_and_the_export(wine_tensors, tmp_path
     cb = MLflowLogger(uri, experiment_name="wine", run_name="mlp", params={"arch": "mlp32"})
     set_seed(0)
     dls = DataLoaders.from_tensors(*wine_tensors, bs=16, device="cpu")
-    learn = Learner(dls, create_model("test_mlflow_mlp", hidden=24), loss_func=nn.CrossEntropyLoss(),
-                    metrics=accuracy, path=tmp_path, cbs=cb)
+    learn = Learner(
+        dls,
+        create_model("test_mlflow_mlp", hidden=24),
+        loss_func=nn.CrossEntropyLoss(),
+        metrics=accuracy,
+        path=tmp_path,
+        cbs=cb,
+    )
     learn.lr_find(num_it=10, show_plot=False)  # nothing logged during lr_find
     assert cb.run_id is None
     learn.fit(3, lr=1e-2, quiet=True)

@@ -107,9 +107,14 @@ def test_callback_attribute_names_have_no_broken_acronyms():
     from learnkit.callbacks.loggers import CSVLogger, TensorBoardLogger
     from learnkit.callbacks.training import GradientAccumulation, MixedPrecision
 
-    expected = {TerminateOnNaN: "terminate_on_nan", CSVLogger: "csv_logger",
-                ReduceLROnPlateau: "reduce_lr_on_plateau", MixedPrecision: "mixed_precision",
-                GradientAccumulation: "gradient_accumulation", TensorBoardLogger: "tensor_board_logger"}
+    expected = {
+        TerminateOnNaN: "terminate_on_nan",
+        CSVLogger: "csv_logger",
+        ReduceLROnPlateau: "reduce_lr_on_plateau",
+        MixedPrecision: "mixed_precision",
+        GradientAccumulation: "gradient_accumulation",
+        TensorBoardLogger: "tensor_board_logger",
+    }
     for cls, name in expected.items():
         assert object.__new__(cls).name == name  # the name depends on the class only
 
@@ -177,9 +182,14 @@ def test_fastai_callback_names_are_aliases():
 
     assert SaveModelCallback is SaveModel and EarlyStoppingCallback is EarlyStopping
     assert TerminateOnNaNCallback is TerminateOnNaN
-    for mod, names in [(tracker, ["ReduceLROnPlateau", "SaveModelCallback", "EarlyStoppingCallback",
-                                  "TerminateOnNaNCallback"]),
-                       (loggers, ["CSVLogger"]), (graph, ["ShowGraphCallback"]),
-                       (training, ["GradientAccumulation", "GradientClip", "MixedPrecision"])]:
+    for mod, names in [
+        (
+            tracker,
+            ["ReduceLROnPlateau", "SaveModelCallback", "EarlyStoppingCallback", "TerminateOnNaNCallback"],
+        ),
+        (loggers, ["CSVLogger"]),
+        (graph, ["ShowGraphCallback"]),
+        (training, ["GradientAccumulation", "GradientClip", "MixedPrecision"]),
+    ]:
         for n in names:
             assert n in mod.__all__ and getattr(mod, n).__doc__, n

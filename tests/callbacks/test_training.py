@@ -216,7 +216,9 @@ def test_mixed_precision_default_on_cpu_stays_float32_and_matches_plain_training
 
     def run(cbs):
         set_seed(0)
-        learn = Learner(_dls(digits_tensors, bs=64), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss(), cbs=cbs)
+        learn = Learner(
+            _dls(digits_tensors, bs=64), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss(), cbs=cbs
+        )
         learn.fit(1, lr=1e-2, quiet=True)
         return learn
 

@@ -192,6 +192,22 @@ def _epoch_metric(factory: Callable[..., Metric]):
     return deco
 
 
+def _direction_of(f) -> bool | None:
+    """Whether higher values of metric function ``f`` are better: its ``higher_is_better`` attribute, else
+    scikit-learn's naming convention (``*_score`` / ``*accuracy`` up, ``*_error`` / ``*_loss`` down), else None."""
+    while isinstance(f, functools.partial):
+        f = f.func
+    hib = getattr(f, "higher_is_better", None)
+    if hib is not None:
+        return bool(hib)
+    name = getattr(f, "__name__", None) or ""
+    if name.endswith(("_score", "accuracy")):
+        return True
+    if name.endswith(("_error", "_loss", "_deviance")) or name in ("loss", "error"):
+        return False
+    return None
+
+
 def _compute_once(m: Metric, pred, *targs) -> float | None:
     m.reset()
     m.accumulate(pred, *targs)
@@ -218,8 +234,18 @@ class Metric:
     ('max_abs', 3.0)
     """
 
+    #: Whether a larger value is better (``True``: accuracy, F1, R2; ``False``: errors, perplexity; ``None``:
+    #: unknown). Monitors such as :class:`~learnkit.callbacks.tracker.EarlyStopping` read it in ``mode='auto'``.
+    higher_is_better: bool | None = None
+
     def __init__(self, name: str | None = None):
         self._name = name
+
+    @property
+    def direction(self) -> str | None:
+        """``'max'`` when higher is better, ``'min'`` when lower is better, ``None`` when unknown."""
+        hib = self.higher_is_better
+        return None if hib is None else ("max" if hib else "min")
 
     @property
     def name(self) -> str:
@@ -232,11 +258,15 @@ class Metric:
 
     def reset(self) -> None:
         """Forget everything accumulated (called before each validation). Subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement reset() (Metric is an abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement reset() (Metric is an abstract base)."
+        )
 
     def accumulate(self, pred, *targs) -> None:
         """Add one batch: ``pred`` the raw (detached) model output, ``targs`` the targets. Subclasses implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base)."
+        )
 
     @property
     def value(self) -> float | None:
@@ -269,10 +299,15 @@ class AvgMetric(Metric):
     """
 
     def __init__(
-        self, func: Callable, name: str | None = None, finalize: Callable[[float], float] | None = None
+        self,
+        func: Callable,
+        name: str | None = None,
+        finalize: Callable[[float], float] | None = None,
+        higher_is_better: bool | None = None,
     ):
         super().__init__(name)
         self.func, self.finalize = func, finalize
+        self.higher_is_better = higher_is_better if higher_is_better is not None else _direction_of(func)
         self.reset()
 
     @property
@@ -355,9 +390,14 @@ class AccumMetric(Metric):
         to_np: bool = True,
         invert_args: bool = False,
         name: str | None = None,
+        higher_is_better: bool | None = None,
         **kwargs,
     ):
         super().__init__(name)
+        if higher_is_better is not None:
+            self.higher_is_better = higher_is_better
+        elif type(self).higher_is_better is None:
+            self.higher_is_better = _direction_of(func)
         if activation not in _ACTIVATIONS:
             raise ModelError(
                 f"Expected activation to be one of {_ACTIVATIONS}. Received: activation={activation!r}. "
@@ -474,6 +514,8 @@ class _UpdateComputeMetric(Metric):
         super().__init__(None)
         self.m = m
         self._moved = False
+        hib = getattr(m, "higher_is_better", None)  # torchmetrics declares it
+        self.higher_is_better = None if hib is None else bool(hib)
 
     @property
     def name(self) -> str:
@@ -633,6 +675,8 @@ def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
 class _ClassAccum(AccumMetric):
     """AccumMetric on predicted class ids (argmax over ``axis``; one logit per item: > 0)."""
 
+    higher_is_better = True
+
     def __init__(self, func: Callable, axis: int = -1, name: str | None = None, **kwargs):
         super().__init__(func, name=name, **kwargs)
         self.axis = axis
@@ -775,6 +819,8 @@ class RocAuc(AccumMetric):
     0.75
     """
 
+    higher_is_better = True
+
     def __init__(
         self,
         axis: int = -1,
@@ -819,6 +865,8 @@ class RocAucMulti(AccumMetric):
     >>> m.value
     0.75
     """
+
+    higher_is_better = True
 
     def __init__(self, average: str = "macro", sigmoid: bool = True, name: str | None = None, **kwargs):
         from sklearn.metrics import roc_auc_score
@@ -874,6 +922,8 @@ class R2Score(_RegressionAccum):
     0.875
     """
 
+    higher_is_better = True
+
     def __init__(self, name: str | None = None, **kwargs):
         from sklearn.metrics import r2_score as sk_r2
 
@@ -907,6 +957,8 @@ class Perplexity(Metric):
     >>> round(m.value, 4)  # uniform over 4 tokens
     4.0
     """
+
+    higher_is_better = False
 
     def __init__(self, ignore_index: int = -100, axis: int = -1, name: str | None = None):
         super().__init__(name)
@@ -1070,6 +1122,27 @@ def perplexity(pred: torch.Tensor, targ: torch.Tensor, ignore_index: int = -100,
     """
     return _compute_once(Perplexity(ignore_index=ignore_index, axis=axis), pred, targ)
 
+
+# ----------------------------------------------------------------------------------------------- directions
+# Every function metric says which way is better (AvgMetric and monitors in mode='auto' read it).
+for _f in (
+    accuracy,
+    top_k_accuracy,
+    accuracy_multi,
+    f1_score,
+    precision,
+    recall,
+    roc_auc,
+    roc_auc_multi,
+    balanced_accuracy,
+    matthews_corrcoef,
+    r2_score,
+    explained_variance,
+):
+    _f.higher_is_better = True
+for _f in (error_rate, mse, mae, msle, rmse, exp_rmspe, _exp_mspe, perplexity):
+    _f.higher_is_better = False
+del _f
 
 # ----------------------------------------------------------------------------------------------- as_metric
 _BY_NAME = {n: globals()[n] for n in __all__ if n not in ("Metric", "AvgMetric", "AccumMetric", "as_metric")}

@@ -2,6 +2,15 @@
 
 Any ``torch.optim`` optimizer class (or a function ``f(param_groups, lr=...) -> Optimizer``) works as
 ``opt_func``. learnkit's defaults use decoupled weight decay.
+
+fastai's optimizers by their names and arguments: :func:`Adam`, :func:`SGD`, :func:`RMSProp`, :func:`RAdam`,
+:class:`Lamb`, :class:`Lookahead`, :func:`ranger` (``mom``, ``sqr_mom``, ``eps``, ``wd``, ``decouple_wd``).
+Each returns a ``torch.optim.Optimizer`` (torch's own class where torch has the algorithm).
+
+>>> import torch
+>>> opt = Adam([torch.nn.Parameter(torch.zeros(2))], lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01)
+>>> isinstance(opt, torch.optim.Optimizer)
+True
 """
 
 from __future__ import annotations
@@ -15,25 +24,387 @@ from torch import nn
 
 from .exceptions import ModelError
 
-__all__ = ["Adam", "SGD", "RMSProp", "make_opt", "param_groups", "trainable_params", "lr_spread", "set_hyper",
-           "get_mom", "set_mom", "params"]
+__all__ = [
+    "Adam",
+    "SGD",
+    "RMSProp",
+    "RAdam",
+    "Lamb",
+    "Lookahead",
+    "ranger",
+    "SGDW",
+    "RMSpropW",
+    "make_opt",
+    "param_groups",
+    "trainable_params",
+    "lr_spread",
+    "set_hyper",
+    "get_mom",
+    "set_mom",
+    "params",
+]
 
 
-def Adam(params, lr: float = 1e-3, betas=(0.9, 0.99), eps: float = 1e-5, weight_decay: float = 0.01, **kwargs):
-    """AdamW (decoupled weight decay) with fastai-style defaults: betas=(0.9, 0.99), eps=1e-5, wd=0.01."""
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs)
+# ----------------------------------------------------------------------------------------------- optimizers
+# fastai's names and arguments (mom = beta1 / momentum, sqr_mom = beta2 / RMSProp's alpha, wd = weight decay,
+# decoupled by default), built on torch.optim so every result is a torch.optim.Optimizer whose param groups
+# hold torch's keys ("betas" or "momentum", "weight_decay"): the 1cycle schedule sets them directly.
 
 
-def SGD(params, lr: float = 1e-2, momentum: float = 0.9, weight_decay: float = 0.0, **kwargs):
-    """SGD with momentum 0.9 by default (weight decay is L2, as in ``torch.optim.SGD``)."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs)
+def _betas(mom, sqr_mom, betas):
+    if betas is not None:  # torch's spelling (and learnkit's old Adam(params, lr, betas, ...))
+        return float(betas[0]), float(betas[1])
+    if isinstance(mom, (tuple, list)):
+        return float(mom[0]), float(mom[1])
+    return float(mom), float(sqr_mom)
 
 
-def RMSProp(params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
-            weight_decay: float = 0.0, **kwargs):
-    """``torch.optim.RMSprop`` with the usual defaults."""
-    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay,
-                               **kwargs)
+class _DecoupledWD:
+    """Mixin for torch optimizers whose ``weight_decay`` is an L2 term: applies it as true weight decay
+    (``p *= 1 - lr * wd`` before the step, as AdamW does) and steps with the L2 term off."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        saved = [g["weight_decay"] for g in self.param_groups]
+        for g, wd in zip(self.param_groups, saved):
+            if wd:
+                for p in g["params"]:
+                    if p.grad is not None:
+                        p.mul_(1 - g["lr"] * wd)
+            g["weight_decay"] = 0.0
+        try:
+            super().step()
+        finally:
+            for g, wd in zip(self.param_groups, saved):
+                g["weight_decay"] = wd
+        return loss
+
+
+class SGDW(_DecoupledWD, torch.optim.SGD):
+    """``torch.optim.SGD`` with decoupled weight decay (what :func:`SGD` returns by default).
+
+    >>> opt = SGDW([torch.nn.Parameter(torch.ones(2))], lr=0.1, weight_decay=0.1)
+    """
+
+
+class RMSpropW(_DecoupledWD, torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` with decoupled weight decay (what :func:`RMSProp` returns by default).
+
+    >>> opt = RMSpropW([torch.nn.Parameter(torch.ones(2))], lr=0.01, weight_decay=0.1)
+    """
+
+
+def Adam(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-5,
+    wd: float = 0.01,
+    decouple_wd: bool = True,
+    *,
+    betas=None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
+    """Adam with fastai's names and defaults: ``torch.optim.AdamW(betas=(mom, sqr_mom), eps=eps,
+    weight_decay=wd)``, or ``torch.optim.Adam`` (L2 penalty) with ``decouple_wd=False``.
+
+    torch's ``betas=`` / ``weight_decay=`` spellings work too (``make_opt`` passes ``weight_decay``).
+
+    >>> import torch
+    >>> opt = Adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, mom=0.9, sqr_mom=0.99, wd=0.01)
+    >>> type(opt).__name__, opt.param_groups[0]["betas"]
+    ('AdamW', (0.9, 0.99))
+    """
+    wd = wd if weight_decay is None else weight_decay
+    cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    return cls(params, lr=lr, betas=_betas(mom, sqr_mom, betas), eps=eps, weight_decay=wd, **kwargs)
+
+
+def SGD(
+    params,
+    lr: float = 1e-2,
+    mom: float = 0.0,
+    wd: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
+    """SGD with fastai's names and defaults (``mom=0``, ``wd=0``): ``torch.optim.SGD(momentum=mom)`` with
+    decoupled weight decay (``decouple_wd=False``: torch's L2 ``weight_decay``).
+
+    >>> import torch
+    >>> opt = SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, mom=0.9)
+    >>> opt.param_groups[0]["momentum"]
+    0.9
+    """
+    mom = mom if momentum is None else momentum
+    wd = wd if weight_decay is None else weight_decay
+    cls = SGDW if decouple_wd and wd else torch.optim.SGD
+    return cls(params, lr=lr, momentum=mom, weight_decay=wd, **kwargs)
+
+
+def RMSProp(
+    params,
+    lr: float = 1e-2,
+    sqr_mom: float = 0.99,
+    mom: float = 0.0,
+    eps: float = 1e-8,
+    wd: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    alpha: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
+    """RMSProp with fastai's names: ``torch.optim.RMSprop(alpha=sqr_mom, momentum=mom, eps=eps)`` with
+    decoupled weight decay (``decouple_wd=False``: L2). torch's ``alpha=`` / ``momentum=`` work too.
+
+    >>> import torch
+    >>> opt = RMSProp([torch.nn.Parameter(torch.zeros(3))], lr=1e-2, sqr_mom=0.9)
+    >>> opt.param_groups[0]["alpha"]
+    0.9
+    """
+    sqr_mom = sqr_mom if alpha is None else alpha
+    mom = mom if momentum is None else momentum
+    wd = wd if weight_decay is None else weight_decay
+    cls = RMSpropW if decouple_wd and wd else torch.optim.RMSprop
+    return cls(params, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom, weight_decay=wd, **kwargs)
+
+
+def RAdam(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-5,
+    wd: float = 0.0,
+    beta: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    betas=None,
+    weight_decay: float | None = None,
+    **kwargs,
+):
+    """Rectified Adam with fastai's names: ``torch.optim.RAdam(betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
+    decoupled_weight_decay=decouple_wd)``. fastai's ``beta`` (a smoothing of the step size) is not supported
+    beyond its default 0.
+
+    >>> import torch
+    >>> opt = RAdam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
+    >>> type(opt).__name__
+    'RAdam'
+    """
+    if beta:
+        raise ModelError(
+            f"Expected beta=0 (fastai's step-size smoothing is not implemented). Received: beta={beta}. "
+            "Fix: RAdam(..., beta=0.)."
+        )
+    wd = wd if weight_decay is None else weight_decay
+    return torch.optim.RAdam(
+        params,
+        lr=lr,
+        betas=_betas(mom, sqr_mom, betas),
+        eps=eps,
+        weight_decay=wd,
+        decoupled_weight_decay=decouple_wd,
+        **kwargs,
+    )
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al., 2019): Adam's debiased step scaled per tensor by the trust ratio
+    ``||p|| / ||step||`` (capped at 10), for large batches. fastai's arguments; the param groups hold torch's
+    keys (``betas``, ``eps``, ``weight_decay``), so the 1cycle schedule moves beta1 as for Adam.
+
+    With ``decouple_wd`` (default) weight decay shrinks the weights directly (``p *= 1 - lr * wd``); otherwise
+    ``wd * p`` is added to the step before the trust ratio, as in the paper.
+
+    >>> import torch
+    >>> p = torch.nn.Parameter(torch.ones(3)); opt = Lamb([p], lr=0.1)
+    >>> p.grad = torch.ones(3); opt.step(); bool((p < 1).all())
+    True
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        mom: float = 0.9,
+        sqr_mom: float = 0.99,
+        eps: float = 1e-5,
+        wd: float = 0.0,
+        decouple_wd: bool = True,
+        *,
+        betas=None,
+        weight_decay: float | None = None,
+    ):
+        b1, b2 = _betas(mom, sqr_mom, betas)
+        wd = wd if weight_decay is None else weight_decay
+        if not (lr >= 0 and 0 <= b1 < 1 and 0 <= b2 < 1 and eps >= 0 and wd >= 0):
+            raise ModelError(
+                f"Expected lr >= 0, 0 <= mom < 1, 0 <= sqr_mom < 1, eps >= 0, wd >= 0. Received: "
+                f"lr={lr}, mom={b1}, sqr_mom={b2}, eps={eps}, wd={wd}."
+            )
+        super().__init__(
+            params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, decouple_wd=decouple_wd)
+        )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for g in self.param_groups:
+            (b1, b2), lr, eps, wd = g["betas"], g["lr"], g["eps"], g["weight_decay"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float32)
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["step"] += 1
+                t = float(st["step"])
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m.lerp_(grad, 1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                upd = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+                if wd and g["decouple_wd"]:
+                    p.mul_(1 - lr * wd)
+                elif wd:
+                    upd.add_(p, alpha=wd)
+                w_norm, u_norm = p.norm(), upd.norm()
+                trust = torch.where(
+                    (w_norm > 0) & (u_norm > 0), (w_norm / u_norm).clamp(max=10.0), torch.ones_like(w_norm)
+                )
+                p.add_(upd * trust, alpha=-lr)
+        return loss
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al., 2019) around any torch optimizer: every ``k`` steps the weights move a
+    fraction ``alpha`` of the way from the slow weights to the fast ones, and both become that point.
+
+    ``param_groups`` and ``state`` are the inner optimizer's own, so schedules (lr, momentum/betas) and
+    ``learn.opt.param_groups`` work unchanged; :meth:`state_dict` adds the slow weights and the step count.
+
+    >>> import torch
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = Lookahead(torch.optim.SGD([p], lr=0.1), k=2, alpha=0.5)
+    >>> for _ in range(2):
+    ...     p.grad = -torch.ones(2); opt.step()
+    >>> [round(v, 4) for v in p.tolist()]  # two fast steps to 0.2, then halfway back to the slow weights (0)
+    [0.1, 0.1]
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, k: int = 6, alpha: float = 0.5):
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ModelError(
+                f"Expected a torch.optim.Optimizer to wrap. Received: {type(opt).__name__}. Fix: "
+                "Lookahead(torch.optim.AdamW(params), k=6, alpha=0.5), or opt_func=ranger."
+            )
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or not 0 < alpha <= 1:
+            raise ModelError(
+                f"Expected an integer k >= 1 and 0 < alpha <= 1. Received: k={k!r}, alpha={alpha!r}. "
+                "Fix: Lookahead(opt, k=6, alpha=0.5)."
+            )
+        super().__init__([p for g in opt.param_groups for p in g["params"]], dict(opt.defaults))
+        self.opt, self.k, self.alpha = opt, k, alpha
+        self.param_groups, self.state = opt.param_groups, opt.state  # one set of groups: schedules reach both
+        self.count = 0
+        self.slow = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
+
+    def _params(self) -> list:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self.opt.step(closure)
+        self.count += 1
+        if self.count % self.k == 0:
+            for p, s in zip(self._params(), self.slow):
+                s.add_(p - s, alpha=self.alpha)
+                p.copy_(s)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict) -> None:
+        if not hasattr(self, "opt"):  # during torch's __init__: the groups are the inner optimizer's
+            return super().add_param_group(param_group)
+        self.opt.add_param_group(param_group)
+        self.slow += [p.detach().clone() for p in self.param_groups[-1]["params"]]
+
+    def state_dict(self) -> dict:
+        """The inner optimizer's state dict plus ``'lookahead'``: the step count and the slow weights."""
+        d = self.opt.state_dict()
+        d["lookahead"] = {
+            "count": self.count,
+            "k": self.k,
+            "alpha": self.alpha,
+            "slow": [s.clone() for s in self.slow],
+        }
+        return d
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        d = dict(state_dict)
+        la = d.pop("lookahead", None)
+        self.opt.load_state_dict(d)
+        self.param_groups, self.state = self.opt.param_groups, self.opt.state
+        if la is not None:
+            if len(la["slow"]) != len(self.slow):
+                raise ModelError(
+                    f"Expected slow weights for {len(self.slow)} parameters. Received: "
+                    f"{len(la['slow'])}. Fix: load a state dict of the same model and optimizer."
+                )
+            self.count = int(la["count"])
+            for s, v in zip(self.slow, la["slow"]):
+                s.copy_(v)
+
+    def __repr__(self) -> str:
+        return f"Lookahead(k={self.k}, alpha={self.alpha}, {self.opt!r})"
+
+
+def ranger(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.95,
+    wd: float = 0.01,
+    eps: float = 1e-6,
+    sqr_mom: float = 0.99,
+    beta: float = 0.0,
+    decouple_wd: bool = True,
+    *,
+    k: int = 6,
+    alpha: float = 0.5,
+    weight_decay: float | None = None,
+):
+    """Ranger: :class:`Lookahead` around :func:`RAdam`, with fastai's defaults (``mom=0.95``, ``wd=0.01``,
+    ``eps=1e-6``). Use as ``Learner(..., opt_func=ranger)`` (best with ``fit_flat_cos``).
+
+    >>> import torch
+    >>> type(ranger([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)).__name__
+    'Lookahead'
+    """
+    wd = wd if weight_decay is None else weight_decay
+    return Lookahead(
+        RAdam(params, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, beta=beta, decouple_wd=decouple_wd),
+        k=k,
+        alpha=alpha,
+    )
 
 
 def params(m: nn.Module) -> list[nn.Parameter]:
@@ -56,27 +427,35 @@ def param_groups(model: nn.Module, splitter: Callable | None = None) -> list[lis
         groups = [groups]
     groups = [list(g.parameters()) if isinstance(g, nn.Module) else list(g) for g in groups]
     if not groups or not any(groups):
-        raise ModelError(f"Expected the splitter to return non-empty parameter groups. Received: {len(groups)} "
-                         "groups with no parameters. Fix: return e.g. [body_params, head_params].")
+        raise ModelError(
+            f"Expected the splitter to return non-empty parameter groups. Received: {len(groups)} "
+            "groups with no parameters. Fix: return e.g. [body_params, head_params]."
+        )
     seen = {}
     for i, g in enumerate(groups):
         for p in g:
             if id(p) in seen:
-                raise ModelError(f"A parameter appears in parameter groups {seen[id(p)]} and {i}. Expected each "
-                                 "parameter in exactly one group. Fix: make the splitter's groups disjoint.")
+                raise ModelError(
+                    f"A parameter appears in parameter groups {seen[id(p)]} and {i}. Expected each "
+                    "parameter in exactly one group. Fix: make the splitter's groups disjoint."
+                )
             seen[id(p)] = i
     missing = sum(1 for p in model.parameters() if id(p) not in seen)
     if missing:
-        raise ModelError(f"The splitter left {missing} parameter tensors out of every group. Expected all of the "
-                         "model's parameters in some group. Fix: add the remaining layers to a group.")
+        raise ModelError(
+            f"The splitter left {missing} parameter tensors out of every group. Expected all of the "
+            "model's parameters in some group. Fix: add the remaining layers to a group."
+        )
     return groups
 
 
 def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: float | None = None):
     """Build the optimizer: one param group per parameter group, checking ``opt_func`` makes an optimizer."""
     if not callable(opt_func):
-        raise ModelError(f"Expected opt_func to be a torch.optim optimizer class or a function returning one. "
-                         f"Received: opt_func={opt_func!r}. Fix: opt_func=torch.optim.AdamW.")
+        raise ModelError(
+            f"Expected opt_func to be a torch.optim optimizer class or a function returning one. "
+            f"Received: opt_func={opt_func!r}. Fix: opt_func=torch.optim.AdamW."
+        )
     kwargs = {"lr": lr}
     if wd is not None:
         kwargs["weight_decay"] = wd
@@ -84,13 +463,18 @@ def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: 
     try:
         opt = opt_func(pgs, **kwargs)
     except TypeError as e:
-        raise ModelError(f"Could not build the optimizer with opt_func={getattr(opt_func, '__name__', opt_func)!r}"
-                         f"(param_groups, {', '.join(f'{k}={v}' for k, v in kwargs.items())}): {e}. Expected an "
-                         "optimizer class like torch.optim.SGD or a function f(params, lr=...)." ) from e
-    if not isinstance(opt, torch.optim.Optimizer) and not all(hasattr(opt, a) for a in ("step", "zero_grad",
-                                                                                           "param_groups")):
-        raise ModelError(f"Expected opt_func to return a torch.optim.Optimizer. Received: {type(opt).__name__} from "
-                         f"opt_func={getattr(opt_func, '__name__', opt_func)!r}. Fix: opt_func=torch.optim.AdamW.")
+        raise ModelError(
+            f"Could not build the optimizer with opt_func={getattr(opt_func, '__name__', opt_func)!r}"
+            f"(param_groups, {', '.join(f'{k}={v}' for k, v in kwargs.items())}): {e}. Expected an "
+            "optimizer class like torch.optim.SGD or a function f(params, lr=...)."
+        ) from e
+    if not isinstance(opt, torch.optim.Optimizer) and not all(
+        hasattr(opt, a) for a in ("step", "zero_grad", "param_groups")
+    ):
+        raise ModelError(
+            f"Expected opt_func to return a torch.optim.Optimizer. Received: {type(opt).__name__} from "
+            f"opt_func={getattr(opt_func, '__name__', opt_func)!r}. Fix: opt_func=torch.optim.AdamW."
+        )
     return opt
 
 

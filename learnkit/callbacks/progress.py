@@ -41,6 +41,7 @@ class AvgLoss:
     """
 
     name = "loss"
+    higher_is_better = False
 
     def __init__(self):
         self.reset()
@@ -86,7 +87,14 @@ class Recorder(Callback):
 
     def __init__(self, beta: float = 0.98, train_metrics: bool = False):
         self.beta, self.train_metrics = beta, train_metrics
-        self.losses, self.smooth_losses, self.lrs, self.moms, self.values, self.log_rows = [], [], [], [], [], []
+        self.losses, self.smooth_losses, self.lrs, self.moms, self.values, self.log_rows = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
         self._restored, self._smooth, self._n_smooth = False, 0.0, 0
         self._epoch_losses, self._train_loss, self._valid_loss = [], AvgLoss(), AvgLoss()
         self._train_metric_objs = None
@@ -98,7 +106,14 @@ class Recorder(Callback):
         if self._restored:
             self._restored = False
         else:
-            self.losses, self.smooth_losses, self.lrs, self.moms, self.values, self.log_rows = [], [], [], [], [], []
+            self.losses, self.smooth_losses, self.lrs, self.moms, self.values, self.log_rows = (
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+            )
             self._smooth, self._n_smooth = 0.0, 0
         names = [m.name for m in learn.metrics]
         self._train_metric_objs = None
@@ -181,6 +196,19 @@ class Recorder(Callback):
         return [self._valid_loss.value] + [m.value for m in self.learn.metrics]
 
     @property
+    def final_record(self) -> list:
+        """The last epoch's values ``[train_loss, valid_loss, *metrics]`` (fastai's ``recorder.final_record``).
+
+        >>> # learn.fit(3); train_loss, valid_loss, acc = learn.recorder.final_record
+        """
+        if not self.values:
+            raise ValueError(
+                "Expected a finished epoch. Received: recorder.values is empty (no epoch recorded yet). "
+                "Fix: call learn.fit(...) first."
+            )
+        return list(self.values[-1])
+
+    @property
     def smooth_loss(self) -> float | None:
         return self.smooth_losses[-1] if self.smooth_losses else None
 
@@ -192,16 +220,28 @@ class Recorder(Callback):
         return self.values[row][cols.index(name)]
 
     def state_dict(self) -> dict:
-        return {"losses": list(self.losses), "smooth_losses": list(self.smooth_losses), "lrs": list(self.lrs),
-                "moms": [m if m is not None else float("nan") for m in self.moms],
-                "values": [[v if v is not None else float("nan") for v in r] for r in self.values],
-                "log_rows": [[v if v is not None else float("nan") for v in r] for r in self.log_rows],
-                "smooth": self._smooth, "n_smooth": self._n_smooth}
+        return {
+            "losses": list(self.losses),
+            "smooth_losses": list(self.smooth_losses),
+            "lrs": list(self.lrs),
+            "moms": [m if m is not None else float("nan") for m in self.moms],
+            "values": [[v if v is not None else float("nan") for v in r] for r in self.values],
+            "log_rows": [[v if v is not None else float("nan") for v in r] for r in self.log_rows],
+            "smooth": self._smooth,
+            "n_smooth": self._n_smooth,
+        }
 
     def load_state_dict(self, d: dict) -> None:
-        self.losses, self.smooth_losses, self.lrs = list(d["losses"]), list(d["smooth_losses"]), list(d["lrs"])
-        self.moms, self.values, self.log_rows = list(d["moms"]), [list(r) for r in d["values"]], [
-            list(r) for r in d["log_rows"]]
+        self.losses, self.smooth_losses, self.lrs = (
+            list(d["losses"]),
+            list(d["smooth_losses"]),
+            list(d["lrs"]),
+        )
+        self.moms, self.values, self.log_rows = (
+            list(d["moms"]),
+            [list(r) for r in d["values"]],
+            [list(r) for r in d["log_rows"]],
+        )
         self._smooth, self._n_smooth, self._restored = d["smooth"], d["n_smooth"], True
 
     # -- plots
@@ -211,7 +251,9 @@ class Recorder(Callback):
 
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(list(range(skip_start, len(self.smooth_losses))), self.smooth_losses[skip_start:], label="train")
+        ax.plot(
+            list(range(skip_start, len(self.smooth_losses))), self.smooth_losses[skip_start:], label="train"
+        )
         if with_valid and self.values:
             n_per = len(self.losses) / max(1, len(self.values))
             xs = [round(n_per * (i + 1)) - 1 for i in range(len(self.values))]
@@ -222,6 +264,17 @@ class Recorder(Callback):
         ax.set_ylabel("loss")
         ax.legend()
         return ax
+
+    def plot_lr_find(self, skip_end: int = 5, ax=None):
+        """The loss against the learning rate of the last :meth:`~learnkit.Learner.lr_find` (log scale), with
+        its suggestions marked; ``skip_end`` drops the last points (the blow-up)."""
+        finder = getattr(self.learn, "lr_finder", None) if self.learn is not None else None
+        if finder is None or not finder.lrs:
+            raise ValueError(
+                "Expected a finished learn.lr_find(). Received: no learning-rate sweep recorded. "
+                "Fix: call learn.lr_find() first."
+            )
+        return finder.plot(finder.suggestions, ax=ax, skip_end=skip_end)
 
     def plot_sched(self, keys=("lr", "mom"), figsize=None):
         """Learning rate and momentum per training batch."""
@@ -310,8 +363,16 @@ class ProgressCallback(Callback):
         self.notebook = _in_notebook()
         self._printed_header, self._handle = False, None
         # disable=None: no bars when stdout is not a terminal (a log file keeps just the table)
-        self.mbar = tqdm(total=self.learn.n_epoch, initial=self.learn._start_epoch, desc="epochs", leave=False,
-                         file=sys.stdout, dynamic_ncols=True, disable=None, position=0)
+        self.mbar = tqdm(
+            total=self.learn.n_epoch,
+            initial=self.learn._start_epoch,
+            desc="epochs",
+            leave=False,
+            file=sys.stdout,
+            dynamic_ncols=True,
+            disable=None,
+            position=0,
+        )
 
     def before_train(self):
         self._start_bar("train")
@@ -323,8 +384,16 @@ class ProgressCallback(Callback):
         if not getattr(self, "on", False) or not self._active():  # e.g. validate() after a verbose fit
             self.pbar = None
             return
-        self.pbar = self._tqdm(total=len(self.learn.dl), desc=desc, leave=False, file=sys.stdout, dynamic_ncols=True,
-                               disable=None, position=1, mininterval=0.2)
+        self.pbar = self._tqdm(
+            total=len(self.learn.dl),
+            desc=desc,
+            leave=False,
+            file=sys.stdout,
+            dynamic_ncols=True,
+            disable=None,
+            position=1,
+            mininterval=0.2,
+        )
         self._i = 0
 
     def after_batch(self):
@@ -357,8 +426,9 @@ class ProgressCallback(Callback):
         names, row = rec.metric_names, rec.log_rows[-1]
         cells = [str(row[0])] + [_fmt(v) for v in row[1:-1]] + [_fmt_time(row[-1])]
         if self.notebook:
-            self._show_html(names, [[str(r[0])] + [_fmt(v) for v in r[1:-1]] + [_fmt_time(r[-1])]
-                                    for r in rec.log_rows])
+            self._show_html(
+                names, [[str(r[0])] + [_fmt(v) for v in r[1:-1]] + [_fmt_time(r[-1])] for r in rec.log_rows]
+            )
             return
         widths = [max(len(n), 8) for n in names]
         if not self._printed_header:
@@ -371,7 +441,9 @@ class ProgressCallback(Callback):
 
         head = "".join(f"<th>{n}</th>" for n in names)
         body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-        html = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        html = HTML(
+            f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
         if self._handle is None:
             self._handle = display(html, display_id=True)
         else:
@@ -438,8 +510,15 @@ def model_summary(learn) -> str:
     rows, hooks = [], []
 
     def hook(m, inp, out):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else (
-            tuple(out[0].shape) if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor) else "-")
+        shape = (
+            tuple(out.shape)
+            if isinstance(out, torch.Tensor)
+            else (
+                tuple(out[0].shape)
+                if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor)
+                else "-"
+            )
+        )
         n = sum(p.numel() for p in m.parameters(recurse=False))
         trainable = any(p.requires_grad for p in m.parameters(recurse=False)) if n else None
         rows.append((type(m).__name__, shape, n, trainable))
@@ -465,15 +544,25 @@ def model_summary(learn) -> str:
     total = sum(p.numel() for p in model.parameters())
     train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     w = max([len(r[0]) for r in rows] + [10])
-    lines = [f"{type(model).__name__} (input shapes: {bs_shape})", "=" * (w + 40),
-             f"{'Layer (type)':<{w}}  {'Output Shape':<22} {'Param #':>10}  Trainable", "=" * (w + 40)]
+    lines = [
+        f"{type(model).__name__} (input shapes: {bs_shape})",
+        "=" * (w + 40),
+        f"{'Layer (type)':<{w}}  {'Output Shape':<22} {'Param #':>10}  Trainable",
+        "=" * (w + 40),
+    ]
     for name, shape, n, tr in rows:
         lines.append(f"{name:<{w}}  {str(shape):<22} {n:>10,}  {'' if tr is None else tr}")
-    lines += ["=" * (w + 40), f"Total params: {total:,}", f"Trainable params: {train:,}",
-              f"Frozen params: {total - train:,}", "",
-              f"Optimizer: {type(learn.opt).__name__ if learn.opt is not None else learn.opt_func}",
-              f"Loss: {type(learn.loss_func).__name__}", f"Device: {learn.device}",
-              f"Callbacks: {', '.join(type(c).__name__ for c in learn._sorted_cbs())}"]
+    lines += [
+        "=" * (w + 40),
+        f"Total params: {total:,}",
+        f"Trainable params: {train:,}",
+        f"Frozen params: {total - train:,}",
+        "",
+        f"Optimizer: {type(learn.opt).__name__ if learn.opt is not None else learn.opt_func}",
+        f"Loss: {type(learn.loss_func).__name__}",
+        f"Device: {learn.device}",
+        f"Callbacks: {', '.join(type(c).__name__ for c in learn._sorted_cbs())}",
+    ]
     if learn.frozen_idx:
         lines.insert(-4, f"Model frozen up to parameter group #{learn.frozen_idx}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ per parameter group). :func:`combined_cos` builds the 1cycle shape used by ``fit
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import namedtuple
 
@@ -19,8 +20,22 @@ from ..exceptions import CancelFitException, CancelValidException
 from ..optim import set_hyper, set_mom
 from .core import Callback
 
-__all__ = ["SchedLin", "SchedCos", "SchedNo", "SchedExp", "SchedPoly", "combine_scheds", "combined_cos",
-           "ParamScheduler", "LRFinder", "SuggestedLRs", "valley", "slide", "minimum", "steep"]
+__all__ = [
+    "SchedLin",
+    "SchedCos",
+    "SchedNo",
+    "SchedExp",
+    "SchedPoly",
+    "combine_scheds",
+    "combined_cos",
+    "ParamScheduler",
+    "LRFinder",
+    "SuggestedLRs",
+    "valley",
+    "slide",
+    "minimum",
+    "steep",
+]
 
 
 def _arr(x):
@@ -138,7 +153,37 @@ class ParamScheduler(Callback):
             self.hps[k].append(v)
 
 
-SuggestedLRs = namedtuple("SuggestedLRs", ["valley", "slide", "minimum", "steep"], defaults=(None,) * 4)
+@functools.lru_cache(maxsize=64)
+def _suggested_type(fields: tuple[str, ...]):
+    return namedtuple("SuggestedLRs", fields)
+
+
+def SuggestedLRs(**lrs: float):
+    """The learning rates :meth:`~learnkit.Learner.lr_find` suggests: a named tuple with one field per
+    suggestion function, in the order they were asked for (as fastai returns them).
+
+    >>> res = SuggestedLRs(minimum=1e-3, steep=3e-4)
+    >>> lr_min, lr_steep = res
+    >>> res.steep, res._fields
+    (0.0003, ('minimum', 'steep'))
+    """
+    if not lrs:
+        raise ValueError(
+            "Expected at least one suggestion. Received: none. Fix: lr_find(suggest_funcs=(valley,))."
+        )
+    return _suggested_type(tuple(lrs))(**lrs)
+
+
+def _func_name(f) -> str:
+    while isinstance(f, functools.partial):
+        f = f.func
+    name = getattr(f, "__name__", None)
+    if not name or not name.isidentifier() or name.startswith("_"):
+        raise ValueError(
+            f"Expected suggestion functions with a plain name (like valley, minimum, steep). Received: "
+            f"{f!r}. Fix: pass a named function f(lrs, losses) -> lr."
+        )
+    return name
 
 
 def _prep(lrs, losses):
@@ -205,12 +250,26 @@ class LRFinder(Callback):
     order = 1
     run_valid = False
 
-    def __init__(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                 beta: float = 0.98):
+    def __init__(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        beta: float = 0.98,
+    ):
         if not 0 < start_lr < end_lr:
-            raise ValueError(f"Expected 0 < start_lr < end_lr. Received: start_lr={start_lr}, end_lr={end_lr}.")
-        self.start_lr, self.end_lr, self.num_it, self.stop_div, self.beta = start_lr, end_lr, num_it, stop_div, beta
-        self.lrs, self.losses = [], []
+            raise ValueError(
+                f"Expected 0 < start_lr < end_lr. Received: start_lr={start_lr}, end_lr={end_lr}."
+            )
+        self.start_lr, self.end_lr, self.num_it, self.stop_div, self.beta = (
+            start_lr,
+            end_lr,
+            num_it,
+            stop_div,
+            beta,
+        )
+        self.lrs, self.losses, self.suggestions = [], [], {}
 
     def before_fit(self):
         self.lrs, self.losses, self._avg, self._n, self.best = [], [], 0.0, 0, float("inf")
@@ -238,23 +297,45 @@ class LRFinder(Callback):
     def before_validate(self):
         raise CancelValidException()
 
-    def suggest(self, funcs=(valley,), show_plot: bool = True, skip_end: int = 5) -> SuggestedLRs:
-        """Suggested LRs from each function in ``funcs`` (e.g. ``valley, slide, minimum, steep``)."""
-        lrs = self.lrs[:-skip_end] if len(self.lrs) > skip_end + 3 else self.lrs
-        losses = self.losses[: len(lrs)]
-        found = {f.__name__: f(lrs, losses) for f in funcs}
-        res = SuggestedLRs(**{k: v for k, v in found.items() if k in SuggestedLRs._fields})
+    def suggest(
+        self, funcs=(valley,), show_plot: bool = True, skip_start: int | None = None, skip_end: int = 5
+    ):
+        """Suggested LRs from each function in ``funcs`` (e.g. ``valley, slide, minimum, steep``), as a
+        :func:`SuggestedLRs` named tuple with exactly those fields in that order.
+
+        The first ``skip_start`` points (default: a tenth of the run, at least one) and the last ``skip_end``
+        are left out, so a suggestion never lands on ``start_lr`` or in the blow-up.
+        """
+        funcs = list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
+        names = [_func_name(f) for f in funcs]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"Expected each suggestion function once. Received: {names}. Fix: drop the repeats."
+            )
+        lrs, losses = self._trimmed(skip_start, skip_end)
+        found = {n: f(lrs, losses) for n, f in zip(names, funcs)}
+        self.suggestions = found
         if show_plot:
             self.plot(found)
-        return res
+        return SuggestedLRs(**found)
 
-    def plot(self, suggestions: dict | None = None, ax=None):
+    def _trimmed(self, skip_start: int | None, skip_end: int):
+        n = len(self.lrs)
+        if skip_start is None:
+            skip_start = max(1, self.num_it // 10)
+        if n - skip_start - skip_end < 3:  # a run stopped early: keep what there is
+            skip_start, skip_end = (1, 0) if n > 4 else (0, 0)
+        end = n - skip_end
+        return self.lrs[skip_start:end], self.losses[skip_start:end]
+
+    def plot(self, suggestions: dict | None = None, ax=None, skip_end: int = 0):
         """Loss vs learning rate (log scale), with the suggestions marked."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(self.lrs, self.losses)
+        end = len(self.lrs) - skip_end if len(self.lrs) > skip_end + 3 else len(self.lrs)
+        ax.plot(self.lrs[:end], self.losses[:end])
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss (smoothed)")

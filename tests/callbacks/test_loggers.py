@@ -13,6 +13,7 @@ from torch import nn
 from learnkit import Callback, DataLoaders, Learner, accuracy, set_seed
 from learnkit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from learnkit.exceptions import DataError
+from learnkit.models import create_model, register_model
 
 
 def _learner(wine_tensors, tmp_path, cbs):
@@ -103,3 +104,90 @@ def test_tensorboard_logger_logs_losses_and_metrics(wine_tensors, tmp_path):
     assert [e.step for e in acc.Scalars("epoch/accuracy")] == [0, 1, 2]
     expected = [r[2] for r in first] + [learn.recorder.values[0][2]]
     assert [e.value for e in acc.Scalars("epoch/accuracy")] == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------- MLflowLogger
+def _mlflow_store(tmp_path, monkeypatch):
+    """A real local file-backed MLflow tracking store inside tmp_path."""
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
+    return (tmp_path / "mlruns").as_uri()
+
+
+@register_model(name="test_mlflow_mlp", tags=("test",))
+def _mlflow_mlp(hidden: int = 32):
+    return mlp(hidden=hidden)
+
+
+def test_mlflow_logger_logs_params_metrics_and_the_export(wine_tensors, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from learnkit import load_learner
+    from learnkit.callbacks.loggers import MLflowLogger
+
+    uri = _mlflow_store(tmp_path, monkeypatch)
+    cb = MLflowLogger(uri, experiment_name="wine", run_name="mlp", params={"arch": "mlp32"})
+    set_seed(0)
+    dls = DataLoaders.from_tensors(*wine_tensors, bs=16, device="cpu")
+    learn = Learner(
+        dls,
+        create_model("test_mlflow_mlp", hidden=24),
+        loss_func=nn.CrossEntropyLoss(),
+        metrics=accuracy,
+        path=tmp_path,
+        cbs=cb,
+    )
+    learn.lr_find(num_it=10, show_plot=False)  # nothing logged during lr_find
+    assert cb.run_id is None
+    learn.fit(3, lr=1e-2, quiet=True)
+    assert learn.mlflow_logger is cb
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(cb.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "mlp"
+    p = run.data.params
+    assert p["arch"] == "mlp32" and p["n_epoch"] == "3" and p["metrics"] == "accuracy"
+    assert p["loss_func"] == "CrossEntropyLoss" and float(p["lr"]) == learn.lr
+    for col in ("train_loss", "valid_loss", "accuracy"):
+        hist = sorted(client.get_metric_history(cb.run_id, col), key=lambda m: m.step)
+        assert [m.step for m in hist] == [0, 1, 2]
+        assert [m.value for m in hist] == pytest.approx([learn.recorder.value(col, i) for i in range(3)])
+    # the export is an artifact that loads back to the same predictions
+    assert [a.path for a in client.list_artifacts(cb.run_id)] == ["export.lk"]
+    local = client.download_artifacts(cb.run_id, "export.lk", str(tmp_path / "dl"))
+    x = wine_tensors[1][0][:8]
+    loaded = load_learner(local)
+    learn.model.eval()
+    import torch
+
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.eval()(x), learn.model(x))
+    # a second fit continues the same run; epochs keep counting
+    learn.fit(1, lr=1e-3, quiet=True)
+    steps = [m.step for m in client.get_metric_history(cb.run_id, "valid_loss")]
+    assert sorted(steps) == [0, 1, 2, 3]
+
+
+def test_mlflow_logger_logs_on_rank_zero_only(wine_tensors, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from learnkit.callbacks.loggers import MLflowLogger
+
+    uri = _mlflow_store(tmp_path, monkeypatch)
+    cb = MLflowLogger(uri, experiment_name="ranks", log_export=False)
+    learn = _learner(wine_tensors, tmp_path, cb)
+    monkeypatch.setenv("RANK", "1")
+    learn.fit(1, quiet=True)
+    assert cb.run_id is None
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("ranks") is None
+    monkeypatch.setenv("RANK", "0")
+    learn.fit(1, quiet=True)
+    assert cb.run_id is not None
+
+
+def test_mlflow_logger_without_mlflow_says_how_to_install(monkeypatch):
+    from learnkit.callbacks.loggers import MLflowLogger
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    with pytest.raises(ImportError, match=r"learnkit\[mlflow\]"):
+        MLflowLogger()

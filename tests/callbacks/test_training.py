@@ -205,6 +205,34 @@ def test_mixed_precision_bf16_on_cpu_trains_under_autocast(digits_tensors):
     assert preds.dtype == torch.float32
 
 
+def test_mixed_precision_default_on_cpu_stays_float32_and_matches_plain_training(digits_tensors):
+    """MixedPrecision() on a CPU must not pick bf16 (15x slower epochs): it trains exactly as float32 does,
+    says so once, and bf16 is still there when asked for."""
+    seen = set()
+
+    class Spy(Callback):
+        def after_pred(self):
+            seen.add(self.learn.pred.dtype)
+
+    def run(cbs):
+        set_seed(0)
+        learn = Learner(
+            _dls(digits_tensors, bs=64), mlp(64, 10, 64), loss_func=nn.CrossEntropyLoss(), cbs=cbs
+        )
+        learn.fit(1, lr=1e-2, quiet=True)
+        return learn
+
+    with pytest.warns(UserWarning, match=r"float32.*MixedPrecision\('bf16'\)"):
+        mp = run([MixedPrecision(), Spy()])
+    assert seen == {torch.float32} and not mp.mixed_precision.enabled and mp.mixed_precision.scaler is None
+    plain = run([])
+    for a, b in zip(plain.model.state_dict().values(), mp.model.state_dict().values()):
+        assert torch.equal(a, b)  # the same float32 training, bit for bit
+    seen.clear()
+    asked = run([MixedPrecision("bf16"), Spy()])
+    assert seen == {torch.bfloat16} and asked.mixed_precision.enabled
+
+
 def test_mixed_precision_leaves_autocast_on_cancel_and_error(wine_tensors):
     class Cancel(Callback):
         def after_pred(self):

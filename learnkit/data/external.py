@@ -80,15 +80,53 @@ def learnkit_home() -> Path:
     return Path(os.environ.get("LEARNKIT_HOME") or "~/.learnkit").expanduser()
 
 
+def _check_name(name: str, url, what: str = "file name") -> str:
+    """Refuse a (decoded) name that is not one plain path component: no ``/``, ``\\``, ``..``, drive or NUL."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or bool(re.match(r"[A-Za-z]:", name))
+    )
+    if bad:
+        raise UnsafeFileError(
+            f"Refused the {what} {name!r} taken from url={str(url)!r}: after decoding %-escapes it is not a plain "
+            "file name (it holds '/', '\\', '..', a drive or is empty), so it could be written outside "
+            "learnkit's folders. Expected a URL whose last path segment is a plain file name such as "
+            "'mnist_tiny.tgz'. Fix: check the URL; if it is right, download the file yourself and pass "
+            "dest= (download_url) with a plain file name."
+        )
+    return name
+
+
+def _inside(folder: Path, path: Path, url) -> Path:
+    """``path`` if it resolves to a location inside ``folder`` (symlinks followed), else UnsafeFileError."""
+    root = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or real == root:
+        raise UnsafeFileError(
+            f"Refused to use {str(path)!r} for url={str(url)!r}: it resolves to {real!r}, outside its folder "
+            f"{root!r}. Expected every file learnkit writes to stay inside its folder. Fix: check the URL, and "
+            "remove any symbolic link placed in that folder."
+        )
+    return path
+
+
 def _url_filename(url: str) -> str:
-    """The file name at the end of ``url``'s path (query and fragment ignored, %-escapes decoded)."""
-    name = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(str(url)).path))
-    if not name or name in (".", ".."):
+    """The file name at the end of ``url``'s path (query and fragment ignored, %-escapes decoded).
+
+    A decoded name that is not one plain component (``'..%2Fx.tgz'``, ``'%2Fetc%2Fpasswd'``) is refused.
+    """
+    raw = posixpath.basename(urllib.parse.urlsplit(str(url)).path)
+    name = urllib.parse.unquote(raw)
+    if not raw or raw in (".", ".."):
         raise DataError(
             f"Expected a URL that ends in a file name (like '.../mnist_tiny.tgz'). Received: url={url!r}. "
             "Fix: pass the address of the file itself, or pass dest= with the file name to save to."
         )
-    return name
+    return _check_name(name, url)
 
 
 def _dataset_name(fname: str) -> str:
@@ -203,7 +241,7 @@ class URLs:
         if kind == "archive":
             return learnkit_home() / "archive" / fname
         if kind == "data":
-            return learnkit_home() / "data" / _dataset_name(fname)
+            return learnkit_home() / "data" / _check_name(_dataset_name(fname), url, "dataset name")
         raise DataError(
             f"Expected kind='archive' or kind='data'. Received: kind={kind!r}. Fix: use one of those."
         )
@@ -393,7 +431,7 @@ def download_url(
     """
     dest = Path(dest).expanduser()
     if dest.is_dir():
-        dest = dest / _url_filename(url)
+        dest = _inside(dest, dest / _url_filename(url), url)
     sha256 = _check_sha256(sha256)
     if size is not None and (not isinstance(size, int) or size < 0):
         raise DataError(f"Expected size to be a number of bytes (int >= 0) or None. Received: size={size!r}.")
@@ -646,9 +684,9 @@ def untar_data(
     home = learnkit_home()
     archive_dir = Path(archive).expanduser() if archive is not None else home / "archive"
     data_dir = Path(data).expanduser() if data is not None else home / "data"
-    archive_path = archive_dir / fname
-    dest = data_dir / _dataset_name(fname)
-    marker = _marker_of(dest)
+    archive_path = _inside(archive_dir, archive_dir / fname, url)
+    dest = _inside(data_dir, data_dir / _check_name(_dataset_name(fname), url, "dataset name"), url)
+    marker = _inside(data_dir, _marker_of(dest), url)
     known = KNOWN_CHECKS.get(url, {})
     sha256 = sha256 if sha256 is not None else known.get("sha256")
     size = size if size is not None else known.get("size")

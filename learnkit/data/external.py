@@ -47,6 +47,8 @@ __all__ = [
     "download_url",
     "untar_data",
     "extract_archive",
+    "MAX_EXTRACT_SIZE",
+    "MAX_EXTRACT_RATIO",
 ]
 
 _USER_AGENT = "learnkit/0.1 (+https://pypi.org/project/learnkit; python-urllib)"
@@ -55,6 +57,11 @@ _MAX_LINK_HOPS = 40
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".tbz", ".txz", ".tar", ".zip")
 _MARKER_SUFFIX = ".learnkit-complete"
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python versions with extraction filters
+MAX_EXTRACT_SIZE = 32 << 30
+"""Default cap on the total size an archive may declare (32 GiB); override with ``max_size=``."""
+MAX_EXTRACT_RATIO = 100.0
+"""Default cap on (total declared size) / (archive size); override with ``max_ratio=``."""
+_RATIO_FLOOR = 16 << 20  # the ratio is only checked above this total: tiny archives have noisy ratios
 
 
 class DownloadError(DataError, ConnectionError):
@@ -594,12 +601,57 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
             raise _unsafe(archive, name, "would be written outside the destination")
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _check_budget(archive: Path, dest: Path, total: int, max_size, max_ratio) -> None:
+    """Refuse an archive bomb (declared size over ``max_size`` or ratio over ``max_ratio``) or a lack of space."""
+    packed = max(archive.stat().st_size, 1)
+    ratio = total / packed
+    fix_args = "max_size=None, max_ratio=None"
+    if max_size is not None and total > max_size:
+        raise UnsafeFileError(
+            f"Refused to extract {str(archive)!r}: its members declare {total} bytes ({_human(total)}) in all, "
+            f"over the limit max_size={max_size} ({_human(max_size)}). Expected an archive no larger than that "
+            f"when extracted. Nothing was extracted. Fix: if you trust the archive and have the space, pass a "
+            f"larger max_size= (or {fix_args}) to untar_data / extract_archive."
+        )
+    if max_ratio is not None and total > _RATIO_FLOOR and ratio > max_ratio:
+        raise UnsafeFileError(
+            f"Refused to extract {str(archive)!r}: {packed} bytes ({_human(packed)}) would extract to {total} "
+            f"bytes ({_human(total)}), a compression ratio of {ratio:.0f}, over the limit max_ratio={max_ratio:g}: "
+            "it looks like an archive bomb. Nothing was extracted. Fix: if you trust the archive, pass a larger "
+            f"max_ratio= (or {fix_args}) to untar_data / extract_archive."
+        )
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise DataError(
+            f"Not enough free disk space to extract {str(archive)!r}: it needs {total} bytes ({_human(total)}), "
+            f"and {str(dest)!r} has {free} bytes ({_human(free)}) free. Expected enough free space. Nothing was "
+            "extracted. Fix: free some space, or pass data= (untar_data) / another dest on a larger disk."
+        )
+
+
+def extract_archive(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    max_size: int | None = MAX_EXTRACT_SIZE,
+    max_ratio: float | None = MAX_EXTRACT_RATIO,
+) -> Path:
     """Safely extract a ``.tgz``/``.tar.gz``/``.tar``/``.tar.bz2``/``.tar.xz``/``.zip`` file into ``dest``.
 
     Every member is checked before anything is written; an archive with absolute paths, ``..``
     escapes, links pointing outside ``dest`` or device files raises
-    :class:`~learnkit.exceptions.UnsafeFileError`. Returns ``dest``.
+    :class:`~learnkit.exceptions.UnsafeFileError`. So does an archive bomb: members declaring more than
+    ``max_size`` bytes in all (default 32 GiB), or more than ``max_ratio`` times the archive's own size
+    (default 100, checked above 16 MiB); pass ``None`` to lift a limit for an archive you trust. An
+    archive larger than the free disk space raises :class:`~learnkit.exceptions.DataError`. Returns ``dest``.
 
     >>> extract_archive("mnist_tiny.tgz", "/tmp/mnist")  # doctest: +SKIP
     """
@@ -610,6 +662,7 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             _check_zip(zf, archive)
+            _check_budget(archive, dest, sum(i.file_size for i in zf.infolist()), max_size, max_ratio)
             zf.extractall(dest)
         return dest
     try:
@@ -623,6 +676,8 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     with tf:
         try:
             _check_tar(tf, archive)
+            total = sum(m.size for m in tf.getmembers() if m.isfile())
+            _check_budget(archive, dest, total, max_size, max_ratio)
             if hasattr(tarfile, "data_filter"):  # a second, realpath-based check by the standard library
                 tf.extractall(dest, filter="data")
             else:
@@ -663,6 +718,8 @@ def untar_data(
     show_progress: bool = True,
     timeout: float = 30,
     retries: int = 2,
+    max_size: int | None = MAX_EXTRACT_SIZE,
+    max_ratio: float | None = MAX_EXTRACT_RATIO,
 ) -> Path:
     """Download the archive at ``url`` (once) and extract it (once); return the dataset folder.
 
@@ -675,6 +732,7 @@ def untar_data(
 
     ``sha256`` / ``size`` (or an entry of :data:`KNOWN_CHECKS`) are verified on download. Offline, the
     :class:`DownloadError` names the archive path where a file fetched by other means can be placed.
+    ``max_size`` / ``max_ratio`` guard against archive bombs (see :func:`extract_archive`).
 
     >>> path = untar_data(URLs.MNIST_TINY)  # doctest: +SKIP
     >>> sorted(p.name for p in path.iterdir())  # doctest: +SKIP
@@ -711,7 +769,7 @@ def untar_data(
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=data_dir))
     try:
-        extract_archive(archive_path, tmp)
+        extract_archive(archive_path, tmp, max_size=max_size, max_ratio=max_ratio)
         entries = list(tmp.iterdir())
         single = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
         new = entries[0] if single else tmp

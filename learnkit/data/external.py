@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..exceptions import DataError, UnsafeFileError
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, fsync_dir, glob_escape, owner_tag, remove_stale
 
 __all__ = [
     "URLs",
@@ -483,6 +483,7 @@ def download_url(
             f"skip the check), or place a copy you trust at {str(dest)!r}."
         )
     os.replace(part, dest)
+    fsync_dir(dest.parent)
     return dest
 
 
@@ -767,7 +768,9 @@ def untar_data(
         retries=retries,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=data_dir))
+    for kind in ("extracting", "stale"):  # left by a run killed while extracting (its process is gone)
+        remove_stale(data_dir, f".{glob_escape(dest.name)}.{kind}-*")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-{owner_tag()}-", dir=data_dir))
     try:
         extract_archive(archive_path, tmp, max_size=max_size, max_ratio=max_ratio)
         entries = list(tmp.iterdir())
@@ -776,10 +779,11 @@ def untar_data(
         if marker.exists():
             marker.unlink()
         if dest.exists() or dest.is_symlink():  # an interrupted or stale extraction: replace it
-            stale = Path(tempfile.mkdtemp(prefix=f".{dest.name}.stale-", dir=data_dir))
+            stale = Path(tempfile.mkdtemp(prefix=f".{dest.name}.stale-{owner_tag()}-", dir=data_dir))
             os.replace(dest, stale / "old")
             _rmtree(stale)
         os.replace(new, dest)
+        fsync_dir(data_dir)
         info = {"url": url, "archive": str(archive_path), "size": archive_path.stat().st_size}
         if sha256:
             info["sha256"] = sha256

@@ -512,3 +512,32 @@ def test_percent_escaped_plain_names_still_work(server, home, digits_tree):
     _make_tgz(digits_tree, server.root / "my digits.tgz")
     path = untar_data(server.url("my%20digits.tgz"), show_progress=False)
     assert path == home / "data" / "my digits" and _files(path) == _files(digits_tree)
+
+
+def test_folders_left_by_a_killed_extraction_are_cleaned(server, home, digits_tree):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from learnkit.utils import owner_tag
+
+    _make_tgz(digits_tree, server.root / "digits.tgz")
+    data = home / "data"
+    host = owner_tag().split("-")[1]
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = data / f".digits.extracting-lk-{host}-{p.pid}-abc"
+    live = data / f".digits.extracting-lk-{host}-{os.getppid()}-def"  # a concurrent extraction: kept
+    old = data / ".digits.extracting-x1y2"  # an older version's name, untouched for two hours
+    stale = data / f".digits.stale-lk-{host}-{p.pid}-ghi"
+    for d in (dead, live, old, stale):
+        (d / "digits" / "train").mkdir(parents=True)
+        (d / "digits" / "train" / "half.png").write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    path = untar_data(server.url("digits.tgz"), show_progress=False)
+    assert _files(path) == _files(digits_tree)
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        [".digits.learnkit-complete", "digits", live.name]
+    )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import operator
 import os
+import pathlib
+import random
 import re
 import shutil
 import socket
@@ -15,6 +18,8 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "L",
+    "LPath",
     "atomic_save",
     "atomic_write_bytes",
     "listify",
@@ -212,3 +217,131 @@ def find_bs(b) -> int:
     if isinstance(b, (list, tuple)) and len(b):
         return find_bs(b[0])
     return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The list and path types course code expects (subclasses: nothing of list or pathlib is patched)
+
+
+class L(list):
+    """A ``list`` with the helpers course code calls on file lists: ``sorted``, ``map``, ``filter``,
+    ``attrgot``, ``itemgot``, ``unique``, ``shuffle``; indexing by a list of positions or a boolean mask.
+
+    It *is* a list (``isinstance(files, list)``, ``files == [...]``), so anything taking a list takes it.
+
+    >>> files = L([LPath("b.png"), LPath("a.jpg"), LPath("c.png")])
+    >>> files.sorted().attrgot("name")
+    (#3) ['a.jpg', 'b.png', 'c.png']
+    >>> files.filter(lambda f: f.suffix == ".png").map(str)
+    (#2) ['b.png', 'c.png']
+    >>> L([10, 20, 30])[[0, 2]]
+    (#2) [10, 20]
+    """
+
+    def __init__(self, items=None):
+        super().__init__(listify(items))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return L(super().__getitem__(idx))
+        if isinstance(idx, (list, tuple, torch.Tensor)) or (
+            hasattr(idx, "__array__") and not isinstance(idx, int)
+        ):
+            idx = idx.tolist() if hasattr(idx, "tolist") else list(idx)
+            if not isinstance(idx, list):  # a 0-d tensor or array: one position
+                return super().__getitem__(int(idx))
+            if idx and all(isinstance(i, bool) for i in idx):
+                if len(idx) != len(self):
+                    from .exceptions import DataError
+
+                    raise DataError(
+                        f"Expected a boolean mask of length {len(self)}. Received: a mask of length {len(idx)}. "
+                        "Fix: build the mask from this list, e.g. [f.suffix == '.png' for f in files]."
+                    )
+                return L(o for o, keep in zip(self, idx, strict=True) if keep)
+            return L(super(L, self).__getitem__(int(i)) for i in idx)
+        return super().__getitem__(idx)
+
+    def __add__(self, other):
+        return L(list(self) + list(other))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(o) for o in self[:10])
+        return f"(#{len(self)}) [{shown}{', ...' if len(self) > 10 else ''}]"
+
+    def sorted(self, key=None, reverse: bool = False) -> L:
+        """A sorted copy; ``key`` may be a function, an attribute name or an index."""
+        if isinstance(key, str):
+            key = operator.attrgetter(key)
+        elif isinstance(key, int):
+            key = operator.itemgetter(key)
+        return L(sorted(self, key=key, reverse=reverse))
+
+    def map(self, f, *args, **kwargs) -> L:
+        """``L(f(o, *args, **kwargs) for o in self)``, e.g. ``failed.map(Path.unlink)``."""
+        return L(f(o, *args, **kwargs) for o in self)
+
+    def filter(self, f, negate: bool = False) -> L:
+        """The items for which ``f(o)`` is true (false with ``negate=True``)."""
+        return L(o for o in self if bool(f(o)) != negate)
+
+    def attrgot(self, name: str, default=None) -> L:
+        """Attribute ``name`` of each item (``default`` where it has none); dict items are read by key."""
+        return L(o.get(name, default) if isinstance(o, dict) else getattr(o, name, default) for o in self)
+
+    def itemgot(self, *idxs) -> L:
+        """``o[i]`` of each item (several indices go deeper: ``itemgot(0, 1)`` is ``o[0][1]``)."""
+        out = self
+        for i in idxs:
+            out = L(o[i] for o in out)
+        return out
+
+    def unique(self) -> L:
+        """The items without repeats, in first-seen order."""
+        return L(dict.fromkeys(self))
+
+    def shuffle(self, seed: int | None = None) -> L:
+        """A shuffled copy (``seed`` for a reproducible order)."""
+        out = list(self)
+        random.Random(seed).shuffle(out)
+        return L(out)
+
+    def concat(self) -> L:
+        """The items of each item, one after the other (a list of lists flattened one level)."""
+        return L(x for o in self for x in o)
+
+
+class LPath(type(pathlib.Path())):
+    """A ``pathlib.Path`` with ``ls()``: what :func:`~learnkit.data.external.untar_data` and the file
+    getters return. Every path derived from it (``/``, ``.parent``) is one too.
+
+    >>> p = LPath("data")
+    >>> isinstance(p, pathlib.Path), isinstance(p / "train", LPath)
+    (True, True)
+    """
+
+    def ls(self, n_max: int | None = None, file_type: str | None = None, file_exts=None) -> L:
+        """The entries of this folder, sorted by name, as an :class:`L` of paths.
+
+        ``file_exts`` keeps names with those extensions; ``file_type`` keeps names whose MIME type starts
+        with it (e.g. ``'image'``); ``n_max`` keeps at most that many.
+        """
+        import mimetypes
+
+        if not self.is_dir():
+            from .exceptions import DataError
+
+            raise DataError(
+                f"Expected a folder to list. Received: {str(self)!r} "
+                f"({'a file' if self.exists() else 'no such folder'}). Fix: check the path."
+            )
+        out = sorted(self.iterdir())
+        if file_exts is not None:
+            exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in listify(file_exts)}
+            out = [p for p in out if p.suffix.lower() in exts]
+        if file_type is not None:
+            out = [p for p in out if (mimetypes.guess_type(p.name)[0] or "").startswith(file_type)]
+        return L(out[:n_max] if n_max is not None else out)
+
+    def __repr__(self) -> str:
+        return f"Path({str(self)!r})"

@@ -42,16 +42,54 @@ from .splitters import (
 )
 from .transforms import BatchTransform, IntToFloat, ItemTransform, Normalize, imagenet_stats
 
-__all__ = ["DataLoaders", "DeviceLoader", "TensorLoader", "default_num_workers", "URLs", "download_url",
-           "learnkit_home", "untar_data",
-           # DataBlock API
-           "DataRecipe", "DataBlock", "Datasets", "BlockDataset", "DataBlockRecipe", "TransformBlock", "CategoryBlock",
-           "MultiCategoryBlock", "RegressionBlock", "register_block", "block_from_spec",
-           # getters
-           "get_files", "get_image_files", "get_text_files", "image_extensions", "text_extensions", "FileGetter",
-           "ImageGetter", "parent_label", "grandparent_label", "RegexLabeller", "ColReader", "using_attr",
-           # splitters
-           "RandomSplitter", "TrainTestSplitter", "IndexSplitter", "GrandparentSplitter", "FuncSplitter",
-           "MaskSplitter", "FileSplitter", "ColSplitter", "EndSplitter",
-           # transforms
-           "ItemTransform", "BatchTransform", "IntToFloat", "Normalize", "imagenet_stats"]
+__all__ = [
+    "DataLoaders",
+    "DeviceLoader",
+    "TensorLoader",
+    "default_num_workers",
+    "URLs",
+    "download_url",
+    "learnkit_home",
+    "untar_data",
+    # DataBlock API
+    "DataRecipe",
+    "DataBlock",
+    "Datasets",
+    "BlockDataset",
+    "DataBlockRecipe",
+    "TransformBlock",
+    "CategoryBlock",
+    "MultiCategoryBlock",
+    "RegressionBlock",
+    "register_block",
+    "block_from_spec",
+    # getters
+    "get_files",
+    "get_image_files",
+    "get_text_files",
+    "image_extensions",
+    "text_extensions",
+    "FileGetter",
+    "ImageGetter",
+    "parent_label",
+    "grandparent_label",
+    "RegexLabeller",
+    "ColReader",
+    "using_attr",
+    # splitters
+    "RandomSplitter",
+    "TrainTestSplitter",
+    "IndexSplitter",
+    "GrandparentSplitter",
+    "FuncSplitter",
+    "MaskSplitter",
+    "FileSplitter",
+    "ColSplitter",
+    "EndSplitter",
+    # transforms
+    "ItemTransform",
+    "BatchTransform",
+    "IntToFloat",
+    "Normalize",
+    "imagenet_stats",
+]

@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..exceptions import DataError, UnsafeFileError
-from ..utils import atomic_write_bytes, fsync_dir, glob_escape, owner_tag, remove_stale
+from ..utils import LPath, atomic_write_bytes, fsync_dir, glob_escape, owner_tag, remove_stale
 
 __all__ = [
     "URLs",
@@ -450,7 +450,7 @@ def download_url(
         if not overwrite:
             bad = _mismatch(dest, size, sha256)
             if bad is None:
-                return dest
+                return LPath(dest)
             what, expected, got = bad
             warnings.warn(
                 f"{str(dest)!r} does not match the expected {what} ({expected} != {got}); downloading it again.",
@@ -484,7 +484,7 @@ def download_url(
         )
     os.replace(part, dest)
     fsync_dir(dest.parent)
-    return dest
+    return LPath(dest)
 
 
 def _download_failure_message(url, dest: Path, part: Path, err: Exception) -> str:
@@ -724,6 +724,7 @@ def untar_data(
 ) -> Path:
     """Download the archive at ``url`` (once) and extract it (once); return the dataset folder.
 
+    The folder is an :class:`~learnkit.utils.LPath` (a ``Path`` with ``.ls()``).
     The archive is kept in ``archive`` (default ``learnkit_home()/'archive'``) and extracted into
     ``data/<name>`` (default ``learnkit_home()/'data'``), ``<name>`` being the archive's file name
     without its extension. When the archive holds a single top-level folder, that folder *is*
@@ -756,7 +757,7 @@ def untar_data(
                 p.unlink()
         _rmtree(dest)
     if marker.exists() and dest.is_dir():
-        return dest
+        return LPath(dest)
 
     download_url(
         url,
@@ -791,4 +792,4 @@ def untar_data(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return LPath(dest)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..exceptions import DataError
-from ..utils import listify
+from ..utils import L, LPath, listify
 
 __all__ = [
     "image_extensions",
@@ -134,13 +134,16 @@ def get_files(
     folders: Iterable[str] | str | None = None,
     followlinks: bool = True,
     allow_empty: bool = False,
-) -> list[Path]:
+) -> L:
     """All files under ``path`` whose extension is in ``extensions`` (any file when ``None``), sorted.
 
     Hidden files and folders (name starting with ``.``) are skipped. ``recurse=False`` looks only in
     ``path`` itself; ``folders`` keeps only those sub-folders of ``path`` (at the top level). Extensions
     match case-insensitively, with or without the dot. The order is deterministic: each folder's files
     by name, then its sub-folders by name.
+
+    Returns an :class:`~learnkit.utils.L` (a list with ``sorted``/``map``/``filter``...) of
+    :class:`~learnkit.utils.LPath` (paths with ``ls()``).
 
     Raises :class:`~learnkit.exceptions.DataError` when ``path`` does not exist, and when nothing is
     found (unless ``allow_empty=True``); the message names the path and the extensions.
@@ -169,12 +172,12 @@ def get_files(
             f"{'' if recurse else ' (recurse=False)'}. Received: no matching files. "
             "Fix: check the path and the extensions (e.g. extensions=['.png', '.jpg']), or recurse=True."
         )
-    return [Path(p) for p in out]
+    return L(LPath(p) for p in out)
 
 
 def get_image_files(
     path: str | os.PathLike, recurse: bool = True, folders: Iterable[str] | str | None = None, **kwargs
-) -> list[Path]:
+) -> L:
     """Image files (extensions in :data:`image_extensions`) under ``path``, sorted.
 
     >>> get_image_files("data/pets/images")[:2]  # doctest: +SKIP
@@ -185,7 +188,7 @@ def get_image_files(
 
 def get_text_files(
     path: str | os.PathLike, recurse: bool = True, folders: Iterable[str] | str | None = None, **kwargs
-) -> list[Path]:
+) -> L:
     """Text files (extensions in :data:`text_extensions`) under ``path``, sorted."""
     return get_files(path, extensions=text_extensions, recurse=recurse, folders=folders, **kwargs)
 

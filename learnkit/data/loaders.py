@@ -54,21 +54,39 @@ class TensorLoader:
     [4, 4, 2]
     """
 
-    def __init__(self, *tensors: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        bs: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int | None = None,
+    ):
         if not tensors:
-            raise DataError("Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64).")
+            raise DataError(
+                "Expected at least one tensor. Received: no tensors. Fix: TensorLoader(x, y, bs=64)."
+            )
         n = len(tensors[0])
         for i, t in enumerate(tensors):
             if not isinstance(t, torch.Tensor):
-                raise DataError(f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
-                                "Fix: convert with torch.as_tensor(...).")
+                raise DataError(
+                    f"Expected tensors. Received: tensors[{i}] of type {type(t).__name__}. "
+                    "Fix: convert with torch.as_tensor(...)."
+                )
             if len(t) != n:
-                raise DataError(f"Expected tensors with the same length. Received: lengths "
-                                f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item.")
+                raise DataError(
+                    f"Expected tensors with the same length. Received: lengths "
+                    f"{[len(o) for o in tensors]}. Fix: pass x and y with one row per item."
+                )
         if int(bs) < 1:
             raise DataError(f"Expected bs >= 1. Received: bs={bs}.")
-        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = tuple(tensors), int(bs), shuffle, drop_last, seed
+        self.tensors, self.bs, self.shuffle, self.drop_last, self.seed = (
+            tuple(tensors),
+            int(bs),
+            shuffle,
+            drop_last,
+            seed,
+        )
         self.epoch, self.num_replicas, self.rank, self._start_batch = 0, 1, 0, 0
 
     @property
@@ -228,7 +246,11 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the loader or its sampler (distributed shuffling)."""
-        for o in (self.loader, getattr(self.loader, "sampler", None), getattr(self.loader, "batch_sampler", None)):
+        for o in (
+            self.loader,
+            getattr(self.loader, "sampler", None),
+            getattr(self.loader, "batch_sampler", None),
+        ):
             if o is not None and hasattr(o, "set_epoch"):
                 o.set_epoch(epoch)
                 return
@@ -292,18 +314,24 @@ def _check_loader(dl, name: str):
     if dl is None:
         return None
     if isinstance(dl, Dataset) and not isinstance(dl, Iterable):
-        raise DataError(f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
-                        "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64).")
+        raise DataError(
+            f"Expected a loader for {name}. Received: a Dataset ({type(dl).__name__}). "
+            "Fix: use DataLoaders.from_datasets(train_ds, valid_ds, bs=64)."
+        )
     if not isinstance(dl, Iterable):
-        raise DataError(f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
-                        f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...).")
+        raise DataError(
+            f"Expected an iterable loader (e.g. torch DataLoader) for {name}. "
+            f"Received: {type(dl).__name__}. Fix: wrap it in torch.utils.data.DataLoader(...)."
+        )
     try:
         n = len(dl)
     except TypeError:
         n = None
     if n == 0:
-        raise DataError(f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
-                        "dataset has items and that drop_last=True is not dropping a batch smaller than bs.")
+        raise DataError(
+            f"The {name} loader is empty (0 batches). Expected at least one batch. Fix: check the "
+            "dataset has items and that drop_last=True is not dropping a batch smaller than bs."
+        )
     return dl
 
 
@@ -324,7 +352,9 @@ class DataLoaders:
     (5, 1)
     """
 
-    def __init__(self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."):
+    def __init__(
+        self, *loaders, device=None, recipe=None, n_inp: int | None = None, loss_func=None, path="."
+    ):
         self.recipe = recipe
         self.device = default_device(device)
         self._n_inp, self.loss_func, self.path = n_inp, loss_func, path
@@ -395,7 +425,9 @@ class DataLoaders:
         """The first batch of loader ``i`` (0 = train), on the device, after batch transforms."""
         dl = self.loaders[i]
         if dl is None:
-            raise DataError(f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders.")
+            raise DataError(
+                f"Expected loader {i} to exist. Received: DataLoaders with {len(self.loaders)} loaders."
+            )
         return next(iter(dl))
 
     def decode(self, batch):
@@ -407,8 +439,10 @@ class DataLoaders:
     def show_batch(self, b=None, max_n: int = 9, **kwargs):
         """Show a few items of a batch (decoded) as the data's blocks show them."""
         if self.recipe is None or not hasattr(self.recipe, "show_batch"):
-            raise DataError("These DataLoaders have no recipe that knows how to show items (plain tensors). "
-                            "Expected DataLoaders built by a DataBlock or an application factory.")
+            raise DataError(
+                "These DataLoaders have no recipe that knows how to show items (plain tensors). "
+                "Expected DataLoaders built by a DataBlock or an application factory."
+            )
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def test_dl(self, items, with_labels: bool = False, bs: int | None = None, **kwargs) -> DeviceLoader:
@@ -416,11 +450,16 @@ class DataLoaders:
         if self.recipe is None or not hasattr(self.recipe, "test_dl"):
             if isinstance(items, torch.Tensor):
                 return DeviceLoader(TensorLoader(items, bs=bs or 64), self.device)
-            raise DataError("These DataLoaders have no data recipe, so they cannot process raw items. "
-                            "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application.")
+            raise DataError(
+                "These DataLoaders have no data recipe, so they cannot process raw items. "
+                "Expected a tensor of inputs, or DataLoaders built by a DataBlock/application."
+            )
         dl = self.recipe.test_dl(items, with_labels=with_labels, bs=bs or self._bs_default(), **kwargs)
-        return dl if isinstance(dl, DeviceLoader) else DeviceLoader(dl, self.device,
-                                                                    getattr(self.recipe, "after_batch", None))
+        return (
+            dl
+            if isinstance(dl, DeviceLoader)
+            else DeviceLoader(dl, self.device, getattr(self.recipe, "after_batch", None))
+        )
 
     def _bs_default(self) -> int:
         dl = self.valid or self.train
@@ -428,22 +467,45 @@ class DataLoaders:
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
-    def from_tensors(cls, train: Sequence[torch.Tensor], valid: Sequence[torch.Tensor] | None = None, bs: int = 64,
-                     val_bs: int | None = None, shuffle: bool = True, drop_last: bool = False, device=None,
-                     seed: int | None = None, **kwargs) -> DataLoaders:
+    def from_tensors(
+        cls,
+        train: Sequence[torch.Tensor],
+        valid: Sequence[torch.Tensor] | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        device=None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> DataLoaders:
         """Loaders over in-memory tensors, batched by slicing: ``train=(x, y)``, ``valid=(x_valid, y_valid)``.
 
         Tensors stay where they are (put them on the GPU first to skip the per-batch copy).
         """
-        train, valid = _as_tensors(train, "train"), (_as_tensors(valid, "valid") if valid is not None else None)
+        train, valid = (
+            _as_tensors(train, "train"),
+            (_as_tensors(valid, "valid") if valid is not None else None),
+        )
         tdl = TensorLoader(*train, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
         vdl = TensorLoader(*valid, bs=val_bs or bs * 2) if valid is not None else None
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
-    def from_datasets(cls, train_ds: Dataset, valid_ds: Dataset | None = None, bs: int = 64, val_bs: int | None = None,
-                      shuffle: bool = True, num_workers: int | None = None, drop_last: bool = False,
-                      pin_memory: bool | None = None, collate_fn=None, device=None, **kwargs) -> DataLoaders:
+    def from_datasets(
+        cls,
+        train_ds: Dataset,
+        valid_ds: Dataset | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        num_workers: int | None = None,
+        drop_last: bool = False,
+        pin_memory: bool | None = None,
+        collate_fn=None,
+        device=None,
+        **kwargs,
+    ) -> DataLoaders:
         """torch ``DataLoader``s over map-style datasets; workers default to :func:`default_num_workers`.
 
         Pinned memory is on when the device is CUDA.
@@ -456,7 +518,11 @@ class DataLoaders:
                 raise DataError(f"Expected a non-empty dataset. Received: {name} with 0 items.")
         common = dict(num_workers=nw, pin_memory=pin, collate_fn=collate_fn, persistent_workers=nw > 0)
         tdl = DataLoader(train_ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, **common)
-        vdl = DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common) if valid_ds is not None else None
+        vdl = (
+            DataLoader(valid_ds, batch_size=val_bs or bs * 2, shuffle=False, **common)
+            if valid_ds is not None
+            else None
+        )
         return cls(tdl, vdl, device=device, **kwargs)
 
     @classmethod
@@ -471,8 +537,12 @@ class DataLoaders:
 
 def _as_tensors(ts, name):
     if isinstance(ts, torch.Tensor):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
-                        f"Fix: pass {name}=(x, y).")
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: a single tensor. "
+            f"Fix: pass {name}=(x, y)."
+        )
     if isinstance(ts, Mapping) or not isinstance(ts, Sequence):
-        raise DataError(f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}.")
+        raise DataError(
+            f"Expected a tuple of tensors for {name} such as (x, y). Received: {type(ts).__name__}."
+        )
     return [torch.as_tensor(t) for t in ts]

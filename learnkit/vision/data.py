@@ -42,7 +42,7 @@ from ..data.splitters import ColSplitter, GrandparentSplitter, RandomSplitter
 from ..data.transforms import BatchTransform, IntToFloat, ItemTransform, register_transform
 from ..exceptions import DataError
 from ..losses import CrossEntropyLossFlat, MSELossFlat
-from ..utils import listify, suggest
+from ..utils import L, LPath, listify, suggest
 from .augment import mask_to_tensor, pil_to_uint8_tensor
 from .show import show_image, show_mask, show_points
 
@@ -312,22 +312,22 @@ def verify_images(files, n_workers: int | None = None, with_reasons: bool = Fals
     """The files among ``files`` that cannot be opened and decoded as images (corrupt, truncated, not images).
 
     Every file is fully decoded (threads, ``n_workers`` of them), so truncated files are caught too.
-    Returns a list of paths, or ``(path, reason)`` pairs with ``with_reasons=True``.
+    Returns an :class:`~learnkit.utils.L` of paths, or of ``(path, reason)`` pairs with ``with_reasons=True``.
 
-    >>> bad = verify_images(get_image_files("data/pets"))  # doctest: +SKIP
-    >>> for f in bad: f.unlink()  # doctest: +SKIP
+    >>> failed = verify_images(get_image_files("data/pets"))  # doctest: +SKIP
+    >>> failed.map(Path.unlink)  # doctest: +SKIP
     """
-    files = [Path(f) for f in listify(files)]
+    files = [LPath(f) for f in listify(files)]
     if not files:
-        return []
+        return L()
     n = n_workers or min(8, (os.cpu_count() or 1) * 2)
     if n <= 1 or len(files) < 16:
         reasons = [_check_one(f) for f in files]
     else:
         with ThreadPoolExecutor(n) as ex:
             reasons = list(ex.map(_check_one, files, chunksize=16))
-    bad = [(f, r) for f, r in zip(files, reasons) if r is not None]
-    return bad if with_reasons else [f for f, _ in bad]
+    bad = L((f, r) for f, r in zip(files, reasons) if r is not None)
+    return bad if with_reasons else bad.itemgot(0)
 
 
 # ---------------------------------------------------------------------------------------------- blocks

@@ -20,6 +20,7 @@ import torch
 __all__ = [
     "L",
     "LPath",
+    "tensor",
     "atomic_save",
     "atomic_write_bytes",
     "listify",
@@ -345,3 +346,25 @@ class LPath(type(pathlib.Path())):
 
     def __repr__(self) -> str:
         return f"Path({str(self)!r})"
+
+
+def tensor(x, *rest, **kwargs) -> torch.Tensor:
+    """``x`` as a tensor: a tensor, a number, a (nested) list, a numpy array or a PIL image (``HWC`` uint8
+    pixels); ``tensor(1, 2, 3)`` is ``tensor([1, 2, 3])``. Keyword arguments go to ``torch.as_tensor``.
+
+    >>> tensor([1, 2, 3])
+    tensor([1, 2, 3])
+    >>> tensor(1, 2).tolist()
+    [1, 2]
+    """
+    if rest:
+        x = [x, *rest]
+    if isinstance(x, torch.Tensor):
+        return x if not kwargs else x.to(**kwargs)
+    if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):  # numpy arrays, PIL images
+        import numpy as np
+
+        return torch.as_tensor(np.array(x), **kwargs)
+    if isinstance(x, (list, tuple)) and x and all(isinstance(o, torch.Tensor) for o in x):
+        return torch.stack(list(x))
+    return torch.as_tensor(x, **kwargs)

@@ -84,3 +84,54 @@ def test_verify_images_result_maps_unlink(digits, tmp_path):
     assert sorted(f.name for f in failed) == ["broken.png", "truncated.png"]
     failed.map(Path.unlink)
     assert verify_images(get_image_files(root)) == [] and len(get_image_files(root)) == 15
+
+
+def test_pilimage_create_shape_thumb_show_and_tensor(digits):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from learnkit.utils import tensor
+    from learnkit.vision import PILImage, PILImageBW, show_image, show_images
+    from learnkit.vision.show import subplots
+
+    f = get_image_files(digits)[0]
+    img = PILImage.create(f)
+    assert isinstance(img, PILImage) and isinstance(img, Image.Image)
+    assert img.mode == "RGB" and img.shape == (16, 16) and img.size == (16, 16)
+    thumb = img.to_thumb(8)
+    assert thumb.shape == (8, 8) and isinstance(thumb, PILImage) and img.shape == (16, 16)
+    t = tensor(img)
+    assert t.shape == (16, 16, 3) and t.dtype == torch.uint8
+    assert torch.equal(t, torch.as_tensor(np.array(Image.open(f).convert("RGB"))))
+    bw = PILImageBW.create(f)
+    assert bw.mode == "L" and tensor(bw).shape == (16, 16)
+    plain = Image.open(f)
+    PILImage.create(plain)
+    assert type(plain) is not PILImage  # the caller's image is left as it was
+    assert tensor(1, 2, 3).tolist() == [1, 2, 3] and tensor([[1.0], [2.0]]).shape == (2, 1)
+
+    fig, axs = subplots(1, 2)
+    ax = img.show(ctx=axs[0], title="a digit")
+    assert ax is axs[0] and ax.get_title() == "a digit"
+    assert show_image(img, title="seven").get_title() == "seven"  # any title crashed before
+    fig = show_images([img, bw, t.permute(2, 0, 1)], titles=["x", "y", "z"], nrows=1)
+    assert [a.get_title() for a in fig.axes][:3] == ["x", "y", "z"]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_resize_images_keeps_structure_and_aspect(tmp_path):
+    from learnkit.vision.data import resize_images
+
+    src = tmp_path / "raw"
+    (src / "cat").mkdir(parents=True)
+    Image.new("RGB", (400, 200), (255, 0, 0)).save(src / "cat" / "wide.png")
+    Image.new("RGB", (50, 80), (0, 255, 0)).save(src / "cat" / "small.png")
+    out = resize_images(src, max_size=100, dest=tmp_path / "small", recurse=True)
+    assert sorted(p.relative_to(tmp_path / "small").as_posix() for p in out) == ["cat/small.png", "cat/wide.png"]
+    assert Image.open(tmp_path / "small" / "cat" / "wide.png").size == (100, 50)
+    assert Image.open(tmp_path / "small" / "cat" / "small.png").size == (50, 80)  # never enlarged
+    assert Image.open(tmp_path / "small" / "cat" / "wide.png").getpixel((10, 10)) == (255, 0, 0)

@@ -255,7 +255,9 @@ class _PILGeometry(ItemTransform):
 
     def params(self, w: int, h: int, train: bool) -> _Geom | None:
         """The geometry for one sample (``None``: leave it alone). Each item transform subclass implements it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement params(w, h, train) (abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement params(w, h, train) (abstract base)."
+        )
 
     def __call__(self, sample: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         size = _item_size(sample, kinds, type(self).__name__)

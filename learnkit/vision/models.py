@@ -267,6 +267,7 @@ def create_head(
     first_bn: bool = True,
     bn_final: bool = False,
     lin_first: bool = False,
+    pool: bool = True,
 ) -> nn.Sequential:
     """A classifier head for a body with ``nf`` output channels.
 
@@ -276,11 +277,12 @@ def create_head(
     ``p`` means ``p/2`` before the hidden layers and ``p`` before the last. ``first_bn=False`` skips the
     BatchNorm on the pooled features. ``lin_first=True`` puts each hidden layer's BatchNorm/Dropout
     after its Linear+ReLU instead (the pooled features then go straight into the first Linear).
+    ``pool=False`` leaves out the pooling and flattening (for bodies that already give flat features).
 
     Example: ``create_head(512, 10)(torch.randn(2, 512, 7, 7)).shape`` -> ``(2, 10)``.
     """
     lin_ftrs = [512] if lin_ftrs is None else [int(x) for x in lin_ftrs]
-    sizes = [nf * 2 if concat_pool else nf, *lin_ftrs, n_out]
+    sizes = [nf * 2 if (concat_pool and pool) else nf, *lin_ftrs, n_out]
     n_lin = len(sizes) - 1
     if isinstance(ps, (int, float)):
         ps_list = [ps / 2] * (n_lin - 1) + [ps]
@@ -291,10 +293,9 @@ def create_head(
                 f"Expected one dropout probability per linear layer ({n_lin}). Received: ps={list(ps)}. "
                 f"Fix: pass a single number or a list of {n_lin} numbers."
             )
-    layers: list[nn.Module] = [
-        AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ]
+    layers: list[nn.Module] = (
+        [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool else []
+    )
     if lin_first:
         if ps_list[0] > 0:
             layers.append(nn.Dropout(ps_list[0]))
@@ -789,10 +790,13 @@ def create_vision_model(
     lin_first: bool = False,
     init: Callable | None = nn.init.kaiming_normal_,
     weights=None,
+    pool: bool = True,
+    custom_head: nn.Module | None = None,
 ) -> nn.Sequential:
     """``nn.Sequential(body, head)``: :func:`create_body` of ``arch`` plus :func:`create_head` for ``n_out``
     outputs (head initialised with ``init``). ``weights``: a torchvision weights enum member instead of the
-    default pretrained weights.
+    default pretrained weights. ``custom_head``: your own head module instead (``n_out`` and the head
+    arguments are then unused); ``pool=False``: a head without pooling.
 
     The model carries ``learnkit_spec`` (factory + plain kwargs) when ``arch`` can be named, so export can
     rebuild it. Example::
@@ -801,6 +805,13 @@ def create_vision_model(
         model(torch.randn(2, 3, 64, 64)).shape   # (2, 10)
     """
     body = create_body(arch, pretrained=pretrained, cut=cut, n_in=n_in, weights=weights)
+    if custom_head is not None:
+        if not isinstance(custom_head, nn.Module):
+            raise ModelError(
+                f"Expected custom_head to be an nn.Module. Received: custom_head={type(custom_head).__name__}. "
+                "Fix: e.g. custom_head=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))."
+            )
+        return nn.Sequential(body, custom_head)
     nf = num_features_model(body, n_in)
     head = create_head(
         nf,
@@ -811,8 +822,10 @@ def create_vision_model(
         first_bn=first_bn,
         bn_final=bn_final,
         lin_first=lin_first,
+        pool=pool,
     )
-    _init_weights(head, init)
+    if init is not None:
+        _init_weights(head, init)
     model = nn.Sequential(body, head)
     _attach_spec(
         model,
@@ -833,11 +846,24 @@ def create_vision_model(
     return model
 
 
-def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """Two parameter groups of a ``create_vision_model`` model: ``[body params, head params]``.
+def _is_tv_resnet_body(body: nn.Module) -> bool:
+    """A torchvision ResNet/ResNeXt/wide ResNet cut to its body: conv1, bn1, relu, maxpool, layer1..layer4."""
+    if not (isinstance(body, nn.Sequential) and len(body) == 8):
+        return False
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    Use it to freeze the body (train the head only) and to give the body a smaller learning rate.
-    Example: ``body, head = vision_splitter(model)``.
+    return all(
+        isinstance(body[i], nn.Sequential) and isinstance(body[i][0], (BasicBlock, Bottleneck))
+        for i in range(4, 8)
+    )
+
+
+def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameter groups of a ``create_vision_model`` model: ``[body params, head params]``, or for torchvision
+    ResNets (as fastai splits them) ``[stem + layer1 + layer2, layer3 + layer4, head]``.
+
+    Use it to freeze the body (train the head only; ``freeze_to(-2)`` also trains the last ResNet stages)
+    and to give earlier layers smaller learning rates. Example: ``*body_groups, head = vision_splitter(model)``.
     """
     if not (isinstance(model, nn.Sequential) and len(model) == 2):
         raise ModelError(
@@ -845,7 +871,10 @@ def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
             f"{type(model).__name__}{f' of length {len(model)}' if isinstance(model, nn.Sequential) else ''}. "
             "Fix: pass your own splitter, e.g. splitter=lambda m: [list(m.parameters())]."
         )
-    return [list(model[0].parameters()), list(model[1].parameters())]
+    body, head = model[0], model[1]
+    if _is_tv_resnet_body(body):
+        return [list(body[:6].parameters()), list(body[6:].parameters()), list(head.parameters())]
+    return [list(body.parameters()), list(head.parameters())]
 
 
 # ----------------------------------------------------------------------------------------------------------

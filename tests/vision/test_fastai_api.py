@@ -131,7 +131,62 @@ def test_resize_images_keeps_structure_and_aspect(tmp_path):
     Image.new("RGB", (400, 200), (255, 0, 0)).save(src / "cat" / "wide.png")
     Image.new("RGB", (50, 80), (0, 255, 0)).save(src / "cat" / "small.png")
     out = resize_images(src, max_size=100, dest=tmp_path / "small", recurse=True)
-    assert sorted(p.relative_to(tmp_path / "small").as_posix() for p in out) == ["cat/small.png", "cat/wide.png"]
+    assert sorted(p.relative_to(tmp_path / "small").as_posix() for p in out) == [
+        "cat/small.png",
+        "cat/wide.png",
+    ]
     assert Image.open(tmp_path / "small" / "cat" / "wide.png").size == (100, 50)
     assert Image.open(tmp_path / "small" / "cat" / "small.png").size == (50, 80)  # never enlarged
     assert Image.open(tmp_path / "small" / "cat" / "wide.png").getpixel((10, 10)) == (255, 0, 0)
+
+
+def _dls(digits):
+    from learnkit.vision import ImageDataLoaders
+
+    return ImageDataLoaders.from_folder(digits, bs=16, num_workers=0, seed=0)
+
+
+def test_cnn_learner_custom_head_n_out_with_loss_and_resnet_groups(digits):
+    import torch
+    from torch import nn
+
+    from learnkit.vision import vision_learner
+    from learnkit.vision.learner import cnn_learner
+
+    dls = _dls(digits)
+    learn = cnn_learner(dls, "resnet18", pretrained=False)
+    assert learn.model[1][-1].out_features == dls.c
+    # torchvision ResNets split in 3 groups like fastai: freeze_to(-2) trains layer3/4 and the head only
+    groups = learn.splitter(learn.model)
+    assert len(groups) == 3
+    learn.freeze_to(-2)
+    body = learn.model[0]
+    convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]  # BatchNorm stays trainable (train_bn)
+    early = {id(p) for p in body[:6].parameters()}
+    assert not any(c.weight.requires_grad for c in convs if id(c.weight) in early)
+    assert all(c.weight.requires_grad for c in convs if id(c.weight) not in early)
+    learn.unfreeze()
+    assert all(c.weight.requires_grad for c in convs)
+
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, dls.c))
+    learn = vision_learner(dls, "resnet18", pretrained=False, custom_head=head)
+    assert learn.model[1] is head
+    xb, yb = dls.one_batch()
+    assert learn.model(xb.cpu()).shape == (xb.shape[0], dls.c)
+
+    # n_out other than dls.c: refused without a loss, allowed with the loss that expects it
+    def loss(pred, targ):
+        return nn.functional.cross_entropy(pred[:, : dls.c], targ)
+
+    with pytest.raises(Exception, match="n_out"):
+        vision_learner(dls, "resnet18", pretrained=False, n_out=dls.c + 2)
+    learn = vision_learner(dls, "resnet18", pretrained=False, n_out=dls.c + 2, loss_func=loss)
+    assert learn.model[1][-1].out_features == dls.c + 2
+    learn.fit(1)
+    assert torch.isfinite(torch.tensor(learn.recorder.values[-1][0]))
+
+    # pool=False and init=None reach the head
+    plain = vision_learner(
+        dls, "xresnet18", pretrained=False, pool=False, init=None, custom_head=None, lin_ftrs=[], n_in=3
+    )
+    assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten)) for m in plain.model[1])

@@ -183,9 +183,15 @@ def test_create_vision_model_and_splitter(digit_images):
     x, _ = digit_images
     model = create_vision_model("resnet18", n_out=10, pretrained=False, n_in=1, lin_ftrs=[64])
     assert model(x[:2]).shape == (2, 10)
-    body, head = vision_splitter(model)
-    assert _params_once([body, head], model)
-    assert len(body) == len(list(model[0].parameters())) and len(head) == len(list(model[1].parameters()))
+    early, late, head = vision_splitter(model)  # torchvision ResNets: 3 groups, as fastai splits them
+    assert _params_once([early, late, head], model)
+    assert len(early) == len(list(model[0][:6].parameters())) and len(late) == len(
+        list(model[0][6:].parameters())
+    )
+    assert len(head) == len(list(model[1].parameters()))
+    other = create_vision_model("xresnet18", n_out=10, pretrained=False, n_in=1)
+    body, head = vision_splitter(other)
+    assert _params_once([body, head], other)
     # the plain-data spec rebuilds the same architecture
     spec = model.learnkit_spec
     rebuilt = resolve_factory(spec["factory"])(**spec["kwargs"])

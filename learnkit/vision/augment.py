@@ -39,6 +39,8 @@ __all__ = [
     "pil_to_uint8_tensor",
     "mask_to_tensor",
     "Resize",
+    "ResizeMethod",
+    "PadMode",
     "RandomResizedCrop",
     "CenterCrop",
     "RandomCrop",
@@ -296,6 +298,30 @@ def _resamples(resamples) -> tuple[Image.Resampling, Image.Resampling]:
         ) from None
 
 
+class ResizeMethod:
+    """fastai's names for ``Resize(method=...)``: ``ResizeMethod.Squish`` is ``'squish'``, and so on.
+
+    >>> Resize(32, method=ResizeMethod.Pad).method
+    'pad'
+    """
+
+    Crop = "crop"
+    Pad = "pad"
+    Squish = "squish"
+
+
+class PadMode:
+    """fastai's names for ``pad_mode=...``: ``PadMode.Zeros`` is ``'zeros'``, and so on.
+
+    >>> Resize(32, method="pad", pad_mode=PadMode.Zeros).pad_mode
+    'zeros'
+    """
+
+    Zeros = "zeros"
+    Border = "border"
+    Reflection = "reflection"
+
+
 class Resize(_PILGeometry):
     """Resize every item to ``size`` (int or ``(h, w)``).
 
@@ -343,6 +369,12 @@ class Resize(_PILGeometry):
             "pad_mode": self.pad_mode,
             "resamples": [int(r) for r in self.resamples],
         }
+
+    @property
+    def name(self) -> str:
+        """A readable name with the settings, as fastai prints it: ``"Resize -- {'size': (32, 32), ...}"``."""
+        settings = {"size": self.size, "method": self.method, "pad_mode": self.pad_mode}
+        return f"Resize -- {settings}"
 
 
 class RandomResizedCrop(_PILGeometry):

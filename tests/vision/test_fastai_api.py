@@ -190,3 +190,15 @@ def test_cnn_learner_custom_head_n_out_with_loss_and_resnet_groups(digits):
         dls, "xresnet18", pretrained=False, pool=False, init=None, custom_head=None, lin_ftrs=[], n_in=3
     )
     assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten)) for m in plain.model[1])
+
+
+def test_resize_method_pad_mode_and_name():
+    from learnkit.vision.augment import PadMode, Resize, ResizeMethod
+
+    img = Image.new("RGB", (64, 32), (200, 10, 10))
+    sq = Resize(16, method=ResizeMethod.Squish)
+    assert sq((img,), ("image",), train=False)[0].size == (16, 16) and sq.method == "squish"
+    pad = Resize(16, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros)
+    out = np.asarray(pad((img,), ("image",), train=False)[0])
+    assert out.shape == (16, 16, 3) and out[0, 0].tolist() == [0, 0, 0] and out[8, 8, 0] > 150  # letterboxed
+    assert Resize(192).name == "Resize -- {'size': (192, 192), 'method': 'crop', 'pad_mode': 'reflection'}"

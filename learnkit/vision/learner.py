@@ -25,6 +25,7 @@ from ..learner import Learner
 from ..models.registry import create_model, is_model, list_models, model_entrypoint, register_model
 from ..optim import Adam
 from .models import (
+    create_body,
     create_unet_model,
     create_vision_model,
     imagenet_stats,
@@ -75,6 +76,7 @@ def vision_model(
     bn_final: bool = False,
     lin_first: bool = False,
     y_range: Sequence[float] | None = None,
+    pool: bool = True,
 ) -> nn.Sequential:
     """The registered factory behind :func:`vision_learner`: ``create_vision_model`` with ``arch`` by name, plus an
     optional :class:`SigmoidRange` on the head. Exports store these arguments to rebuild the model.
@@ -95,6 +97,7 @@ def vision_model(
         first_bn=first_bn,
         bn_final=bn_final,
         lin_first=lin_first,
+        pool=pool,
     )
     if y_range is not None:
         model[1].append(SigmoidRange(*y_range))
@@ -332,19 +335,22 @@ def vision_learner(
         bn_final=bn_final,
         lin_first=lin_first,
     )
-    custom = custom_head is not None or not pool or weights is not None or init is not nn.init.kaiming_normal_
+    custom = custom_head is not None or init is not nn.init.kaiming_normal_
     if name is not None and (cut is None or isinstance(cut, int)) and not custom:
         _check_arch_name(name)
         model = create_model(
             "vision_model",
-            pretrained=pretrained,
+            pretrained=pretrained and weights is None,
             arch=name,
             n_out=n_out,
             n_in=n_in,
             cut=cut,
             y_range=None if y_range is None else [float(v) for v in y_range],
+            **({} if pool else {"pool": False}),
             **head_kw,
         )
+        if weights is not None:  # the chosen torchvision weights, loaded safely into the body
+            model[0].load_state_dict(create_body(arch, cut=cut, n_in=n_in, weights=weights).state_dict())
     else:
         model = create_vision_model(
             arch,

@@ -841,6 +841,7 @@ def create_vision_model(
             first_bn=first_bn,
             bn_final=bn_final,
             lin_first=lin_first,
+            **({} if pool else {"pool": False}),
         ),
     )
     return model

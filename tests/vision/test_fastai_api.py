@@ -202,3 +202,34 @@ def test_resize_method_pad_mode_and_name():
     out = np.asarray(pad((img,), ("image",), train=False)[0])
     assert out.shape == (16, 16, 3) and out[0, 0].tolist() == [0, 0, 0] and out[8, 8, 0] > 150  # letterboxed
     assert Resize(192).name == "Resize -- {'size': (192, 192), 'method': 'crop', 'pad_mode': 'reflection'}"
+
+
+@pytest.mark.parametrize(
+    "modname",
+    [
+        "learnkit.utils",
+        "learnkit.models.pretrained",
+        "learnkit.all",
+        "learnkit.vision.all",
+        "learnkit.vision.data",
+        "learnkit.vision.show",
+        "learnkit.vision.augment",
+        "learnkit.vision.learner",
+        "learnkit.vision.models",
+    ],
+)
+def test_new_public_names_import_and_have_docstrings(modname):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(modname)
+    assert len(mod.__all__) == len(set(mod.__all__))
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert not missing, missing
+    undocumented = [
+        n
+        for n in mod.__all__
+        if (inspect.isclass(getattr(mod, n)) or inspect.isfunction(getattr(mod, n)))
+        and not (inspect.getdoc(getattr(mod, n)) or "").strip()
+    ]
+    assert not undocumented, undocumented

@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..exceptions import DataError, UnsafeFileError
-from ..utils import atomic_write_bytes
+from ..utils import LPath, atomic_write_bytes, fsync_dir, glob_escape, owner_tag, remove_stale
 
 __all__ = [
     "URLs",
@@ -47,6 +47,8 @@ __all__ = [
     "download_url",
     "untar_data",
     "extract_archive",
+    "MAX_EXTRACT_SIZE",
+    "MAX_EXTRACT_RATIO",
 ]
 
 _USER_AGENT = "learnkit/0.1 (+https://pypi.org/project/learnkit; python-urllib)"
@@ -55,6 +57,11 @@ _MAX_LINK_HOPS = 40
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".tbz", ".txz", ".tar", ".zip")
 _MARKER_SUFFIX = ".learnkit-complete"
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())  # Python versions with extraction filters
+MAX_EXTRACT_SIZE = 32 << 30
+"""Default cap on the total size an archive may declare (32 GiB); override with ``max_size=``."""
+MAX_EXTRACT_RATIO = 100.0
+"""Default cap on (total declared size) / (archive size); override with ``max_ratio=``."""
+_RATIO_FLOOR = 16 << 20  # the ratio is only checked above this total: tiny archives have noisy ratios
 
 
 class DownloadError(DataError, ConnectionError):
@@ -80,15 +87,53 @@ def learnkit_home() -> Path:
     return Path(os.environ.get("LEARNKIT_HOME") or "~/.learnkit").expanduser()
 
 
+def _check_name(name: str, url, what: str = "file name") -> str:
+    """Refuse a (decoded) name that is not one plain path component: no ``/``, ``\\``, ``..``, drive or NUL."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or bool(re.match(r"[A-Za-z]:", name))
+    )
+    if bad:
+        raise UnsafeFileError(
+            f"Refused the {what} {name!r} taken from url={str(url)!r}: after decoding %-escapes it is not a plain "
+            "file name (it holds '/', '\\', '..', a drive or is empty), so it could be written outside "
+            "learnkit's folders. Expected a URL whose last path segment is a plain file name such as "
+            "'mnist_tiny.tgz'. Fix: check the URL; if it is right, download the file yourself and pass "
+            "dest= (download_url) with a plain file name."
+        )
+    return name
+
+
+def _inside(folder: Path, path: Path, url) -> Path:
+    """``path`` if it resolves to a location inside ``folder`` (symlinks followed), else UnsafeFileError."""
+    root = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or real == root:
+        raise UnsafeFileError(
+            f"Refused to use {str(path)!r} for url={str(url)!r}: it resolves to {real!r}, outside its folder "
+            f"{root!r}. Expected every file learnkit writes to stay inside its folder. Fix: check the URL, and "
+            "remove any symbolic link placed in that folder."
+        )
+    return path
+
+
 def _url_filename(url: str) -> str:
-    """The file name at the end of ``url``'s path (query and fragment ignored, %-escapes decoded)."""
-    name = urllib.parse.unquote(posixpath.basename(urllib.parse.urlsplit(str(url)).path))
-    if not name or name in (".", ".."):
+    """The file name at the end of ``url``'s path (query and fragment ignored, %-escapes decoded).
+
+    A decoded name that is not one plain component (``'..%2Fx.tgz'``, ``'%2Fetc%2Fpasswd'``) is refused.
+    """
+    raw = posixpath.basename(urllib.parse.urlsplit(str(url)).path)
+    name = urllib.parse.unquote(raw)
+    if not raw or raw in (".", ".."):
         raise DataError(
             f"Expected a URL that ends in a file name (like '.../mnist_tiny.tgz'). Received: url={url!r}. "
             "Fix: pass the address of the file itself, or pass dest= with the file name to save to."
         )
-    return name
+    return _check_name(name, url)
 
 
 def _dataset_name(fname: str) -> str:
@@ -203,7 +248,7 @@ class URLs:
         if kind == "archive":
             return learnkit_home() / "archive" / fname
         if kind == "data":
-            return learnkit_home() / "data" / _dataset_name(fname)
+            return learnkit_home() / "data" / _check_name(_dataset_name(fname), url, "dataset name")
         raise DataError(
             f"Expected kind='archive' or kind='data'. Received: kind={kind!r}. Fix: use one of those."
         )
@@ -393,7 +438,7 @@ def download_url(
     """
     dest = Path(dest).expanduser()
     if dest.is_dir():
-        dest = dest / _url_filename(url)
+        dest = _inside(dest, dest / _url_filename(url), url)
     sha256 = _check_sha256(sha256)
     if size is not None and (not isinstance(size, int) or size < 0):
         raise DataError(f"Expected size to be a number of bytes (int >= 0) or None. Received: size={size!r}.")
@@ -405,7 +450,7 @@ def download_url(
         if not overwrite:
             bad = _mismatch(dest, size, sha256)
             if bad is None:
-                return dest
+                return LPath(dest)
             what, expected, got = bad
             warnings.warn(
                 f"{str(dest)!r} does not match the expected {what} ({expected} != {got}); downloading it again.",
@@ -438,7 +483,8 @@ def download_url(
             f"skip the check), or place a copy you trust at {str(dest)!r}."
         )
     os.replace(part, dest)
-    return dest
+    fsync_dir(dest.parent)
+    return LPath(dest)
 
 
 def _download_failure_message(url, dest: Path, part: Path, err: Exception) -> str:
@@ -556,12 +602,57 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
             raise _unsafe(archive, name, "would be written outside the destination")
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _check_budget(archive: Path, dest: Path, total: int, max_size, max_ratio) -> None:
+    """Refuse an archive bomb (declared size over ``max_size`` or ratio over ``max_ratio``) or a lack of space."""
+    packed = max(archive.stat().st_size, 1)
+    ratio = total / packed
+    fix_args = "max_size=None, max_ratio=None"
+    if max_size is not None and total > max_size:
+        raise UnsafeFileError(
+            f"Refused to extract {str(archive)!r}: its members declare {total} bytes ({_human(total)}) in all, "
+            f"over the limit max_size={max_size} ({_human(max_size)}). Expected an archive no larger than that "
+            f"when extracted. Nothing was extracted. Fix: if you trust the archive and have the space, pass a "
+            f"larger max_size= (or {fix_args}) to untar_data / extract_archive."
+        )
+    if max_ratio is not None and total > _RATIO_FLOOR and ratio > max_ratio:
+        raise UnsafeFileError(
+            f"Refused to extract {str(archive)!r}: {packed} bytes ({_human(packed)}) would extract to {total} "
+            f"bytes ({_human(total)}), a compression ratio of {ratio:.0f}, over the limit max_ratio={max_ratio:g}: "
+            "it looks like an archive bomb. Nothing was extracted. Fix: if you trust the archive, pass a larger "
+            f"max_ratio= (or {fix_args}) to untar_data / extract_archive."
+        )
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise DataError(
+            f"Not enough free disk space to extract {str(archive)!r}: it needs {total} bytes ({_human(total)}), "
+            f"and {str(dest)!r} has {free} bytes ({_human(free)}) free. Expected enough free space. Nothing was "
+            "extracted. Fix: free some space, or pass data= (untar_data) / another dest on a larger disk."
+        )
+
+
+def extract_archive(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    max_size: int | None = MAX_EXTRACT_SIZE,
+    max_ratio: float | None = MAX_EXTRACT_RATIO,
+) -> Path:
     """Safely extract a ``.tgz``/``.tar.gz``/``.tar``/``.tar.bz2``/``.tar.xz``/``.zip`` file into ``dest``.
 
     Every member is checked before anything is written; an archive with absolute paths, ``..``
     escapes, links pointing outside ``dest`` or device files raises
-    :class:`~learnkit.exceptions.UnsafeFileError`. Returns ``dest``.
+    :class:`~learnkit.exceptions.UnsafeFileError`. So does an archive bomb: members declaring more than
+    ``max_size`` bytes in all (default 32 GiB), or more than ``max_ratio`` times the archive's own size
+    (default 100, checked above 16 MiB); pass ``None`` to lift a limit for an archive you trust. An
+    archive larger than the free disk space raises :class:`~learnkit.exceptions.DataError`. Returns ``dest``.
 
     >>> extract_archive("mnist_tiny.tgz", "/tmp/mnist")  # doctest: +SKIP
     """
@@ -572,6 +663,7 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             _check_zip(zf, archive)
+            _check_budget(archive, dest, sum(i.file_size for i in zf.infolist()), max_size, max_ratio)
             zf.extractall(dest)
         return dest
     try:
@@ -585,6 +677,8 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     with tf:
         try:
             _check_tar(tf, archive)
+            total = sum(m.size for m in tf.getmembers() if m.isfile())
+            _check_budget(archive, dest, total, max_size, max_ratio)
             if hasattr(tarfile, "data_filter"):  # a second, realpath-based check by the standard library
                 tf.extractall(dest, filter="data")
             else:
@@ -625,9 +719,12 @@ def untar_data(
     show_progress: bool = True,
     timeout: float = 30,
     retries: int = 2,
+    max_size: int | None = MAX_EXTRACT_SIZE,
+    max_ratio: float | None = MAX_EXTRACT_RATIO,
 ) -> Path:
     """Download the archive at ``url`` (once) and extract it (once); return the dataset folder.
 
+    The folder is an :class:`~learnkit.utils.LPath` (a ``Path`` with ``.ls()``).
     The archive is kept in ``archive`` (default ``learnkit_home()/'archive'``) and extracted into
     ``data/<name>`` (default ``learnkit_home()/'data'``), ``<name>`` being the archive's file name
     without its extension. When the archive holds a single top-level folder, that folder *is*
@@ -637,6 +734,7 @@ def untar_data(
 
     ``sha256`` / ``size`` (or an entry of :data:`KNOWN_CHECKS`) are verified on download. Offline, the
     :class:`DownloadError` names the archive path where a file fetched by other means can be placed.
+    ``max_size`` / ``max_ratio`` guard against archive bombs (see :func:`extract_archive`).
 
     >>> path = untar_data(URLs.MNIST_TINY)  # doctest: +SKIP
     >>> sorted(p.name for p in path.iterdir())  # doctest: +SKIP
@@ -646,9 +744,9 @@ def untar_data(
     home = learnkit_home()
     archive_dir = Path(archive).expanduser() if archive is not None else home / "archive"
     data_dir = Path(data).expanduser() if data is not None else home / "data"
-    archive_path = archive_dir / fname
-    dest = data_dir / _dataset_name(fname)
-    marker = _marker_of(dest)
+    archive_path = _inside(archive_dir, archive_dir / fname, url)
+    dest = _inside(data_dir, data_dir / _check_name(_dataset_name(fname), url, "dataset name"), url)
+    marker = _inside(data_dir, _marker_of(dest), url)
     known = KNOWN_CHECKS.get(url, {})
     sha256 = sha256 if sha256 is not None else known.get("sha256")
     size = size if size is not None else known.get("size")
@@ -659,7 +757,7 @@ def untar_data(
                 p.unlink()
         _rmtree(dest)
     if marker.exists() and dest.is_dir():
-        return dest
+        return LPath(dest)
 
     download_url(
         url,
@@ -671,19 +769,22 @@ def untar_data(
         retries=retries,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=data_dir))
+    for kind in ("extracting", "stale"):  # left by a run killed while extracting (its process is gone)
+        remove_stale(data_dir, f".{glob_escape(dest.name)}.{kind}-*")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-{owner_tag()}-", dir=data_dir))
     try:
-        extract_archive(archive_path, tmp)
+        extract_archive(archive_path, tmp, max_size=max_size, max_ratio=max_ratio)
         entries = list(tmp.iterdir())
         single = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
         new = entries[0] if single else tmp
         if marker.exists():
             marker.unlink()
         if dest.exists() or dest.is_symlink():  # an interrupted or stale extraction: replace it
-            stale = Path(tempfile.mkdtemp(prefix=f".{dest.name}.stale-", dir=data_dir))
+            stale = Path(tempfile.mkdtemp(prefix=f".{dest.name}.stale-{owner_tag()}-", dir=data_dir))
             os.replace(dest, stale / "old")
             _rmtree(stale)
         os.replace(new, dest)
+        fsync_dir(data_dir)
         info = {"url": url, "archive": str(archive_path), "size": archive_path.stat().st_size}
         if sha256:
             info["sha256"] = sha256
@@ -691,4 +792,4 @@ def untar_data(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return LPath(dest)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..exceptions import DataError
-from ..utils import listify
+from ..utils import L, LPath, listify
 
 __all__ = [
     "image_extensions",
@@ -60,9 +60,25 @@ def _norm_exts(extensions) -> frozenset[str] | None:
     return frozenset(exts)
 
 
-def _walk(top: str, exts, recurse: bool, folders, followlinks: bool, out: list[str], seen: set) -> None:
-    """Depth-first walk with ``os.scandir``: sorted files of ``top``, then its sorted sub-folders."""
-    files, dirs = [], []
+def _walk(
+    top: str,
+    real_top: str,
+    exts,
+    recurse: bool,
+    folders,
+    followlinks: bool,
+    out: list[str],
+    seen: set,
+    files_seen: set,
+) -> None:
+    """Depth-first walk with ``os.scandir``: sorted files of ``top``, then its sorted sub-folders.
+
+    ``seen`` holds the real paths of the folders visited and ``files_seen`` those of the files listed, so a
+    symlink loop, or a link to a folder or file listed elsewhere, never lists a file twice (the first path
+    in the walk's order wins; real sub-folders are walked before linked ones). ``real_top`` is
+    ``realpath(top)``; a plain (non-link) entry's real path is ``real_top/name``, with no system call.
+    """
+    files, dirs, linked = [], [], []
     try:
         it = os.scandir(top)
     except (PermissionError, FileNotFoundError, NotADirectoryError):
@@ -74,32 +90,41 @@ def _walk(top: str, exts, recurse: bool, folders, followlinks: bool, out: list[s
                 continue
             try:
                 if e.is_dir(follow_symlinks=followlinks):
-                    dirs.append(name)
+                    (linked if e.is_symlink() else dirs).append(name)
                     continue
+                link = e.is_symlink()
             except OSError:
                 continue
             if exts is None:
-                files.append(name)
+                ok = True
             else:
                 dot = name.rfind(".")
-                if dot > 0 and name[dot:].lower() in exts:
-                    files.append(name)
+                ok = dot > 0 and name[dot:].lower() in exts
+            if ok:
+                files.append((name, link))
     files.sort()
     sep = top if top.endswith(os.sep) else top + os.sep
-    out.extend(sep + f for f in files)
+    real_sep = real_top if real_top.endswith(os.sep) else real_top + os.sep
+    for f, link in files:
+        real = os.path.realpath(sep + f) if link else real_sep + f
+        if real in files_seen:
+            continue
+        files_seen.add(real)
+        out.append(sep + f)
     if not recurse:
         return
     dirs.sort()
+    linked.sort()
     if folders is not None:
         dirs = [d for d in dirs if d in folders]
-    for d in dirs:
+        linked = [d for d in linked if d in folders]
+    for d, link in [(d, False) for d in dirs] + [(d, True) for d in linked]:
         sub = sep + d
-        if followlinks and os.path.islink(sub):  # guard against symlink cycles
-            real = os.path.realpath(sub)
-            if real in seen:
-                continue
-            seen.add(real)
-        _walk(sub, exts, recurse, None, followlinks, out, seen)
+        real = os.path.realpath(sub) if link else real_sep + d
+        if real in seen:  # a loop, or a folder reached by another path
+            continue
+        seen.add(real)
+        _walk(sub, real, exts, recurse, None, followlinks, out, seen, files_seen)
 
 
 def get_files(
@@ -109,13 +134,16 @@ def get_files(
     folders: Iterable[str] | str | None = None,
     followlinks: bool = True,
     allow_empty: bool = False,
-) -> list[Path]:
+) -> L:
     """All files under ``path`` whose extension is in ``extensions`` (any file when ``None``), sorted.
 
     Hidden files and folders (name starting with ``.``) are skipped. ``recurse=False`` looks only in
     ``path`` itself; ``folders`` keeps only those sub-folders of ``path`` (at the top level). Extensions
     match case-insensitively, with or without the dot. The order is deterministic: each folder's files
     by name, then its sub-folders by name.
+
+    Returns an :class:`~learnkit.utils.L` (a list with ``sorted``/``map``/``filter``...) of
+    :class:`~learnkit.utils.LPath` (paths with ``ls()``).
 
     Raises :class:`~learnkit.exceptions.DataError` when ``path`` does not exist, and when nothing is
     found (unless ``allow_empty=True``); the message names the path and the extensions.
@@ -134,7 +162,8 @@ def get_files(
     exts = _norm_exts(extensions)
     folder_set = set(listify(folders)) if folders is not None else None
     out: list[str] = []
-    _walk(root, exts, recurse, folder_set, followlinks, out, {os.path.realpath(root)})
+    real_root = os.path.realpath(root)
+    _walk(root, real_root, exts, recurse, folder_set, followlinks, out, {real_root}, set())
     if not out and not allow_empty:
         shown = sorted(exts) if exts is not None else "any"
         where = f" in sub-folders {sorted(folder_set)}" if folder_set is not None else ""
@@ -143,12 +172,12 @@ def get_files(
             f"{'' if recurse else ' (recurse=False)'}. Received: no matching files. "
             "Fix: check the path and the extensions (e.g. extensions=['.png', '.jpg']), or recurse=True."
         )
-    return [Path(p) for p in out]
+    return L(LPath(p) for p in out)
 
 
 def get_image_files(
     path: str | os.PathLike, recurse: bool = True, folders: Iterable[str] | str | None = None, **kwargs
-) -> list[Path]:
+) -> L:
     """Image files (extensions in :data:`image_extensions`) under ``path``, sorted.
 
     >>> get_image_files("data/pets/images")[:2]  # doctest: +SKIP
@@ -159,7 +188,7 @@ def get_image_files(
 
 def get_text_files(
     path: str | os.PathLike, recurse: bool = True, folders: Iterable[str] | str | None = None, **kwargs
-) -> list[Path]:
+) -> L:
     """Text files (extensions in :data:`text_extensions`) under ``path``, sorted."""
     return get_files(path, extensions=text_extensions, recurse=recurse, folders=folders, **kwargs)
 

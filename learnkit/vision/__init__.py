@@ -137,7 +137,7 @@ from .data import (
     to_image,
     verify_images,
 )
-from .learner import SigmoidRange, add_normalize, unet_learner, vision_learner
+from .learner import SigmoidRange, add_normalize, cnn_learner, unet_learner, vision_learner
 from .models import (
     AdaptiveConcatPool2d,
     DynamicUnet,

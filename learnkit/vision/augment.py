@@ -39,6 +39,8 @@ __all__ = [
     "pil_to_uint8_tensor",
     "mask_to_tensor",
     "Resize",
+    "ResizeMethod",
+    "PadMode",
     "RandomResizedCrop",
     "CenterCrop",
     "RandomCrop",
@@ -255,7 +257,9 @@ class _PILGeometry(ItemTransform):
 
     def params(self, w: int, h: int, train: bool) -> _Geom | None:
         """The geometry for one sample (``None``: leave it alone). Each item transform subclass implements it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement params(w, h, train) (abstract base).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement params(w, h, train) (abstract base)."
+        )
 
     def __call__(self, sample: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
         size = _item_size(sample, kinds, type(self).__name__)
@@ -292,6 +296,30 @@ def _resamples(resamples) -> tuple[Image.Resampling, Image.Resampling]:
             "Expected resamples to be a pair of PIL resampling filters (image, mask). "
             f"Received: resamples={resamples!r}. Fix: e.g. (Image.Resampling.BILINEAR, Image.Resampling.NEAREST)."
         ) from None
+
+
+class ResizeMethod:
+    """fastai's names for ``Resize(method=...)``: ``ResizeMethod.Squish`` is ``'squish'``, and so on.
+
+    >>> Resize(32, method=ResizeMethod.Pad).method
+    'pad'
+    """
+
+    Crop = "crop"
+    Pad = "pad"
+    Squish = "squish"
+
+
+class PadMode:
+    """fastai's names for ``pad_mode=...``: ``PadMode.Zeros`` is ``'zeros'``, and so on.
+
+    >>> Resize(32, method="pad", pad_mode=PadMode.Zeros).pad_mode
+    'zeros'
+    """
+
+    Zeros = "zeros"
+    Border = "border"
+    Reflection = "reflection"
 
 
 class Resize(_PILGeometry):
@@ -341,6 +369,12 @@ class Resize(_PILGeometry):
             "pad_mode": self.pad_mode,
             "resamples": [int(r) for r in self.resamples],
         }
+
+    @property
+    def name(self) -> str:
+        """A readable name with the settings, as fastai prints it: ``"Resize -- {'size': (32, 32), ...}"``."""
+        settings = {"size": self.size, "method": self.method, "pad_mode": self.pad_mode}
+        return f"Resize -- {settings}"
 
 
 class RandomResizedCrop(_PILGeometry):

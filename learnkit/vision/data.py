@@ -14,6 +14,7 @@ drops them with a warning.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,7 +43,7 @@ from ..data.splitters import ColSplitter, GrandparentSplitter, RandomSplitter
 from ..data.transforms import BatchTransform, IntToFloat, ItemTransform, register_transform
 from ..exceptions import DataError
 from ..losses import CrossEntropyLossFlat, MSELossFlat
-from ..utils import listify, suggest
+from ..utils import L, LPath, atomic_write_bytes, listify, suggest
 from .augment import mask_to_tensor, pil_to_uint8_tensor
 from .show import show_image, show_mask, show_points
 
@@ -54,6 +55,8 @@ __all__ = [
     "open_mask",
     "to_image",
     "verify_images",
+    "resize_image",
+    "resize_images",
     "ImageBlock",
     "MaskBlock",
     "PointBlock",
@@ -267,27 +270,50 @@ def open_mask(source) -> Image.Image:
     return m
 
 
-class PILImage:
-    """Opens images as RGB: ``PILImage.create(path)``; ``ImageBlock(cls=PILImage)`` is ``ImageBlock('RGB')``.
+class PILImage(Image.Image):
+    """An RGB PIL image with the conveniences course code uses: ``PILImage.create(path)`` opens one, and it
+    has ``.shape`` (``(h, w)``), ``.to_thumb(n)`` and ``.show(ctx=...)``.
 
-    A plain helper, not a subclass of ``PIL.Image``: what it returns is an ordinary PIL image.
+    It *is* a ``PIL.Image.Image`` (every PIL operation works; derived images are plain PIL images).
+    ``ImageBlock(cls=PILImage)`` is ``ImageBlock('RGB')``.
 
-    >>> PILImage.create(np.zeros((2, 2), dtype=np.uint8)).mode
-    'RGB'
+    >>> img = PILImage.create(np.zeros((2, 3), dtype=np.uint8))
+    >>> img.mode, img.shape
+    ('RGB', (2, 3))
     """
 
-    mode = "RGB"
+    _open_mode = "RGB"
 
     @classmethod
-    def create(cls, source) -> Image.Image:
-        """Open ``source`` (path, PIL image, array, tensor) as an 8-bit PIL image of this class's mode."""
-        return to_image(source, cls.mode)
+    def create(cls, source) -> PILImage:
+        """Open ``source`` (path, PIL image, array, tensor, bytes) as an 8-bit image of this class's mode."""
+        img = to_image(source, cls._open_mode)
+        if img is source:  # never change the class of the caller's own image
+            img = img.copy()
+        img.__class__ = cls
+        return img
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``, as a tensor's last two dimensions."""
+        return self.size[1], self.size[0]
+
+    def to_thumb(self, h: int, w: int | None = None) -> PILImage:
+        """A copy shrunk to fit in ``h`` x ``w`` (``w = h`` by default), keeping the aspect ratio."""
+        im = self.copy()
+        im.thumbnail((w if w is not None else h, h))
+        im.__class__ = type(self)
+        return im
+
+    def show(self, ctx=None, figsize=None, title=None, **kwargs):
+        """Draw the image on the matplotlib axes ``ctx`` (a new figure when None); returns the axes."""
+        return show_image(self, ax=ctx, figsize=figsize, title=title, **kwargs)
 
 
 class PILImageBW(PILImage):
-    """Opens images as grayscale (``'L'``): ``ImageBlock(cls=PILImageBW)`` is ``ImageBlock('L')``."""
+    """A grayscale (``'L'``) :class:`PILImage`: ``ImageBlock(cls=PILImageBW)`` is ``ImageBlock('L')``."""
 
-    mode = "L"
+    _open_mode = "L"
 
 
 class PILMask:
@@ -312,22 +338,97 @@ def verify_images(files, n_workers: int | None = None, with_reasons: bool = Fals
     """The files among ``files`` that cannot be opened and decoded as images (corrupt, truncated, not images).
 
     Every file is fully decoded (threads, ``n_workers`` of them), so truncated files are caught too.
-    Returns a list of paths, or ``(path, reason)`` pairs with ``with_reasons=True``.
+    Returns an :class:`~learnkit.utils.L` of paths, or of ``(path, reason)`` pairs with ``with_reasons=True``.
 
-    >>> bad = verify_images(get_image_files("data/pets"))  # doctest: +SKIP
-    >>> for f in bad: f.unlink()  # doctest: +SKIP
+    >>> failed = verify_images(get_image_files("data/pets"))  # doctest: +SKIP
+    >>> failed.map(Path.unlink)  # doctest: +SKIP
     """
-    files = [Path(f) for f in listify(files)]
+    files = [LPath(f) for f in listify(files)]
     if not files:
-        return []
+        return L()
     n = n_workers or min(8, (os.cpu_count() or 1) * 2)
     if n <= 1 or len(files) < 16:
         reasons = [_check_one(f) for f in files]
     else:
         with ThreadPoolExecutor(n) as ex:
             reasons = list(ex.map(_check_one, files, chunksize=16))
-    bad = [(f, r) for f, r in zip(files, reasons) if r is not None]
-    return bad if with_reasons else [f for f, _ in bad]
+    bad = L((f, r) for f, r in zip(files, reasons) if r is not None)
+    return bad if with_reasons else bad.itemgot(0)
+
+
+# ---------------------------------------------------------------------------------------------- resize
+def resize_image(
+    file,
+    dest,
+    src=".",
+    max_size: int | None = None,
+    n_channels: int = 3,
+    ext: str | None = None,
+    img_format: str | None = None,
+    resample=Image.BILINEAR,
+    **save_kwargs,
+) -> Path:
+    """Save ``file`` (a path under folder ``src``) into folder ``dest`` at the same relative path, shrunk
+    so that its longest side is at most ``max_size`` (aspect kept; never enlarged) and converted to
+    ``n_channels`` (1 or 3). ``ext`` changes the extension (``'.jpg'``). The write is atomic. Returns the
+    new path. Example: ``resize_image('raw/cat/1.jpg', 'small', src='raw', max_size=400)``.
+    """
+    file, dest, src = Path(file), Path(dest), Path(src)
+    try:
+        rel = file.relative_to(src)
+    except ValueError:
+        rel = Path(file.name)
+    out = dest / rel
+    if ext is not None:
+        out = out.with_suffix(ext if ext.startswith(".") else "." + ext)
+    img = to_image(file, "L" if n_channels == 1 else "RGB")
+    if max_size is not None and max(img.size) > max_size:
+        scale = max_size / max(img.size)
+        img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), resample)
+    buf = io.BytesIO()
+    fmt = img_format or Image.registered_extensions().get(out.suffix.lower()) or "PNG"
+    img.save(buf, format=fmt, **save_kwargs)
+    atomic_write_bytes(buf.getvalue(), out)
+    return LPath(out)
+
+
+def resize_images(
+    path,
+    max_workers: int | None = None,
+    max_size: int | None = None,
+    recurse: bool = False,
+    dest=".",
+    n_channels: int = 3,
+    ext: str | None = None,
+    img_format: str | None = None,
+    resample=Image.BILINEAR,
+    **kwargs,
+) -> L:
+    """:func:`resize_image` for every image under ``path`` (``recurse=True`` for sub-folders) into ``dest``,
+    keeping the folder structure; runs on ``max_workers`` threads. Returns the new paths (an ``L``).
+
+    >>> resize_images("raw", max_size=400, dest="small", recurse=True)  # doctest: +SKIP
+    """
+    files = get_image_files(path, recurse=recurse, allow_empty=True)
+    n = max_workers or min(8, (os.cpu_count() or 1) * 2)
+
+    def one(f):
+        return resize_image(
+            f,
+            dest,
+            src=path,
+            max_size=max_size,
+            n_channels=n_channels,
+            ext=ext,
+            img_format=img_format,
+            resample=resample,
+            **kwargs,
+        )
+
+    if n <= 1 or len(files) < 8:
+        return L(one(f) for f in files)
+    with ThreadPoolExecutor(n) as ex:
+        return L(ex.map(one, files))
 
 
 # ---------------------------------------------------------------------------------------------- blocks
@@ -353,7 +454,7 @@ class ImageBlock(TransformBlock):
 
     def __init__(self, mode: str = "RGB", cls=None, item_tfms=None, batch_tfms=None):
         if cls is not None:
-            mode = getattr(cls, "mode", None)
+            mode = getattr(cls, "_open_mode", None)
             if mode not in _MODES:
                 raise DataError(
                     f"Expected cls=PILImage or cls=PILImageBW. Received: cls={cls!r}. Fix: ImageBlock(mode='RGB')."

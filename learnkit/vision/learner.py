@@ -25,6 +25,7 @@ from ..learner import Learner
 from ..models.registry import create_model, is_model, list_models, model_entrypoint, register_model
 from ..optim import Adam
 from .models import (
+    create_body,
     create_unet_model,
     create_vision_model,
     imagenet_stats,
@@ -32,7 +33,15 @@ from .models import (
     vision_splitter,
 )
 
-__all__ = ["vision_learner", "unet_learner", "vision_model", "unet_model", "SigmoidRange", "add_normalize"]
+__all__ = [
+    "vision_learner",
+    "cnn_learner",
+    "unet_learner",
+    "vision_model",
+    "unet_model",
+    "SigmoidRange",
+    "add_normalize",
+]
 
 
 class SigmoidRange(nn.Module):
@@ -67,6 +76,7 @@ def vision_model(
     bn_final: bool = False,
     lin_first: bool = False,
     y_range: Sequence[float] | None = None,
+    pool: bool = True,
 ) -> nn.Sequential:
     """The registered factory behind :func:`vision_learner`: ``create_vision_model`` with ``arch`` by name, plus an
     optional :class:`SigmoidRange` on the head. Exports store these arguments to rebuild the model.
@@ -87,6 +97,7 @@ def vision_model(
         first_bn=first_bn,
         bn_final=bn_final,
         lin_first=lin_first,
+        pool=pool,
     )
     if y_range is not None:
         model[1].append(SigmoidRange(*y_range))
@@ -246,7 +257,9 @@ def _finish_learner(dls, model, default_splitter, pretrained, normalize, n_in, *
     :func:`learnkit.factory.finish_learner` (frozen body when pretrained), then the fixed-shape fast path."""
     if normalize and pretrained:
         add_normalize(dls, imagenet_stats, n_in=n_in)
-    learn = finish_learner(dls, model, default_splitter=default_splitter, freeze=bool(pretrained), **learner_kw)
+    learn = finish_learner(
+        dls, model, default_splitter=default_splitter, freeze=bool(pretrained), **learner_kw
+    )
     _fixed_shape_fast_path(learn)
     return learn
 
@@ -281,6 +294,10 @@ def vision_learner(
     bn_final: bool = False,
     lin_first: bool = False,
     y_range: Sequence[float] | None = None,
+    custom_head: nn.Module | None = None,
+    pool: bool = True,
+    init: Callable | None = nn.init.kaiming_normal_,
+    weights=None,
     **kwargs,
 ) -> Learner:
     """A :class:`~learnkit.Learner` with a body from ``arch`` and a new head sized to the data.
@@ -290,18 +307,25 @@ def vision_learner(
         arch: a torchvision model function or name (``resnet34``, ``'convnext_tiny'``), a learnkit registry
             name (``'xresnet18'``, ``'simple_cnn'``), a timm name (timm installed), or an ``nn.Module``.
         normalize: for pretrained models, add ImageNet normalisation to the batch transforms.
-        n_out: outputs of the head; default ``dls.c`` (a different number is an error).
+        n_out: outputs of the head; default ``dls.c`` (a different number is an error unless you pass the
+            ``loss_func`` that expects it).
         pretrained: load the default ImageNet weights (torchvision's cache ``$TORCH_HOME/hub/checkpoints``)
             and freeze the body, so ``fit`` trains the head and ``fine_tune`` does both stages.
         cut, n_in, lin_ftrs, ps, concat_pool, first_bn, bn_final, lin_first: see
             :func:`~learnkit.vision.models.create_vision_model` (``n_in`` defaults to the images' channels).
         y_range: ``(low, high)`` squashes regression outputs into that range.
+        custom_head: your own head (an ``nn.Module`` taking the body's feature map) instead of the default.
+        pool: ``False`` builds the default head without its pooling layer.
+        init: the initialisation of the new head's layers (``None`` keeps PyTorch's default).
+        weights: a torchvision weights enum member (``ResNet50_Weights.IMAGENET1K_V2``) instead of the default
+            pretrained weights (implies ``pretrained=True``).
         loss_func, opt_func, lr, splitter, cbs, metrics, path, model_dir, wd, **kwargs: passed to the Learner.
 
     >>> learn = vision_learner(dls, "xresnet18", pretrained=False, metrics=accuracy)  # doctest: +SKIP
     """
-    n_out = _n_out(dls, n_out)
+    n_out = n_out_from_data(dls, n_out, allow_other=loss_func is not None)
     n_in = _input_channels(dls) if n_in is None else n_in
+    pretrained = bool(pretrained) or weights is not None
     name = _arch_name(arch)
     head_kw = dict(
         lin_ftrs=None if lin_ftrs is None else [int(v) for v in lin_ftrs],
@@ -311,25 +335,63 @@ def vision_learner(
         bn_final=bn_final,
         lin_first=lin_first,
     )
-    if name is not None and (cut is None or isinstance(cut, int)):
+    custom = custom_head is not None or init is not nn.init.kaiming_normal_
+    if name is not None and (cut is None or isinstance(cut, int)) and not custom:
         _check_arch_name(name)
         model = create_model(
             "vision_model",
-            pretrained=pretrained,
+            pretrained=pretrained and weights is None,
             arch=name,
             n_out=n_out,
             n_in=n_in,
             cut=cut,
             y_range=None if y_range is None else [float(v) for v in y_range],
+            **({} if pool else {"pool": False}),
             **head_kw,
         )
+        if weights is not None:  # the chosen torchvision weights, loaded safely into the body
+            model[0].load_state_dict(create_body(arch, cut=cut, n_in=n_in, weights=weights).state_dict())
     else:
-        model = create_vision_model(arch, n_out, pretrained=pretrained, cut=cut, n_in=n_in, **head_kw)
+        model = create_vision_model(
+            arch,
+            n_out,
+            pretrained=pretrained,
+            cut=cut,
+            n_in=n_in,
+            init=init,
+            weights=weights,
+            pool=pool,
+            custom_head=custom_head,
+            **head_kw,
+        )
         if y_range is not None:
             model[1].append(SigmoidRange(*y_range))
-    return _finish_learner(dls, model, vision_splitter, pretrained, normalize, n_in, loss_func=loss_func,
-                           opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs, metrics=metrics, wd=wd, path=path,
-                           model_dir=model_dir, **kwargs)
+    return _finish_learner(
+        dls,
+        model,
+        vision_splitter,
+        pretrained,
+        normalize,
+        n_in,
+        loss_func=loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        splitter=splitter,
+        cbs=cbs,
+        metrics=metrics,
+        wd=wd,
+        path=path,
+        model_dir=model_dir,
+        **kwargs,
+    )
+
+
+def cnn_learner(dls, arch, *args, **kwargs) -> Learner:
+    """fastai's older name for :func:`vision_learner` (same arguments), kept so course code runs unchanged.
+
+    >>> learn = cnn_learner(dls, "resnet34", metrics=error_rate)  # doctest: +SKIP
+    """
+    return vision_learner(dls, arch, *args, **kwargs)
 
 
 def _img_size(dls) -> tuple[int, int]:
@@ -401,6 +463,21 @@ def unet_learner(
         kw["img_size"] = tuple(size)
         kw["y_range"] = None if y_range is None else tuple(y_range)
         model = create_unet_model(arch, pretrained=pretrained, **kw)
-    return _finish_learner(dls, model, unet_splitter, pretrained, normalize, n_in, loss_func=loss_func,
-                           opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs, metrics=metrics, wd=wd, path=path,
-                           model_dir=model_dir, **kwargs)
+    return _finish_learner(
+        dls,
+        model,
+        unet_splitter,
+        pretrained,
+        normalize,
+        n_in,
+        loss_func=loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        splitter=splitter,
+        cbs=cbs,
+        metrics=metrics,
+        wd=wd,
+        path=path,
+        model_dir=model_dir,
+        **kwargs,
+    )

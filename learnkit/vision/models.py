@@ -17,18 +17,16 @@ Example::
 from __future__ import annotations
 
 import functools
-import http.client
 import inspect
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import CheckpointError, ModelError
+from ..exceptions import ModelError
+from ..models.pretrained import load_pretrained_weights, pretrained_file
 from ..models.registry import (
     factory_path,
     is_model,
@@ -269,6 +267,7 @@ def create_head(
     first_bn: bool = True,
     bn_final: bool = False,
     lin_first: bool = False,
+    pool: bool = True,
 ) -> nn.Sequential:
     """A classifier head for a body with ``nf`` output channels.
 
@@ -278,11 +277,12 @@ def create_head(
     ``p`` means ``p/2`` before the hidden layers and ``p`` before the last. ``first_bn=False`` skips the
     BatchNorm on the pooled features. ``lin_first=True`` puts each hidden layer's BatchNorm/Dropout
     after its Linear+ReLU instead (the pooled features then go straight into the first Linear).
+    ``pool=False`` leaves out the pooling and flattening (for bodies that already give flat features).
 
     Example: ``create_head(512, 10)(torch.randn(2, 512, 7, 7)).shape`` -> ``(2, 10)``.
     """
     lin_ftrs = [512] if lin_ftrs is None else [int(x) for x in lin_ftrs]
-    sizes = [nf * 2 if concat_pool else nf, *lin_ftrs, n_out]
+    sizes = [nf * 2 if (concat_pool and pool) else nf, *lin_ftrs, n_out]
     n_lin = len(sizes) - 1
     if isinstance(ps, (int, float)):
         ps_list = [ps / 2] * (n_lin - 1) + [ps]
@@ -293,10 +293,9 @@ def create_head(
                 f"Expected one dropout probability per linear layer ({n_lin}). Received: ps={list(ps)}. "
                 f"Fix: pass a single number or a list of {n_lin} numbers."
             )
-    layers: list[nn.Module] = [
-        AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ]
+    layers: list[nn.Module] = (
+        [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1), nn.Flatten()] if pool else []
+    )
     if lin_first:
         if ps_list[0] > 0:
             layers.append(nn.Dropout(ps_list[0]))
@@ -398,7 +397,7 @@ def _tv_default_weights(builder):
 
 
 def _weights_cache_file(weights) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    return pretrained_file(weights.url)
 
 
 def pretrained_weights_file(arch) -> Path | None:
@@ -427,49 +426,70 @@ def pretrained_available(arch) -> bool:
     return file is not None and file.is_file()
 
 
-def _build_torchvision(builder, name: str, pretrained: bool) -> nn.Module:
-    if not pretrained:
-        return builder(weights=None)
-    weights = _tv_default_weights(builder)
-    if weights is None:
+def _tv_weights_enum(weights, builder, name: str):
+    """``weights`` as a torchvision ``WeightsEnum`` member: a member, a name like ``'IMAGENET1K_V1'`` or
+    ``'DEFAULT'``, or ``True`` for the default."""
+    import torchvision.models as tvm
+
+    if isinstance(weights, tvm.WeightsEnum):
+        return weights
+    enum = tvm.get_model_weights(builder) if builder is not None else None
+    if weights is True or weights == "DEFAULT":
+        member = None if enum is None else enum.DEFAULT
+    elif isinstance(weights, str) and enum is not None:
+        member = getattr(enum, weights, None) or getattr(enum, weights.split(".")[-1], None)
+    else:
+        member = None
+    if member is None:
+        choices = [] if enum is None else [m.name for m in enum]
         raise ModelError(
-            f"Expected an arch with pretrained torchvision weights. Received: arch={name!r}, pretrained=True. "
-            "Fix: pass pretrained=False."
+            f"Expected torchvision weights for {name!r}: a weights enum member (e.g. "
+            f"torchvision.models.ResNet18_Weights.IMAGENET1K_V1), one of {choices + ['DEFAULT']}, or None. "
+            f"Received: weights={weights!r}. Fix: pass one of those."
         )
-    file = _weights_cache_file(weights)
-    cached = file.is_file()
-    if cached:
-        try:
-            return builder(weights=weights)
-        except Exception as e:  # torch.load raises UnpicklingError/EOFError/RuntimeError/... on a bad file
-            raise CheckpointError(
-                f"Expected a readable weights file for {name!r}. Received: {str(file)!r}, which could not be "
-                f"loaded ({type(e).__name__}: {str(e)[:200]}). Fix: delete that file so it downloads again, "
-                "or pass pretrained=False to train from scratch."
-            ) from e
-    try:
-        return builder(weights=weights)
-    except (
-        OSError,
-        RuntimeError,
-        http.client.HTTPException,
-        EOFError,
-    ) as e:  # URLError, socket errors, bad hash
-        err = f"{type(e).__name__}: {str(e)[:200]}"
-        raise ModelError(
-            f"Expected the pretrained weights file {file.name!r} in {str(file.parent)!r} "
-            f"($TORCH_HOME/hub/checkpoints, see torch.hub.get_dir()) or a working download. Received: "
-            f"arch={name!r}, pretrained=True, but the file is not cached and downloading {weights.url} "
-            f"failed ({err}). Fix: connect to the internet, or download {weights.url} on another machine and "
-            f"copy it to {str(file)!r}, or pass pretrained=False to train from scratch."
-        ) from e
+    return member
 
 
-def _instantiate(kind: str, obj, name: str, pretrained: bool, n_in: int) -> nn.Module:
+def _build_torchvision(builder, name: str, pretrained: bool, weights=None) -> nn.Module:
+    """The torchvision model with its weights loaded by learnkit (``weights_only=True``, hash checked),
+    never through torchvision's own loader, which unpickles arbitrary objects."""
+    if weights is None and not pretrained:
+        return builder(weights=None)
+    if weights is None:
+        weights = _tv_default_weights(builder)
+        if weights is None:
+            raise ModelError(
+                f"Expected an arch with pretrained torchvision weights. Received: arch={name!r}, pretrained=True. "
+                "Fix: pass pretrained=False."
+            )
+    weights = _tv_weights_enum(weights, builder, name)
+    kwargs = {}
+    categories = weights.meta.get("categories")
+    if categories:
+        kwargs["num_classes"] = len(categories)
+    if name in ("inception_v3", "googlenet"):  # what torchvision's builders set when given weights
+        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    model = builder(weights=None, **kwargs)
+    load_pretrained_weights(model, weights.url)
+    if name in ("inception_v3", "googlenet"):
+        model.aux_logits = False
+        if name == "inception_v3":
+            model.AuxLogits = None
+        else:
+            model.aux1 = model.aux2 = None
+    return model
+
+
+def _instantiate(kind: str, obj, name: str, pretrained: bool, n_in: int, weights=None) -> nn.Module:
     if kind == "module":
         return obj
     if kind == "torchvision":
-        return _build_torchvision(obj, name, pretrained)
+        return _build_torchvision(obj, name, pretrained, weights)
+    if weights is not None:
+        raise ModelError(
+            f"Expected weights= only with a torchvision arch. Received: arch={name!r}, weights={weights!r}. "
+            "Fix: use a torchvision arch such as 'resnet34', or pass pretrained=True/False instead."
+        )
     if kind == "learnkit":
         if pretrained and not _accepts(obj, "pretrained"):
             raise ModelError(
@@ -652,7 +672,7 @@ def _set_n_in(body: nn.Module, n_in: int, from_weights: bool) -> None:
     setattr(parent, attr, new)
 
 
-def create_body(arch, pretrained: bool = True, cut=None, n_in: int = 3) -> nn.Module:
+def create_body(arch, pretrained: bool = True, cut=None, n_in: int = 3, weights=None) -> nn.Module:
     """The feature extractor of ``arch``: the model without its pooling and classifier.
 
     ``arch``: a torchvision builder (``torchvision.models.resnet34``), a torchvision model name
@@ -663,6 +683,9 @@ def create_body(arch, pretrained: bool = True, cut=None, n_in: int = 3) -> nn.Mo
     (ResNet/RegNet: drop the last two children; VGG/EfficientNet/MobileNet/ConvNeXt/...: ``.features``;
     otherwise the trailing pool/flatten/linear layers are dropped). ``n_in != 3`` replaces the first conv
     (with pretrained weights: summed over RGB for n_in=1, repeated and rescaled for more channels).
+    ``weights``: a torchvision weights enum member (e.g. ``ResNet50_Weights.IMAGENET1K_V2``) instead of the
+    default ones. Weights are loaded by :func:`learnkit.models.pretrained.load_pretrained_weights`
+    (``weights_only=True``, the hash in the file name verified).
 
     Example: ``create_body('resnet18', pretrained=False)(torch.randn(2, 3, 64, 64)).shape`` -> ``(2, 512, 2, 2)``.
     """
@@ -671,9 +694,9 @@ def create_body(arch, pretrained: bool = True, cut=None, n_in: int = 3) -> nn.Mo
             f"Expected n_in to be a positive int. Received: n_in={n_in!r}. Fix: e.g. n_in=1 for grey."
         )
     kind, obj, name = _resolve_arch(arch)
-    model = _instantiate(kind, obj, name, pretrained, n_in)
+    model = _instantiate(kind, obj, name, pretrained, n_in, weights)
     body = _cut_model(model, cut, kind)
-    _set_n_in(body, n_in, from_weights=pretrained or kind == "module")
+    _set_n_in(body, n_in, from_weights=pretrained or weights is not None or kind == "module")
     return body
 
 
@@ -766,9 +789,14 @@ def create_vision_model(
     bn_final: bool = False,
     lin_first: bool = False,
     init: Callable | None = nn.init.kaiming_normal_,
+    weights=None,
+    pool: bool = True,
+    custom_head: nn.Module | None = None,
 ) -> nn.Sequential:
     """``nn.Sequential(body, head)``: :func:`create_body` of ``arch`` plus :func:`create_head` for ``n_out``
-    outputs (head initialised with ``init``).
+    outputs (head initialised with ``init``). ``weights``: a torchvision weights enum member instead of the
+    default pretrained weights. ``custom_head``: your own head module instead (``n_out`` and the head
+    arguments are then unused); ``pool=False``: a head without pooling.
 
     The model carries ``learnkit_spec`` (factory + plain kwargs) when ``arch`` can be named, so export can
     rebuild it. Example::
@@ -776,7 +804,14 @@ def create_vision_model(
         model = create_vision_model("resnet18", n_out=10, pretrained=False)
         model(torch.randn(2, 3, 64, 64)).shape   # (2, 10)
     """
-    body = create_body(arch, pretrained=pretrained, cut=cut, n_in=n_in)
+    body = create_body(arch, pretrained=pretrained, cut=cut, n_in=n_in, weights=weights)
+    if custom_head is not None:
+        if not isinstance(custom_head, nn.Module):
+            raise ModelError(
+                f"Expected custom_head to be an nn.Module. Received: custom_head={type(custom_head).__name__}. "
+                "Fix: e.g. custom_head=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))."
+            )
+        return nn.Sequential(body, custom_head)
     nf = num_features_model(body, n_in)
     head = create_head(
         nf,
@@ -787,8 +822,10 @@ def create_vision_model(
         first_bn=first_bn,
         bn_final=bn_final,
         lin_first=lin_first,
+        pool=pool,
     )
-    _init_weights(head, init)
+    if init is not None:
+        _init_weights(head, init)
     model = nn.Sequential(body, head)
     _attach_spec(
         model,
@@ -804,16 +841,30 @@ def create_vision_model(
             first_bn=first_bn,
             bn_final=bn_final,
             lin_first=lin_first,
+            **({} if pool else {"pool": False}),
         ),
     )
     return model
 
 
-def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """Two parameter groups of a ``create_vision_model`` model: ``[body params, head params]``.
+def _is_tv_resnet_body(body: nn.Module) -> bool:
+    """A torchvision ResNet/ResNeXt/wide ResNet cut to its body: conv1, bn1, relu, maxpool, layer1..layer4."""
+    if not (isinstance(body, nn.Sequential) and len(body) == 8):
+        return False
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    Use it to freeze the body (train the head only) and to give the body a smaller learning rate.
-    Example: ``body, head = vision_splitter(model)``.
+    return all(
+        isinstance(body[i], nn.Sequential) and isinstance(body[i][0], (BasicBlock, Bottleneck))
+        for i in range(4, 8)
+    )
+
+
+def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameter groups of a ``create_vision_model`` model: ``[body params, head params]``, or for torchvision
+    ResNets (as fastai splits them) ``[stem + layer1 + layer2, layer3 + layer4, head]``.
+
+    Use it to freeze the body (train the head only; ``freeze_to(-2)`` also trains the last ResNet stages)
+    and to give earlier layers smaller learning rates. Example: ``*body_groups, head = vision_splitter(model)``.
     """
     if not (isinstance(model, nn.Sequential) and len(model) == 2):
         raise ModelError(
@@ -821,7 +872,10 @@ def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
             f"{type(model).__name__}{f' of length {len(model)}' if isinstance(model, nn.Sequential) else ''}. "
             "Fix: pass your own splitter, e.g. splitter=lambda m: [list(m.parameters())]."
         )
-    return [list(model[0].parameters()), list(model[1].parameters())]
+    body, head = model[0], model[1]
+    if _is_tv_resnet_body(body):
+        return [list(body[:6].parameters()), list(body[6:].parameters()), list(head.parameters())]
+    return [list(body.parameters()), list(head.parameters())]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ __all__ = [
     "show_points",
     "get_grid",
     "show_images",
+    "subplots",
 ]
 
 
@@ -108,7 +109,7 @@ def show_image(
     for s in ax.spines.values():
         s.set_visible(False)
     if title is not None:
-        ax.set_title(str(title), color=title_color)
+        ax.set_title(str(title), **({} if title_color is None else {"color": title_color}))
     return ax
 
 
@@ -238,3 +239,21 @@ def show_images(
     for img, t, ax in zip(imgs, titles, axes):
         show_image(img, ax=ax, title=t, **kwargs)
     return fig
+
+
+def subplots(
+    nrows: int = 1, ncols: int = 1, figsize=None, imsize: float = 3.0, suptitle: str | None = None, **kwargs
+):
+    """``plt.subplots`` sized ``imsize`` inches per axes by default; returns ``(fig, axs)`` (axs an array,
+    a single axes when ``nrows == ncols == 1``).
+
+    >>> fig, axs = subplots(2, 3)
+    >>> axs.shape
+    (2, 3)
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (ncols * imsize, nrows * imsize), **kwargs)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig, axs

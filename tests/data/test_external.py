@@ -451,3 +451,93 @@ def test_not_an_archive_is_a_clear_error(home, tmp_path):
     with pytest.raises(DataError, match="force_download=True"):
         untar_data(f"http://127.0.0.1:{_closed_port()}/notes.tgz", show_progress=False)
     assert [p.name for p in (home / "data").iterdir()] == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 8: names taken from a URL never leave learnkit's folders
+
+
+def _escaping_urls(server, tmp_path) -> dict[str, str]:
+    outside = str(tmp_path / "outside").replace("/", "%2F")
+    return {
+        "dotdot": server.url("..%2F..%2Fx.tgz"),
+        "dotdot_backslash": server.url("..%5C..%5Cx.tgz"),
+        "absolute": server.url(f"{outside}%2Fx.tgz"),
+        "drive": server.url("C%3A%5Cx.tgz"),
+        "dataset_dot": server.url("..tgz"),
+    }
+
+
+@pytest.mark.parametrize("case", ["dotdot", "dotdot_backslash", "absolute", "drive", "dataset_dot"])
+def test_download_names_cannot_escape_the_cache(case, server, home, digits_tree, tmp_path):
+    _make_tgz(digits_tree, server.root / "x.tgz")
+    _make_tgz(digits_tree, server.root / "..tgz")
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "keep.txt").write_text("precious")
+    (outside / "x.tgz").write_text("precious archive")
+    home.mkdir(parents=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*") if "lkhome" not in str(p))
+    url = _escaping_urls(server, tmp_path)[case]
+    calls = [
+        lambda: untar_data(url, show_progress=False),
+        lambda: untar_data(url, force_download=True, show_progress=False),
+        lambda: URLs.path(url, "data"),
+    ]
+    if case != "dataset_dot":  # '..tgz' is a fine file name; only the dataset folder '.' is refused
+        calls.append(lambda: download_url(url, home, show_progress=False))
+    for call in calls:
+        with pytest.raises(UnsafeFileError, match="Fix") as ei:
+            call()
+        assert url in str(ei.value)
+    after = sorted(str(p) for p in tmp_path.rglob("*") if "lkhome" not in str(p))
+    assert after == before  # nothing written, replaced or deleted outside $LEARNKIT_HOME
+    assert (outside / "x" / "keep.txt").read_text() == "precious"
+    assert (outside / "x.tgz").read_text() == "precious archive"
+    assert server.requests == []  # refused before any network traffic
+
+
+def test_a_symlink_in_the_cache_cannot_redirect_a_download(server, home, digits_tree, tmp_path):
+    _make_tgz(digits_tree, server.root / "digits.tgz")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (home / "archive").mkdir(parents=True)
+    (home / "archive" / "digits.tgz").symlink_to(outside / "digits.tgz")
+    with pytest.raises(UnsafeFileError, match="outside its folder"):
+        untar_data(server.url("digits.tgz"), show_progress=False)
+    assert list(outside.iterdir()) == []
+
+
+def test_percent_escaped_plain_names_still_work(server, home, digits_tree):
+    _make_tgz(digits_tree, server.root / "my digits.tgz")
+    path = untar_data(server.url("my%20digits.tgz"), show_progress=False)
+    assert path == home / "data" / "my digits" and _files(path) == _files(digits_tree)
+
+
+def test_folders_left_by_a_killed_extraction_are_cleaned(server, home, digits_tree):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from learnkit.utils import owner_tag
+
+    _make_tgz(digits_tree, server.root / "digits.tgz")
+    data = home / "data"
+    host = owner_tag().split("-")[1]
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = data / f".digits.extracting-lk-{host}-{p.pid}-abc"
+    live = data / f".digits.extracting-lk-{host}-{os.getppid()}-def"  # a concurrent extraction: kept
+    old = data / ".digits.extracting-x1y2"  # an older version's name, untouched for two hours
+    stale = data / f".digits.stale-lk-{host}-{p.pid}-ghi"
+    for d in (dead, live, old, stale):
+        (d / "digits" / "train").mkdir(parents=True)
+        (d / "digits" / "train" / "half.png").write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    path = untar_data(server.url("digits.tgz"), show_progress=False)
+    assert _files(path) == _files(digits_tree)
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        [".digits.learnkit-complete", "digits", live.name]
+    )

@@ -163,3 +163,26 @@ def test_using_attr(digit_tree):
     assert pickle.loads(pickle.dumps(g))(f) == parent_label(f)
     with pytest.raises(DataError):
         using_attr("name", "x")
+
+
+def test_symlink_loops_and_aliases_list_each_file_once(digit_tree, tmp_path):
+    """Issue 8: a tree with a symlink loop and links to folders/files listed elsewhere."""
+    import shutil
+
+    from learnkit.data.splitters import RandomSplitter
+
+    root = tmp_path / "tree"
+    shutil.copytree(digit_tree, root)
+    (root / "train" / "3" / "loop").symlink_to(root / "train")  # a loop back up the tree
+    (root / "alias").symlink_to(root / "valid")  # the same folder under a second name (sorts first)
+    (root / "valid" / "5" / "again.png").symlink_to(root / "valid" / "5" / "5_3.png")  # a file alias
+    expected = {os.path.realpath(p) for p in get_image_files(digit_tree, followlinks=False)}
+    files = get_image_files(root)
+    reals = [os.path.realpath(f) for f in files]
+    assert len(reals) == len(set(reals)) == 41  # every image exactly once
+    assert {r.replace(str(root), str(digit_tree)) for r in reals} == expected
+    rel = [f.relative_to(root).parts for f in files]
+    assert not any("alias" in r or "loop" in r or "again.png" in r for r in rel)  # real paths preferred
+    train, valid = RandomSplitter(valid_pct=0.3, seed=0)(files)
+    assert not {reals[i] for i in train} & {reals[i] for i in valid}  # no image in both splits
+    assert files == get_image_files(root)  # still deterministic

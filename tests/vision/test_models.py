@@ -3,7 +3,9 @@ cache (no network), transfer-learning models and the dynamic U-Net."""
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from learnkit.data import external
 from learnkit.exceptions import CheckpointError, ModelError
 from learnkit.models import create_model, list_models, resolve_factory
 from learnkit.vision.models import (
@@ -180,9 +183,15 @@ def test_create_vision_model_and_splitter(digit_images):
     x, _ = digit_images
     model = create_vision_model("resnet18", n_out=10, pretrained=False, n_in=1, lin_ftrs=[64])
     assert model(x[:2]).shape == (2, 10)
-    body, head = vision_splitter(model)
-    assert _params_once([body, head], model)
-    assert len(body) == len(list(model[0].parameters())) and len(head) == len(list(model[1].parameters()))
+    early, late, head = vision_splitter(model)  # torchvision ResNets: 3 groups, as fastai splits them
+    assert _params_once([early, late, head], model)
+    assert len(early) == len(list(model[0][:6].parameters())) and len(late) == len(
+        list(model[0][6:].parameters())
+    )
+    assert len(head) == len(list(model[1].parameters()))
+    other = create_vision_model("xresnet18", n_out=10, pretrained=False, n_in=1)
+    body, head = vision_splitter(other)
+    assert _params_once([body, head], other)
     # the plain-data spec rebuilds the same architecture
     spec = model.learnkit_spec
     rebuilt = resolve_factory(spec["factory"])(**spec["kwargs"])
@@ -203,48 +212,62 @@ def torch_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _cache_resnet18(torch_home) -> dict:
-    url = torchvision.models.ResNet18_Weights.DEFAULT.url
-    file = torch_home / "hub" / "checkpoints" / Path(url).name
-    file.parent.mkdir(parents=True)
+def _cache_resnet18(torch_home):
+    """Random resnet18 weights in the cache under a name carrying their own hash, and a torchvision weights
+    enum pointing at them (the real ImageNet file cannot be downloaded in tests)."""
+    from torchvision.models._api import Weights, WeightsEnum
+
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
     torch.manual_seed(1)
     sd = torchvision.models.resnet18(weights=None).state_dict()
     sd["bn1.running_mean"] = torch.randn(64)
-    torch.save(sd, file)
-    return sd
+    tmp = folder / "tmp.pth"
+    torch.save(sd, tmp)
+    name = f"resnet18-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(folder / name)
+    meta = torchvision.models.ResNet18_Weights.DEFAULT.meta
+
+    class TestWeights(WeightsEnum):
+        V1 = Weights(url=f"https://example.invalid/models/{name}", transforms=None, meta=meta)
+
+    return sd, TestWeights.V1
 
 
 def test_pretrained_loads_cached_torchvision_weights(torch_home):
     assert not pretrained_available("resnet18")
-    sd = _cache_resnet18(torch_home)
+    sd, w = _cache_resnet18(torch_home)
+    real = pretrained_weights_file("resnet18")
+    assert real == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    real.write_bytes(b"")
     assert pretrained_available("resnet18") and pretrained_available(torchvision.models.resnet18)
-    assert pretrained_weights_file("resnet18") == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    body = create_body("resnet18", pretrained=True)
+    body = create_body("resnet18", weights=w)
     torch.testing.assert_close(body[0].weight, sd["conv1.weight"])
     torch.testing.assert_close(body[1].running_mean, sd["bn1.running_mean"])
     torch.testing.assert_close(body[7][1].conv2.weight, sd["layer4.1.conv2.weight"])
     # grey images: the first conv is the sum over RGB of the pretrained kernel; the rest is unchanged
-    grey = create_body(torchvision.models.resnet18, pretrained=True, n_in=1)
+    grey = create_body(torchvision.models.resnet18, weights=w, n_in=1)
     assert grey[0].in_channels == 1
     torch.testing.assert_close(grey[0].weight, sd["conv1.weight"].sum(1, keepdim=True))
     torch.testing.assert_close(grey[4][0].conv1.weight, sd["layer1.0.conv1.weight"])
     # more channels: RGB repeated cyclically and rescaled by 3/n_in
-    four = create_body("resnet18", pretrained=True, n_in=4)
+    four = create_body("resnet18", weights=w, n_in=4)
     torch.testing.assert_close(four[0].weight[:, 3], sd["conv1.weight"][:, 0] * 0.75)
     torch.testing.assert_close(four[0].weight[:, :3], sd["conv1.weight"] * 0.75)
-    six = create_body("resnet18", pretrained=True, n_in=6)  # a grey image gives the same response as RGB
+    six = create_body("resnet18", weights=w, n_in=6)  # a grey image gives the same response as RGB
     x = torch.rand(1, 1, 32, 32)
     torch.testing.assert_close(six[0](x.expand(-1, 6, -1, -1)), body[0](x.expand(-1, 3, -1, -1)))
-    model = create_vision_model("resnet18", n_out=4, pretrained=True)
+    model = create_vision_model("resnet18", n_out=4, weights=w)
     torch.testing.assert_close(model[0][0].weight, sd["conv1.weight"])
     assert model.learnkit_spec["kwargs"]["pretrained"] is False  # rebuilding must not download
 
 
 def test_pretrained_offline_error_names_file_and_folder(torch_home, monkeypatch):
-    def no_network(url, dst, *args, **kwargs):
+    def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(external, "_RETRY_WAIT", 0.0)
     with pytest.raises(ModelError) as e:
         create_body("resnet18", pretrained=True)
     msg = str(e.value)
@@ -259,7 +282,7 @@ def test_corrupt_cached_weights(torch_home):
     file = pretrained_weights_file("resnet18")
     file.parent.mkdir(parents=True)
     file.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="delete that file"):
+    with pytest.raises(CheckpointError, match="delete it"):
         create_body("resnet18", pretrained=True)
 
 

@@ -142,16 +142,31 @@ def test_pretrained_without_cached_weights_names_the_file(small_dir, torch_home)
 
 
 def test_fine_tune_from_a_locally_cached_checkpoint(small_dir, torch_home, tmp_path):
+    import hashlib
+
+    from torchvision.models._api import Weights, WeightsEnum
+
     torch.manual_seed(1)
     reference = torchvision.models.resnet18().state_dict()
     file = pretrained_weights_file("resnet18")
     assert file == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     file.parent.mkdir(parents=True)
-    torch.save(reference, file)
+    # random weights cannot pose as the real file (its hash prefix is verified): cache them under their own hash
+    tmp = file.parent / "tmp.pth"
+    torch.save(reference, tmp)
+    own = file.parent / f"resnet18-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]}.pth"
+    tmp.rename(own)
+
+    class LocalWeights(WeightsEnum):
+        V1 = Weights(
+            url=f"https://example.invalid/{own.name}",
+            transforms=None,
+            meta=torchvision.models.ResNet18_Weights.DEFAULT.meta,
+        )
 
     set_seed(0)
     dls = ImageDataLoaders.from_folder(small_dir, item_tfms=Resize(32), bs=16, num_workers=0)
-    learn = vision_learner(dls, torchvision.models.resnet18, metrics=accuracy)
+    learn = vision_learner(dls, torchvision.models.resnet18, metrics=accuracy, weights=LocalWeights.V1)
     body = learn.model[0]
     conv1 = body[0].weight
     assert torch.equal(conv1.detach(), reference["conv1.weight"])  # the cached file was loaded

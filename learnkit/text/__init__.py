@@ -1,0 +1,1 @@
+"""learnkit.text: tokenization, text loaders, AWD-LSTM, the ULMFiT flow (filled in below)."""

@@ -693,7 +693,7 @@ class TextDataLoaders(DataLoaders):
             n_vtok = sum(len(d) for d in vdocs)
             vbs = max(1, min(val_bs or bs, (n_vtok - 1) // 2))  # a small validation set gets fewer rows
             vdl = LMLoader(vdocs, bs=vbs, seq_len=blk.seq_len) if n_vtok > 2 else None
-            return cls(tdl, vdl, device=device, recipe=recipe, path=path)
+            return cls(tdl, vdl, device=device, recipe=recipe, path=path, loss_func=recipe.loss_func)
         if labels is None:
             raise DataError("Expected labels for a classifier. Received: none. Fix: pass label_col=..., or is_lm=True "
                             "for a language model.")
@@ -719,7 +719,7 @@ class TextDataLoaders(DataLoaders):
                                max_len=max_len, seed=seed)
         vdl = (SortedTextLoader([docs[i] for i in va], y[torch.from_numpy(va)], bs=val_bs or bs * 2, pad_id=pad,
                                 max_len=max_len) if len(va) else None)
-        return cls(tdl, vdl, device=device, recipe=recipe, path=path)
+        return cls(tdl, vdl, device=device, recipe=recipe, path=path, loss_func=recipe.loss_func)
 
     @classmethod
     def from_df(cls, df, path=".", valid_pct: float = 0.2, seed: int | None = None, text_col=0, label_col=1,

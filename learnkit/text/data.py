@@ -757,7 +757,7 @@ class TextDataLoaders(DataLoaders):
         f = p if p.is_file() else p / csv_fname
         if not f.exists():
             raise DataError(f"Expected a CSV file. Received: {str(f)!r}, which does not exist.")
-        df = pd.read_csv(f, header=header, delimiter=delimiter)
+        df = pd.read_csv(f, header=header, **({} if delimiter is None else {"delimiter": delimiter}))
         return cls.from_df(df, path=str(f.parent if p.is_file() else p), **kwargs)
 
     @classmethod

@@ -481,8 +481,8 @@ _TASK_LOSS = {"single_label_classification": CrossEntropyLossFlat,
 
 
 def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pretrained: bool = True,
-               n_layer_groups: int = 2, pad_id: int | None = None, loss_func=None, splitter=None,
-               freeze: bool | None = None, **learner_kwargs):
+               num_labels: int | None = None, n_layer_groups: int = 2, pad_id: int | None = None, loss_func=None,
+               splitter=None, freeze: bool | None = None, **learner_kwargs):
     """A :class:`~learnkit.Learner` fine-tuning the HF model ``name_or_path`` as a sequence classifier on ``dls``.
 
     Args:
@@ -494,6 +494,8 @@ def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pret
         metrics: as for Learner (default: the data's default metrics).
         pretrained: load the pretrained weights (the head is new); ``False`` builds the model from its config
             with random weights. A pretrained model starts frozen (head only), like every learnkit factory.
+        num_labels: the number of outputs, for data that cannot tell (loaders over plain tensors); given
+            with data that can, it must agree.
         n_layer_groups: encoder layer groups of :func:`hf_splitter` (discriminative LRs, ``freeze_to``).
         pad_id: the id the batches are padded with (default: the data's tokenizer's, else the model config's).
         loss_func, splitter, **learner_kwargs: passed to the Learner (default loss: the target block's).
@@ -506,11 +508,10 @@ def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pret
     """
     tf = _transformers()
     task = _task(dls, task)
-    n_out = n_out_from_data(dls, None, what="num_labels") if getattr(dls, "c", None) is not None else None
-    if n_out is None:
-        if task != "regression":
-            n_out_from_data(dls, None, what="num_labels")  # raises the "data does not say" error
+    if num_labels is None and getattr(dls, "c", None) is None and task == "regression":
         n_out = 1
+    else:
+        n_out = n_out_from_data(dls, num_labels, what="num_labels")
     labels = _labels(dls) if task != "regression" else None
     kw = {"num_labels": n_out, "problem_type": task}
     if labels is not None and len(labels) == n_out:

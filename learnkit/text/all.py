@@ -21,8 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import *
+from . import *  # noqa: F403
 from . import __all__ as _text_all
 
-__all__ = [*_text_all, "math", "os", "random", "re", "Counter", "defaultdict", "partial", "Path", "plt", "np", "pd",
-           "torch", "F", "nn"]
+__all__ = [
+    *_text_all,
+    "math",
+    "os",
+    "random",
+    "re",
+    "Counter",
+    "defaultdict",
+    "partial",
+    "Path",
+    "plt",
+    "np",
+    "pd",
+    "torch",
+    "F",
+    "nn",
+]

@@ -101,8 +101,10 @@ def register_tokenizer(cls: type) -> type:
     ...     numericalized = True
     """
     if not isinstance(cls, type) or not getattr(cls, "numericalized", False):
-        raise DataError(f"Expected a tokenizer class with numericalized = True. Received: {cls!r}. Fix: see the "
-                        "tokenizer protocol in learnkit.text.data.")
+        raise DataError(
+            f"Expected a tokenizer class with numericalized = True. Received: {cls!r}. Fix: see the "
+            "tokenizer protocol in learnkit.text.data."
+        )
     _TOKENIZERS[cls.__name__] = cls
     return cls
 
@@ -117,9 +119,11 @@ def tokenizer_from_spec(spec: dict):
 
         importlib.import_module("learnkit.text.hf")
     if name not in _TOKENIZERS:
-        raise DataError(f"The file names the tokenizer class {name!r}, which is not registered. Expected one of "
-                        f"{sorted(_TOKENIZERS) + ['Tokenizer']}. Fix: import the module that defines it (it calls "
-                        "learnkit.text.register_tokenizer) before load_learner.")
+        raise DataError(
+            f"The file names the tokenizer class {name!r}, which is not registered. Expected one of "
+            f"{sorted(_TOKENIZERS) + ['Tokenizer']}. Fix: import the module that defines it (it calls "
+            "learnkit.text.register_tokenizer) before load_learner."
+        )
     return _TOKENIZERS[name].from_spec(spec["spec"])
 
 
@@ -130,8 +134,10 @@ def _is_numericalized(tok) -> bool:
 def _tokenizer_spec(tok) -> dict:
     if _is_numericalized(tok):
         if type(tok).__name__ not in _TOKENIZERS:
-            raise DataError(f"Expected a registered tokenizer class (so load_learner can rebuild it). Received: "
-                            f"{type(tok).__name__}. Fix: decorate it with learnkit.text.register_tokenizer.")
+            raise DataError(
+                f"Expected a registered tokenizer class (so load_learner can rebuild it). Received: "
+                f"{type(tok).__name__}. Fix: decorate it with learnkit.text.register_tokenizer."
+            )
         return {"name": type(tok).__name__, "spec": tok.spec()}
     return {"name": "Tokenizer", "spec": tok.spec()}
 
@@ -149,11 +155,18 @@ class Numericalize:
     ([9, 10, 0], 'a b')
     """
 
-    def __init__(self, vocab: Sequence[str] | None = None, min_freq: int = 3, max_vocab: int = 60000,
-                 special_toks: Sequence[str] | None = None):
+    def __init__(
+        self,
+        vocab: Sequence[str] | None = None,
+        min_freq: int = 3,
+        max_vocab: int = 60000,
+        special_toks: Sequence[str] | None = None,
+    ):
         if int(min_freq) < 1 or int(max_vocab) < 1:
-            raise DataError(f"Expected min_freq >= 1 and max_vocab >= 1. Received: min_freq={min_freq}, "
-                            f"max_vocab={max_vocab}.")
+            raise DataError(
+                f"Expected min_freq >= 1 and max_vocab >= 1. Received: min_freq={min_freq}, "
+                f"max_vocab={max_vocab}."
+            )
         self.min_freq, self.max_vocab = int(min_freq), int(max_vocab)
         self.special_toks = list(defaults.text_spec_tok if special_toks is None else special_toks)
         self.vocab: list[str] | None = None
@@ -162,8 +175,10 @@ class Numericalize:
 
     def _set(self, vocab: list[str]) -> None:
         if UNK not in vocab or PAD not in vocab:
-            raise DataError(f"Expected a vocab that contains {UNK!r} and {PAD!r}. Received: {len(vocab)} tokens "
-                            f"starting {vocab[:5]}. Fix: pass the vocab of a learnkit text DataLoaders (dls.vocab).")
+            raise DataError(
+                f"Expected a vocab that contains {UNK!r} and {PAD!r}. Received: {len(vocab)} tokens "
+                f"starting {vocab[:5]}. Fix: pass the vocab of a learnkit text DataLoaders (dls.vocab)."
+            )
         self.vocab = vocab
         self.o2i = {t: i for i, t in enumerate(vocab)}
         self.unk_id, self.pad_id = self.o2i[UNK], self.o2i[PAD]
@@ -213,10 +228,24 @@ class TextBlock:
     [2, 8, 9, 12]
     """
 
-    def __init__(self, tok=None, vocab=None, is_lm: bool = False, seq_len: int = 72, min_freq: int = 3,
-                 max_vocab: int = 60000, rules=None, n_workers: int | None = None, text_cols="text",
-                 mark_fields: bool | None = None, cache_dir=None, tokenizer=None, encoding: str = "utf-8",
-                 errors: str = "strict", path=None):
+    def __init__(
+        self,
+        tok=None,
+        vocab=None,
+        is_lm: bool = False,
+        seq_len: int = 72,
+        min_freq: int = 3,
+        max_vocab: int = 60000,
+        rules=None,
+        n_workers: int | None = None,
+        text_cols="text",
+        mark_fields: bool | None = None,
+        cache_dir=None,
+        tokenizer=None,
+        encoding: str = "utf-8",
+        errors: str = "strict",
+        path=None,
+    ):
         tok = tokenizer if tokenizer is not None else tok
         if _is_numericalized(tok):
             self.tokenizer, self.num = tok, None
@@ -224,30 +253,92 @@ class TextBlock:
             self.tokenizer = tok if isinstance(tok, Tokenizer) else Tokenizer(tok, rules)
             self.num = Numericalize(vocab, min_freq=min_freq, max_vocab=max_vocab)
         self.is_lm, self.seq_len, self.n_workers, self.text_cols = is_lm, int(seq_len), n_workers, text_cols
-        self.mark_fields, self.cache_dir, self.encoding, self.errors = mark_fields, cache_dir, encoding, errors
+        self.mark_fields, self.cache_dir, self.encoding, self.errors = (
+            mark_fields,
+            cache_dir,
+            encoding,
+            errors,
+        )
         self.path = path
         if self.seq_len < 1:
             raise DataError(f"Expected seq_len >= 1. Received: seq_len={seq_len}.")
 
     @classmethod
-    def from_df(cls, text_cols="text", vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
-                min_freq: int = 3, max_vocab: int = 60000, tok=None, rules=None, sep: str = " ", n_workers=None,
-                mark_fields=None, tok_text_col: str = "text", cache_dir=None, tokenizer=None) -> TextBlock:
+    def from_df(
+        cls,
+        text_cols="text",
+        vocab=None,
+        is_lm: bool = False,
+        seq_len: int = 72,
+        backwards: bool = False,
+        min_freq: int = 3,
+        max_vocab: int = 60000,
+        tok=None,
+        rules=None,
+        sep: str = " ",
+        n_workers=None,
+        mark_fields=None,
+        tok_text_col: str = "text",
+        cache_dir=None,
+        tokenizer=None,
+    ) -> TextBlock:
         """A text block reading ``text_cols`` of a DataFrame (several columns are joined with ``xxfld``)."""
         if backwards:
-            raise DataError("Expected backwards=False. Received: backwards=True (backward language models are not "
-                            "supported yet). Fix: train a forward model.")
-        return cls(tok, vocab, is_lm, seq_len, min_freq, max_vocab, rules, n_workers, text_cols, mark_fields,
-                   cache_dir, tokenizer)
+            raise DataError(
+                "Expected backwards=False. Received: backwards=True (backward language models are not "
+                "supported yet). Fix: train a forward model."
+            )
+        return cls(
+            tok,
+            vocab,
+            is_lm,
+            seq_len,
+            min_freq,
+            max_vocab,
+            rules,
+            n_workers,
+            text_cols,
+            mark_fields,
+            cache_dir,
+            tokenizer,
+        )
 
     @classmethod
-    def from_folder(cls, path, vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
-                    min_freq: int = 3, max_vocab: int = 60000, tok=None, rules=None, extensions=(".txt",),
-                    folders=None, output_dir=None, n_workers=None, encoding: str = "utf-8", errors: str = "strict",
-                    cache_dir=None, tokenizer=None) -> TextBlock:
+    def from_folder(
+        cls,
+        path,
+        vocab=None,
+        is_lm: bool = False,
+        seq_len: int = 72,
+        backwards: bool = False,
+        min_freq: int = 3,
+        max_vocab: int = 60000,
+        tok=None,
+        rules=None,
+        extensions=(".txt",),
+        folders=None,
+        output_dir=None,
+        n_workers=None,
+        encoding: str = "utf-8",
+        errors: str = "strict",
+        cache_dir=None,
+        tokenizer=None,
+    ) -> TextBlock:
         """A text block reading text files (``encoding``; ``errors='replace'`` reads files with bad bytes)."""
-        blk = cls.from_df("text", vocab, is_lm, seq_len, backwards, min_freq, max_vocab, tok, rules,
-                          n_workers=n_workers, cache_dir=cache_dir, tokenizer=tokenizer)
+        blk = cls.from_df(
+            "text",
+            vocab,
+            is_lm,
+            seq_len,
+            backwards,
+            min_freq,
+            max_vocab,
+            tok,
+            rules,
+            n_workers=n_workers,
+            cache_dir=cache_dir,
+            tokenizer=tokenizer,
+        )
         blk.encoding, blk.errors, blk.path = encoding, errors, path
         return blk
 
@@ -284,8 +375,10 @@ class TextBlock:
         if self.num is None:
             return [np.asarray(ids, dtype=np.int64) for ids in self.tokenizer.encode_batch(list(texts))]
         if self.num.vocab is None:
-            raise DataError("Expected a fitted TextBlock. Received: no vocab yet. Fix: call setup(train_texts) "
-                            "first, or pass vocab=.")
+            raise DataError(
+                "Expected a fitted TextBlock. Received: no vocab yet. Fix: call setup(train_texts) "
+                "first, or pass vocab=."
+            )
         return self.num.encode_many(tokens if tokens is not None else self.tokenize(texts))
 
     def decode(self, ids) -> str:
@@ -296,14 +389,24 @@ class TextBlock:
         return self.num.decode(ids)
 
     def spec(self) -> dict:
-        return {"tokenizer": _tokenizer_spec(self.tokenizer), "vocab": None if self.num is None else self.num.vocab,
-                "is_lm": self.is_lm, "seq_len": self.seq_len}
+        return {
+            "tokenizer": _tokenizer_spec(self.tokenizer),
+            "vocab": None if self.num is None else self.num.vocab,
+            "is_lm": self.is_lm,
+            "seq_len": self.seq_len,
+        }
 
     @classmethod
     def from_spec(cls, spec: dict) -> TextBlock:
         tok = tokenizer_from_spec(spec["tokenizer"])
-        return cls(tok, vocab=spec.get("vocab"), is_lm=spec.get("is_lm", False), seq_len=spec.get("seq_len", 72),
-                   min_freq=1, n_workers=0)
+        return cls(
+            tok,
+            vocab=spec.get("vocab"),
+            is_lm=spec.get("is_lm", False),
+            seq_len=spec.get("seq_len", 72),
+            min_freq=1,
+            n_workers=0,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- loaders
@@ -319,17 +422,32 @@ class LMLoader:
     ([[0, 1, 2, 3, 4], [24, 25, 26, 27, 28]], [[1, 2, 3, 4, 5], [25, 26, 27, 28, 29]])
     """
 
-    def __init__(self, docs: Sequence[np.ndarray], bs: int = 64, seq_len: int = 72, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False):
+    def __init__(
+        self,
+        docs: Sequence[np.ndarray],
+        bs: int = 64,
+        seq_len: int = 72,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+    ):
         self.docs = [np.asarray(d, dtype=np.int64) for d in docs]
-        self.bs, self.seq_len, self.shuffle, self.seed, self.drop_last = int(bs), int(seq_len), shuffle, seed, drop_last
+        self.bs, self.seq_len, self.shuffle, self.seed, self.drop_last = (
+            int(bs),
+            int(seq_len),
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.n_tokens = int(sum(len(d) for d in self.docs))
         self.epoch, self._start_batch = 0, 0
         if self.bs < 1 or self.seq_len < 1:
             raise DataError(f"Expected bs >= 1 and seq_len >= 1. Received: bs={bs}, seq_len={seq_len}.")
         if self.row_len < 1:
-            raise DataError(f"Expected at least bs + 1 = {self.bs + 1} tokens for the language-model loader. Received: "
-                            f"{self.n_tokens} tokens. Fix: use a smaller bs, or more text.")
+            raise DataError(
+                f"Expected at least bs + 1 = {self.bs + 1} tokens for the language-model loader. Received: "
+                f"{self.n_tokens} tokens. Fix: use a smaller bs, or more text."
+            )
 
     @property
     def row_len(self) -> int:
@@ -369,8 +487,10 @@ class LMLoader:
         x = s[: self.bs * n].view(self.bs, n)
         y = s[1 : self.bs * n + 1].view(self.bs, n)
         start, self._start_batch = self._start_batch, 0
-        return ((x[:, i : i + self.seq_len], y[:, i : i + self.seq_len])
-                for i in range(start * self.seq_len, len(self) * self.seq_len, self.seq_len))
+        return (
+            (x[:, i : i + self.seq_len], y[:, i : i + self.seq_len])
+            for i in range(start * self.seq_len, len(self) * self.seq_len, self.seq_len)
+        )
 
 
 #: fastai's name
@@ -404,11 +524,26 @@ class SortedTextLoader:
     ([[5, 6, 7], [8, 1, 1]], [0, 1])
     """
 
-    def __init__(self, docs: Sequence[np.ndarray], targets: torch.Tensor | None = None, bs: int = 64,
-                 pad_id: int = 1, shuffle: bool = False, sort: bool = True, max_len: int | None = None,
-                 seed: int | None = None, chunk_mult: int = 50):
+    def __init__(
+        self,
+        docs: Sequence[np.ndarray],
+        targets: torch.Tensor | None = None,
+        bs: int = 64,
+        pad_id: int = 1,
+        shuffle: bool = False,
+        sort: bool = True,
+        max_len: int | None = None,
+        seed: int | None = None,
+        chunk_mult: int = 50,
+    ):
         self.docs, self.targets, self.bs, self.pad_id = list(docs), targets, int(bs), int(pad_id)
-        self.shuffle, self.sort, self.max_len, self.seed, self.chunk_mult = shuffle, sort, max_len, seed, chunk_mult
+        self.shuffle, self.sort, self.max_len, self.seed, self.chunk_mult = (
+            shuffle,
+            sort,
+            max_len,
+            seed,
+            chunk_mult,
+        )
         self.lens = np.array([len(d) for d in self.docs], dtype=np.int64)
         if max_len:
             self.lens = np.minimum(self.lens, max_len)
@@ -433,12 +568,17 @@ class SortedTextLoader:
         """The index arrays of this epoch's batches."""
         n, bs = len(self.docs), self.bs
         if self.shuffle:
-            rng = np.random.default_rng(self.seed + self.epoch if self.seed is not None
-                                        else int(torch.empty((), dtype=torch.int64).random_().item()))
+            rng = np.random.default_rng(
+                self.seed + self.epoch
+                if self.seed is not None
+                else int(torch.empty((), dtype=torch.int64).random_().item())
+            )
             self.epoch += 1
             idx = rng.permutation(n)
             cs = bs * self.chunk_mult
-            idx = np.concatenate([c[np.argsort(-self.lens[c], kind="stable")] for c in np.split(idx, range(cs, n, cs))])
+            idx = np.concatenate(
+                [c[np.argsort(-self.lens[c], kind="stable")] for c in np.split(idx, range(cs, n, cs))]
+            )
             batches = [idx[i : i + bs] for i in range(0, n, bs)]
             perm = rng.permutation(len(batches))
             return [batches[i] for i in perm]
@@ -462,9 +602,8 @@ def _show_table(rows: list[dict], max_n: int, display: bool):
     df = pd.DataFrame(rows[:max_n])
     if display:
         try:
-            from IPython.display import display as _display
-
             from IPython import get_ipython
+            from IPython.display import display as _display
 
             if get_ipython() is not None:
                 _display(df)
@@ -515,12 +654,16 @@ class TextLMRecipe(DataRecipe):
 
     def show_batch(self, batch, max_n: int = 9, display: bool = True, **kwargs):
         """A table of decoded input windows and their targets (shifted by one token)."""
-        rows = [{"text": t[0], **({"text_": t[1]} if len(t) > 1 else {})} for t in self.decode_batch(batch, max_n)]
+        rows = [
+            {"text": t[0], **({"text_": t[1]} if len(t) > 1 else {})} for t in self.decode_batch(batch, max_n)
+        ]
         return _show_table(rows, max_n, display)
 
     def show_results(self, batch, decoded_preds, max_n: int = 9, display: bool = True, **kwargs):
-        rows = [{"text": t[0], "target": t[1] if len(t) > 1 else "", "pred": self.block.decode(p.cpu())}
-                for t, p in zip(self.decode_batch(batch, max_n), decoded_preds)]
+        rows = [
+            {"text": t[0], "target": t[1] if len(t) > 1 else "", "pred": self.block.decode(p.cpu())}
+            for t, p in zip(self.decode_batch(batch, max_n), decoded_preds)
+        ]
         return _show_table(rows, max_n, display)
 
     def encode_texts(self, texts) -> list[np.ndarray]:
@@ -547,7 +690,9 @@ class TextClassifierRecipe(DataRecipe):
     kind = "text_classifier"
     n_inp = 1
 
-    def __init__(self, block: TextBlock, y_block: TransformBlock, bs: int = 64, max_len: int | None = 72 * 20):
+    def __init__(
+        self, block: TextBlock, y_block: TransformBlock, bs: int = 64, max_len: int | None = 72 * 20
+    ):
         self.block, self.y_block, self.bs, self.max_len = block, y_block, bs, max_len
         self.loss_func = y_block.loss_func()
 
@@ -578,14 +723,22 @@ class TextClassifierRecipe(DataRecipe):
 
     def show_batch(self, batch, max_n: int = 9, display: bool = True, **kwargs):
         """A table of decoded texts with their labels."""
-        rows = [{"text": t[0], **({"category": t[1]} if len(t) > 1 else {})} for t in self.decode_batch(batch, max_n)]
+        rows = [
+            {"text": t[0], **({"category": t[1]} if len(t) > 1 else {})}
+            for t in self.decode_batch(batch, max_n)
+        ]
         return _show_table(rows, max_n, display)
 
     def show_results(self, batch, decoded_preds, max_n: int = 9, display: bool = True, **kwargs):
         rows = []
         for t, p in zip(self.decode_batch(batch, max_n), decoded_preds):
-            rows.append({"text": t[0], "category": t[1] if len(t) > 1 else "",
-                         "category_": self.y_block.decode(p.cpu() if hasattr(p, "cpu") else p)})
+            rows.append(
+                {
+                    "text": t[0],
+                    "category": t[1] if len(t) > 1 else "",
+                    "category_": self.y_block.decode(p.cpu() if hasattr(p, "cpu") else p),
+                }
+            )
         return _show_table(rows, max_n, display)
 
     def test_dl(self, items, with_labels: bool = False, bs: int = 64, **kwargs):
@@ -599,13 +752,22 @@ class TextClassifierRecipe(DataRecipe):
         return SortedTextLoader(docs, y, bs=bs, pad_id=self.block.pad_id, sort=False, max_len=self.max_len)
 
     def spec(self) -> dict:
-        return {"kind": self.kind, "block": self.block.spec(), "y_block": self.y_block.spec(), "bs": self.bs,
-                "max_len": self.max_len}
+        return {
+            "kind": self.kind,
+            "block": self.block.spec(),
+            "y_block": self.y_block.spec(),
+            "bs": self.bs,
+            "max_len": self.max_len,
+        }
 
     @classmethod
     def from_spec(cls, spec: dict) -> TextClassifierRecipe:
-        return cls(TextBlock.from_spec(spec["block"]), block_from_spec(spec["y_block"]), bs=spec.get("bs", 64),
-                   max_len=spec.get("max_len"))
+        return cls(
+            TextBlock.from_spec(spec["block"]),
+            block_from_spec(spec["y_block"]),
+            bs=spec.get("bs", 64),
+            max_len=spec.get("max_len"),
+        )
 
 
 register_recipe(TextLMRecipe.kind, "learnkit.text.data:TextLMRecipe.from_spec")
@@ -627,8 +789,10 @@ def _split_idx(n: int, valid_pct: float, seed: int | None, valid_mask=None) -> t
 
 def _as_bool_col(df, col) -> np.ndarray:
     if col not in df.columns:
-        raise DataError(f"Expected a validation column in the DataFrame. Received: valid_col={col!r}; columns are "
-                        f"{list(df.columns)}.")
+        raise DataError(
+            f"Expected a validation column in the DataFrame. Received: valid_col={col!r}; columns are "
+            f"{list(df.columns)}."
+        )
     v = df[col]
     if v.dtype == bool:
         return v.to_numpy()
@@ -645,8 +809,10 @@ def _y_block(y_block, label_delim):
     if isinstance(y_block, type):
         y_block = y_block()
     if not isinstance(y_block, (CategoryBlock, MultiCategoryBlock, RegressionBlock)):
-        raise DataError(f"Expected y_block to be CategoryBlock, MultiCategoryBlock or RegressionBlock. Received: "
-                        f"{y_block!r}.")
+        raise DataError(
+            f"Expected y_block to be CategoryBlock, MultiCategoryBlock or RegressionBlock. Received: "
+            f"{y_block!r}."
+        )
     return y_block
 
 
@@ -659,12 +825,33 @@ class TextDataLoaders(DataLoaders):
     """
 
     @classmethod
-    def from_texts(cls, texts, labels=None, path=".", valid_pct: float = 0.2, seed: int | None = None,
-                   valid_mask=None, y_block=None, label_delim=None, text_vocab=None, is_lm: bool = False,
-                   seq_len: int = 72, bs: int = 64, val_bs: int | None = None, min_freq: int = 3,
-                   max_vocab: int = 60000, tok=None, rules=None, tokenizer=None, text_block: TextBlock | None = None,
-                   n_workers: int | None = None, cache_dir=None, max_len: int | None = 72 * 20, device=None,
-                   shuffle: bool = True) -> TextDataLoaders:
+    def from_texts(
+        cls,
+        texts,
+        labels=None,
+        path=".",
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        valid_mask=None,
+        y_block=None,
+        label_delim=None,
+        text_vocab=None,
+        is_lm: bool = False,
+        seq_len: int = 72,
+        bs: int = 64,
+        val_bs: int | None = None,
+        min_freq: int = 3,
+        max_vocab: int = 60000,
+        tok=None,
+        rules=None,
+        tokenizer=None,
+        text_block: TextBlock | None = None,
+        n_workers: int | None = None,
+        cache_dir=None,
+        max_len: int | None = 72 * 20,
+        device=None,
+        shuffle: bool = True,
+    ) -> TextDataLoaders:
         """The factory the others call: a list of texts (and of labels for a classifier)."""
         texts = _check_texts(texts)
         n = len(texts)
@@ -672,11 +859,26 @@ class TextDataLoaders(DataLoaders):
             raise DataError("Expected at least one text. Received: none. Fix: check the column or folder.")
         tr, va = _split_idx(n, valid_pct, seed, valid_mask)
         if len(tr) == 0:
-            raise DataError(f"Expected texts in the training split. Received: all {n} texts in validation. "
-                            "Fix: check valid_col / valid_pct.")
-        blk = text_block if text_block is not None else TextBlock(
-            tok, text_vocab, is_lm, seq_len, min_freq, max_vocab, rules, n_workers, cache_dir=cache_dir,
-            tokenizer=tokenizer)
+            raise DataError(
+                f"Expected texts in the training split. Received: all {n} texts in validation. "
+                "Fix: check valid_col / valid_pct."
+            )
+        blk = (
+            text_block
+            if text_block is not None
+            else TextBlock(
+                tok,
+                text_vocab,
+                is_lm,
+                seq_len,
+                min_freq,
+                max_vocab,
+                rules,
+                n_workers,
+                cache_dir=cache_dir,
+                tokenizer=tokenizer,
+            )
+        )
         if text_vocab is not None and blk.num is not None and blk.num.vocab is None:
             blk.num._set(list(text_vocab))
         if blk.num is not None:
@@ -695,36 +897,77 @@ class TextDataLoaders(DataLoaders):
             vdl = LMLoader(vdocs, bs=vbs, seq_len=blk.seq_len) if n_vtok > 2 else None
             return cls(tdl, vdl, device=device, recipe=recipe, path=path, loss_func=recipe.loss_func)
         if labels is None:
-            raise DataError("Expected labels for a classifier. Received: none. Fix: pass label_col=..., or is_lm=True "
-                            "for a language model.")
+            raise DataError(
+                "Expected labels for a classifier. Received: none. Fix: pass label_col=..., or is_lm=True "
+                "for a language model."
+            )
         labels = list(labels)
         yb = _y_block(y_block, label_delim)
         if isinstance(yb, MultiCategoryBlock) and label_delim is not None:
-            labels = [[] if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v).split(label_delim)
-                      for v in labels]
+            labels = [
+                [] if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v).split(label_delim)
+                for v in labels
+            ]
         yb.setup([labels[i] for i in tr])
         if isinstance(yb, CategoryBlock) and yb.c is not None and yb.c < 2:
-            raise DataError(f"Expected at least 2 classes in the label column for a classifier. Received: one class "
-                            f"({yb.vocab[0]!r}) in all {len(tr)} training texts. Fix: check label_col, or train a "
-                            "language model (is_lm=True) on unlabelled text.")
+            raise DataError(
+                f"Expected at least 2 classes in the label column for a classifier. Received: one class "
+                f"({yb.vocab[0]!r}) in all {len(tr)} training texts. Fix: check label_col, or train a "
+                "language model (is_lm=True) on unlabelled text."
+            )
         y = yb.encode_many(labels, what="the labels")
         if max_len:
             n_cut = sum(1 for d in docs if len(d) > max_len)
             if n_cut:
-                warnings.warn(f"{n_cut} of {n} documents are longer than max_len={max_len} tokens and are truncated "
-                              "to their first max_len tokens. Fix: pass a larger max_len to keep more.", stacklevel=3)
+                warnings.warn(
+                    f"{n_cut} of {n} documents are longer than max_len={max_len} tokens and are truncated "
+                    "to their first max_len tokens. Fix: pass a larger max_len to keep more.",
+                    stacklevel=3,
+                )
         recipe = TextClassifierRecipe(blk, yb, bs=bs, max_len=max_len)
         pad = blk.pad_id
-        tdl = SortedTextLoader([docs[i] for i in tr], y[torch.from_numpy(tr)], bs=bs, pad_id=pad, shuffle=shuffle,
-                               max_len=max_len, seed=seed)
-        vdl = (SortedTextLoader([docs[i] for i in va], y[torch.from_numpy(va)], bs=val_bs or bs * 2, pad_id=pad,
-                                max_len=max_len) if len(va) else None)
+        tdl = SortedTextLoader(
+            [docs[i] for i in tr],
+            y[torch.from_numpy(tr)],
+            bs=bs,
+            pad_id=pad,
+            shuffle=shuffle,
+            max_len=max_len,
+            seed=seed,
+        )
+        vdl = (
+            SortedTextLoader(
+                [docs[i] for i in va],
+                y[torch.from_numpy(va)],
+                bs=val_bs or bs * 2,
+                pad_id=pad,
+                max_len=max_len,
+            )
+            if len(va)
+            else None
+        )
         return cls(tdl, vdl, device=device, recipe=recipe, path=path, loss_func=recipe.loss_func)
 
     @classmethod
-    def from_df(cls, df, path=".", valid_pct: float = 0.2, seed: int | None = None, text_col=0, label_col=1,
-                label_delim=None, y_block=None, text_vocab=None, is_lm: bool = False, valid_col=None,
-                seq_len: int = 72, bs: int = 64, val_bs: int | None = None, tok_tfm=None, **kwargs) -> TextDataLoaders:
+    def from_df(
+        cls,
+        df,
+        path=".",
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        text_col=0,
+        label_col=1,
+        label_delim=None,
+        y_block=None,
+        text_vocab=None,
+        is_lm: bool = False,
+        valid_col=None,
+        seq_len: int = 72,
+        bs: int = 64,
+        val_bs: int | None = None,
+        tok_tfm=None,
+        **kwargs,
+    ) -> TextDataLoaders:
         """From a DataFrame: ``text_col`` (name, index, or a list of columns joined with ``xxfld``), ``label_col``,
         ``valid_col`` (a boolean column marking validation rows) or a random ``valid_pct`` split."""
         from .tokenize import _join_cols
@@ -740,18 +983,35 @@ class TextDataLoaders(DataLoaders):
             if isinstance(label_col, int) and label_col not in df.columns:
                 label_col = df.columns[label_col] if label_col < df.shape[1] else label_col
             if label_col not in df.columns:
-                raise DataError(f"Expected a label column in the DataFrame. Received: label_col={label_col!r}; columns "
-                                f"are {list(df.columns)}. Fix: pass label_col=<one of them>, or is_lm=True.")
+                raise DataError(
+                    f"Expected a label column in the DataFrame. Received: label_col={label_col!r}; columns "
+                    f"are {list(df.columns)}. Fix: pass label_col=<one of them>, or is_lm=True."
+                )
             labels = df[label_col].tolist()
         mask = _as_bool_col(df, valid_col) if valid_col is not None else None
         if tok_tfm is not None:
             kwargs.setdefault("tok", tok_tfm)
-        return cls.from_texts(texts, labels, path=path, valid_pct=valid_pct, seed=seed, valid_mask=mask,
-                              y_block=y_block, label_delim=label_delim, text_vocab=text_vocab, is_lm=is_lm,
-                              seq_len=seq_len, bs=bs, val_bs=val_bs, **kwargs)
+        return cls.from_texts(
+            texts,
+            labels,
+            path=path,
+            valid_pct=valid_pct,
+            seed=seed,
+            valid_mask=mask,
+            y_block=y_block,
+            label_delim=label_delim,
+            text_vocab=text_vocab,
+            is_lm=is_lm,
+            seq_len=seq_len,
+            bs=bs,
+            val_bs=val_bs,
+            **kwargs,
+        )
 
     @classmethod
-    def from_csv(cls, path, csv_fname="labels.csv", header="infer", delimiter=None, **kwargs) -> TextDataLoaders:
+    def from_csv(
+        cls, path, csv_fname="labels.csv", header="infer", delimiter=None, **kwargs
+    ) -> TextDataLoaders:
         """From a CSV file ``path/csv_fname`` (or ``path`` itself when it is the file); see :meth:`from_df`."""
         p = Path(path)
         f = p if p.is_file() else p / csv_fname
@@ -761,10 +1021,24 @@ class TextDataLoaders(DataLoaders):
         return cls.from_df(df, path=str(f.parent if p.is_file() else p), **kwargs)
 
     @classmethod
-    def from_folder(cls, path, train: str = "train", valid: str = "valid", valid_pct: float | None = None,
-                    seed: int | None = None, vocab=None, text_vocab=None, is_lm: bool = False, tok_tfm=None,
-                    seq_len: int = 72, bs: int = 64, extensions=(".txt",), encoding: str = "utf-8",
-                    errors: str = "strict", **kwargs) -> TextDataLoaders:
+    def from_folder(
+        cls,
+        path,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
+        seed: int | None = None,
+        vocab=None,
+        text_vocab=None,
+        is_lm: bool = False,
+        tok_tfm=None,
+        seq_len: int = 72,
+        bs: int = 64,
+        extensions=(".txt",),
+        encoding: str = "utf-8",
+        errors: str = "strict",
+        **kwargs,
+    ) -> TextDataLoaders:
         """From folders of text files: ``path/train/<label>/*.txt`` and ``path/valid/<label>/*.txt`` (labels from
         folder names), or a random ``valid_pct`` split of ``path/<label>/``. ``is_lm=True`` reads every text
         under ``path``. A file that is not valid ``encoding`` is an error naming it (``errors='replace'``)."""
@@ -787,7 +1061,16 @@ class TextDataLoaders(DataLoaders):
             kwargs.setdefault("tok", tok_tfm)
         if valid_pct is None:
             valid_pct = 0.1 if is_lm else (0.0 if mask is not None else 0.2)
-        return cls.from_texts(texts, labels, path=str(path), valid_pct=valid_pct if mask is None else 0.0,
-                              seed=seed, valid_mask=mask, text_vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, bs=bs,
-                              **kwargs)
-
+        return cls.from_texts(
+            texts,
+            labels,
+            path=str(path),
+            valid_pct=valid_pct if mask is None else 0.0,
+            seed=seed,
+            valid_mask=mask,
+            text_vocab=text_vocab,
+            is_lm=is_lm,
+            seq_len=seq_len,
+            bs=bs,
+            **kwargs,
+        )

@@ -105,8 +105,10 @@ class _NoGlobals(pickle.Unpickler):
     """Reads a pickle of plain containers and strings only; any class or function reference is refused."""
 
     def find_class(self, module, name):
-        raise DataError(f"The vocab pickle refers to {module}.{name}, which learnkit will not load (only plain lists "
-                        "of strings are read from pickles). Fix: save the vocab as a JSON list of tokens.")
+        raise DataError(
+            f"The vocab pickle refers to {module}.{name}, which learnkit will not load (only plain lists "
+            "of strings are read from pickles). Fix: save the vocab as a JSON list of tokens."
+        )
 
 
 def load_vocab_file(path: str | os.PathLike) -> list[str]:
@@ -155,8 +157,9 @@ def _match_embeds(old: torch.Tensor, old_vocab: list[str], new_vocab: list[str])
     return new, found
 
 
-def _remap_vocab(sd: dict, old_vocab: list[str], new_vocab: list[str], keys=("encoder.weight",),
-                 bias_keys=()) -> int:
+def _remap_vocab(
+    sd: dict, old_vocab: list[str], new_vocab: list[str], keys=("encoder.weight",), bias_keys=()
+) -> int:
     """Re-order the rows of ``sd[keys]`` (and ``bias_keys``) from ``old_vocab`` to ``new_vocab`` by token."""
     if old_vocab == list(new_vocab):
         return len(new_vocab)
@@ -207,7 +210,9 @@ class TextLearner(Learner):
     def _encoder(self):
         enc = getattr(self.model, "encoder", None)
         if enc is None:
-            raise ModelError(f"Expected a model with an .encoder (AWD-LSTM). Received: {type(self.model).__name__}.")
+            raise ModelError(
+                f"Expected a model with an .encoder (AWD-LSTM). Received: {type(self.model).__name__}."
+            )
         return enc
 
     def _text_vocab(self) -> list[str]:
@@ -217,8 +222,12 @@ class TextLearner(Learner):
     def save_encoder(self, name: str | os.PathLike) -> Path:
         """Save the encoder's weights with the vocab they were trained on (``path/model_dir/name.pth``)."""
         enc = self._encoder()
-        state = {"format": ENCODER_FORMAT, "version": 1, "vocab": self._text_vocab(),
-                 "state_dict": {k: v.detach().cpu() for k, v in enc.state_dict().items()}}
+        state = {
+            "format": ENCODER_FORMAT,
+            "version": 1,
+            "vocab": self._text_vocab(),
+            "state_dict": {k: v.detach().cpu() for k, v in enc.state_dict().items()},
+        }
         return atomic_save(state, self._file(name))
 
     def load_encoder(self, name: str | os.PathLike, device=None) -> TextLearner:
@@ -234,15 +243,19 @@ class TextLearner(Learner):
                     what = "a learner export written by learn.export()"
                 elif all(isinstance(v, torch.Tensor) for v in st.values()):
                     what = f"a plain state dict ({len(st)} tensors, e.g. {list(st)[:3]})"
-            raise ModelError(f"{str(f)!r} is not an encoder file: it is {what}. Expected a file written by "
-                             "lm.save_encoder(name). Fix: call save_encoder on the language-model learner and load that "
-                             "(for learn.save() weights, use learn.load(name)).")
+            raise ModelError(
+                f"{str(f)!r} is not an encoder file: it is {what}. Expected a file written by "
+                "lm.save_encoder(name). Fix: call save_encoder on the language-model learner and load that "
+                "(for learn.save() weights, use learn.load(name))."
+            )
         sd = dict(st["state_dict"])
         vocab = self._text_vocab()
         found = _remap_vocab(sd, list(st["vocab"]), vocab)
         if found == 0:
-            raise ModelError(f"The encoder {str(f)!r} shares no token with this data's vocab, so nothing can be "
-                             "transferred. Fix: build the classifier's data with text_vocab=dls_lm.vocab.")
+            raise ModelError(
+                f"The encoder {str(f)!r} shares no token with this data's vocab, so nothing can be "
+                "transferred. Fix: build the classifier's data with text_vocab=dls_lm.vocab."
+            )
         from ..learner import load_state_checked
 
         load_state_checked(self._encoder(), sd, strict=True, source=str(f))
@@ -259,8 +272,13 @@ class TextLearner(Learner):
             wgts = wgts["model"]
         sd = _from_fastai_keys(dict(wgts))
         old_vocab = load_vocab_file(vocab_fname)
-        _remap_vocab(sd, old_vocab, self._text_vocab(), ("encoder.encoder.weight", "decoder.decoder.weight"),
-                     ("decoder.decoder.bias",))
+        _remap_vocab(
+            sd,
+            old_vocab,
+            self._text_vocab(),
+            ("encoder.encoder.weight", "decoder.decoder.weight"),
+            ("decoder.decoder.bias",),
+        )
         if "decoder.decoder.weight" not in sd and "encoder.encoder.weight" in sd:
             sd["decoder.decoder.weight"] = sd["encoder.encoder.weight"]
         from ..learner import load_state_checked
@@ -272,9 +290,17 @@ class TextLearner(Learner):
 class LMLearner(TextLearner):
     """The language-model learner: :meth:`predict` generates text."""
 
-    def predict(self, text: str, n_words: int = 1, no_unk: bool = True, temperature: float = 1.0,
-                min_p: float | None = None, no_bar: bool = False, decoder=decode_spec_tokens,
-                only_last_word: bool = False) -> str:
+    def predict(
+        self,
+        text: str,
+        n_words: int = 1,
+        no_unk: bool = True,
+        temperature: float = 1.0,
+        min_p: float | None = None,
+        no_bar: bool = False,
+        decoder=decode_spec_tokens,
+        only_last_word: bool = False,
+    ) -> str:
         """``text`` followed by ``n_words`` sampled tokens (``temperature`` < 1 is more conservative; ``min_p``
         leaves out tokens below that probability; ``no_unk`` never samples ``xxunk``)."""
         if temperature <= 0:
@@ -323,7 +349,9 @@ def _finish(cls, dls, model, splitter, freeze: bool, **kwargs):
     # the same finishing step as learnkit.factory.finish_learner, with a text Learner subclass
     user_splitter = kwargs.pop("splitter", None)
     path = kwargs.pop("path", None)
-    learn = cls(dls, model, splitter=user_splitter or splitter, path=path if path is not None else dls.path, **kwargs)
+    learn = cls(
+        dls, model, splitter=user_splitter or splitter, path=path if path is not None else dls.path, **kwargs
+    )
     if freeze:
         learn.freeze()
     return learn
@@ -333,26 +361,41 @@ def _pretrained_files(url: str, fnames) -> tuple[Path, Path]:
     try:
         folder = untar_data(url)
     except (OSError, DataError) as e:
-        raise ModelError(f"Could not get the pretrained language model from {url} ({e}). Fix: place the archive "
-                         "where the message above says (or its extracted files, passing pretrained_fnames=(weights, "
-                         "vocab)), or pass pretrained=False to train from scratch.") from e
+        raise ModelError(
+            f"Could not get the pretrained language model from {url} ({e}). Fix: place the archive "
+            "where the message above says (or its extracted files, passing pretrained_fnames=(weights, "
+            "vocab)), or pass pretrained=False to train from scratch."
+        ) from e
     if fnames is not None:
-        w, v = (folder / f"{fnames[0]}" if not str(fnames[0]).endswith(".pth") else folder / fnames[0],
-                folder / (fnames[1] if Path(str(fnames[1])).suffix else f"{fnames[1]}.pkl"))
+        w, v = (
+            folder / f"{fnames[0]}" if not str(fnames[0]).endswith(".pth") else folder / fnames[0],
+            folder / (fnames[1] if Path(str(fnames[1])).suffix else f"{fnames[1]}.pkl"),
+        )
         w = w if w.suffix else w.with_suffix(".pth")
         return w, v
     pths = sorted(folder.glob("*.pth"))
     vocabs = sorted([*folder.glob("*.pkl"), *folder.glob("*.json")])
     if not pths or not vocabs:
-        raise ModelError(f"Expected a weights file (*.pth) and a vocab (*.pkl or *.json) in {str(folder)!r}. "
-                         f"Received: {sorted(p.name for p in folder.iterdir())}. Fix: pass pretrained_fnames=(w, v).")
+        raise ModelError(
+            f"Expected a weights file (*.pth) and a vocab (*.pkl or *.json) in {str(folder)!r}. "
+            f"Received: {sorted(p.name for p in folder.iterdir())}. Fix: pass pretrained_fnames=(w, v)."
+        )
     return pths[0], vocabs[0]
 
 
-def language_model_learner(dls, arch=AWD_LSTM, config: dict | None = None, drop_mult: float = 1.0,
-                           backwards: bool = False, pretrained: bool = True, pretrained_fnames=None,
-                           pretrained_url: str | None = None, alpha: float = 2.0, beta: float = 1.0,
-                           **learner_kwargs) -> LMLearner:
+def language_model_learner(
+    dls,
+    arch=AWD_LSTM,
+    config: dict | None = None,
+    drop_mult: float = 1.0,
+    backwards: bool = False,
+    pretrained: bool = True,
+    pretrained_fnames=None,
+    pretrained_url: str | None = None,
+    alpha: float = 2.0,
+    beta: float = 1.0,
+    **learner_kwargs,
+) -> LMLearner:
     """An AWD-LSTM language model on ``dls`` (from ``TextDataLoaders(..., is_lm=True)``).
 
     ``pretrained=True`` loads the WikiText-103 weights (``pretrained_url``, default ``URLs.WT103_FWD``; or
@@ -364,8 +407,10 @@ def language_model_learner(dls, arch=AWD_LSTM, config: dict | None = None, drop_
     if backwards:
         raise ModelError("Expected backwards=False. Received: backwards=True (not supported yet).")
     if not isinstance(dls.recipe, TextLMRecipe):
-        raise DataError("Expected language-model DataLoaders. Received: DataLoaders without a language-model recipe. "
-                        "Fix: TextDataLoaders.from_df(df, text_col='text', is_lm=True).")
+        raise DataError(
+            "Expected language-model DataLoaders. Received: DataLoaders without a language-model recipe. "
+            "Fix: TextDataLoaders.from_df(df, text_col='text', is_lm=True)."
+        )
     vocab_sz = len(dls.vocab)
     cfg = dict(config or {})
     cfg.setdefault("pad_token", dls.recipe.block.pad_id)
@@ -381,10 +426,23 @@ def language_model_learner(dls, arch=AWD_LSTM, config: dict | None = None, drop_
     return learn
 
 
-def text_classifier_learner(dls, arch=AWD_LSTM, seq_len: int = 72, config: dict | None = None,
-                            backwards: bool = False, pretrained: bool = True, drop_mult: float = 0.5,
-                            n_out: int | None = None, lin_ftrs=None, ps=None, max_len: int = 72 * 20,
-                            y_range=None, alpha: float = 2.0, beta: float = 1.0, **learner_kwargs) -> TextLearner:
+def text_classifier_learner(
+    dls,
+    arch=AWD_LSTM,
+    seq_len: int = 72,
+    config: dict | None = None,
+    backwards: bool = False,
+    pretrained: bool = True,
+    drop_mult: float = 0.5,
+    n_out: int | None = None,
+    lin_ftrs=None,
+    ps=None,
+    max_len: int = 72 * 20,
+    y_range=None,
+    alpha: float = 2.0,
+    beta: float = 1.0,
+    **learner_kwargs,
+) -> TextLearner:
     """An AWD-LSTM classifier with masked concat pooling on ``dls`` (from ``TextDataLoaders`` with labels).
 
     Load the fine-tuned language model's encoder with ``learn.load_encoder('enc')`` (``pretrained=True``
@@ -396,14 +454,26 @@ def text_classifier_learner(dls, arch=AWD_LSTM, seq_len: int = 72, config: dict 
 
     _check_arch(arch)
     if backwards or y_range is not None:
-        raise ModelError("Expected backwards=False and y_range=None (not supported yet). Received: "
-                         f"backwards={backwards}, y_range={y_range}.")
+        raise ModelError(
+            "Expected backwards=False and y_range=None (not supported yet). Received: "
+            f"backwards={backwards}, y_range={y_range}."
+        )
     if not isinstance(dls.recipe, TextClassifierRecipe):
-        raise DataError("Expected classifier DataLoaders. Received: DataLoaders without a text-classifier recipe. "
-                        "Fix: TextDataLoaders.from_df(df, text_col='text', label_col='label').")
+        raise DataError(
+            "Expected classifier DataLoaders. Received: DataLoaders without a text-classifier recipe. "
+            "Fix: TextDataLoaders.from_df(df, text_col='text', label_col='label')."
+        )
     n_out = n_out_from_data(dls, n_out)
-    model = create_model("awd_lstm_clas", vocab_sz=len(dls.vocab[0]), n_class=n_out, config=dict(config or {}),
-                         drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps, pad_idx=dls.recipe.block.pad_id,
-                         max_len=max_len)
+    model = create_model(
+        "awd_lstm_clas",
+        vocab_sz=len(dls.vocab[0]),
+        n_class=n_out,
+        config=dict(config or {}),
+        drop_mult=drop_mult,
+        lin_ftrs=lin_ftrs,
+        ps=ps,
+        pad_idx=dls.recipe.block.pad_id,
+        max_len=max_len,
+    )
     kw = _learner_kwargs(learner_kwargs, [ModelResetter(), RNNRegularizer(alpha, beta)])
     return _finish(TextLearner, dls, model, awd_lstm_clas_split, pretrained, **kw)

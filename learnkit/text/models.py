@@ -49,11 +49,33 @@ __all__ = [
 ]
 
 #: the language model's defaults (fastai's keys and values)
-awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.1, hidden_p=0.15,
-                          input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True, out_bias=True)
+awd_lstm_lm_config = dict(
+    emb_sz=400,
+    n_hid=1152,
+    n_layers=3,
+    pad_token=1,
+    bidir=False,
+    output_p=0.1,
+    hidden_p=0.15,
+    input_p=0.25,
+    embed_p=0.02,
+    weight_p=0.2,
+    tie_weights=True,
+    out_bias=True,
+)
 #: the classifier's defaults (fastai's keys and values)
-awd_lstm_clas_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.4,
-                            hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
+awd_lstm_clas_config = dict(
+    emb_sz=400,
+    n_hid=1152,
+    n_layers=3,
+    pad_token=1,
+    bidir=False,
+    output_p=0.4,
+    hidden_p=0.3,
+    input_p=0.4,
+    embed_p=0.05,
+    weight_p=0.5,
+)
 
 _DROPS = ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")
 
@@ -97,7 +119,9 @@ class EmbeddingDropout(nn.Module):
         if self.training and self.embed_p:
             mask = w.new_empty(w.size(0), 1).bernoulli_(1 - self.embed_p).div_(1 - self.embed_p)
             w = w * mask
-        return F.embedding(words, w, emb.padding_idx, emb.max_norm, emb.norm_type, emb.scale_grad_by_freq, emb.sparse)
+        return F.embedding(
+            words, w, emb.padding_idx, emb.max_norm, emb.norm_type, emb.scale_grad_by_freq, emb.sparse
+        )
 
 
 class WeightDropout(nn.Module):
@@ -118,7 +142,9 @@ class WeightDropout(nn.Module):
     def forward(self, *args):
         if not self.training or not self.weight_p:
             return self.module(*args)
-        params = {n: F.dropout(getattr(self.module, n), self.weight_p, training=True) for n in self.layer_names}
+        params = {
+            n: F.dropout(getattr(self.module, n), self.weight_p, training=True) for n in self.layer_names
+        }
         return functional_call(self.module, params, args)
 
 
@@ -130,22 +156,49 @@ class AWD_LSTM(nn.Module):
     regularisation uses).
     """
 
-    def __init__(self, vocab_sz: int, emb_sz: int = 400, n_hid: int = 1152, n_layers: int = 3, pad_token: int = 1,
-                 hidden_p: float = 0.2, input_p: float = 0.6, embed_p: float = 0.1, weight_p: float = 0.5,
-                 bidir: bool = False):
+    def __init__(
+        self,
+        vocab_sz: int,
+        emb_sz: int = 400,
+        n_hid: int = 1152,
+        n_layers: int = 3,
+        pad_token: int = 1,
+        hidden_p: float = 0.2,
+        input_p: float = 0.6,
+        embed_p: float = 0.1,
+        weight_p: float = 0.5,
+        bidir: bool = False,
+    ):
         super().__init__()
         if bidir:
-            raise ModelError("Expected bidir=False. Received: bidir=True (a bidirectional language model would see the "
-                             "tokens it predicts). Fix: leave bidir=False.")
-        self.vocab_sz, self.emb_sz, self.n_hid, self.n_layers, self.pad_token = vocab_sz, emb_sz, n_hid, n_layers, pad_token
+            raise ModelError(
+                "Expected bidir=False. Received: bidir=True (a bidirectional language model would see the "
+                "tokens it predicts). Fix: leave bidir=False."
+            )
+        self.vocab_sz, self.emb_sz, self.n_hid, self.n_layers, self.pad_token = (
+            vocab_sz,
+            emb_sz,
+            n_hid,
+            n_layers,
+            pad_token,
+        )
         self.encoder = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_token)
         self.encoder.weight.data.uniform_(-0.1, 0.1)
         self.encoder_dp = EmbeddingDropout(embed_p)
-        self.rnns = nn.ModuleList([
-            WeightDropout(nn.LSTM(emb_sz if i == 0 else n_hid, emb_sz if i == n_layers - 1 else n_hid, 1,
-                                  batch_first=True), weight_p)
-            for i in range(n_layers)
-        ])
+        self.rnns = nn.ModuleList(
+            [
+                WeightDropout(
+                    nn.LSTM(
+                        emb_sz if i == 0 else n_hid,
+                        emb_sz if i == n_layers - 1 else n_hid,
+                        1,
+                        batch_first=True,
+                    ),
+                    weight_p,
+                )
+                for i in range(n_layers)
+            ]
+        )
         self.input_dp = RNNDropout(input_p)
         self.hidden_dps = nn.ModuleList([RNNDropout(hidden_p) for _ in range(n_layers)])
         self.hidden = None
@@ -180,8 +233,14 @@ class AWD_LSTM(nn.Module):
 class LinearDecoder(nn.Module):
     """Output dropout then a linear layer to the vocab; its weight tied to the embedding when given."""
 
-    def __init__(self, n_out: int, n_hid: int, output_p: float = 0.1, tie_encoder: nn.Module | None = None,
-                 bias: bool = True):
+    def __init__(
+        self,
+        n_out: int,
+        n_hid: int,
+        output_p: float = 0.1,
+        tie_encoder: nn.Module | None = None,
+        bias: bool = True,
+    ):
         super().__init__()
         self.output_dp = RNNDropout(output_p)
         self.decoder = nn.Linear(n_hid, n_out, bias=bias)
@@ -251,7 +310,9 @@ class SentenceClassifier(nn.Module):
     """``(B, T)`` padded ids -> ``(B, n_class)``: the encoder over the first ``max_len`` tokens (documented
     truncation), masked concat pooling over the real (non-``pad_idx``) tokens, the head."""
 
-    def __init__(self, encoder: AWD_LSTM, head: PoolingLinearClassifier, max_len: int = 72 * 20, pad_idx: int = 1):
+    def __init__(
+        self, encoder: AWD_LSTM, head: PoolingLinearClassifier, max_len: int = 72 * 20, pad_idx: int = 1
+    ):
         super().__init__()
         self.encoder, self.head, self.max_len, self.pad_idx = encoder, head, max_len, pad_idx
 
@@ -275,8 +336,10 @@ def _config(base: dict, config: dict | None, drop_mult: float) -> dict:
     if config:
         unknown = sorted(set(config) - set(base) - {"lin_ftrs", "ps"})
         if unknown:
-            raise ModelError(f"Expected config keys from {sorted(base)}. Received: unknown keys {unknown}. "
-                             "Fix: check the spelling (fastai's names).")
+            raise ModelError(
+                f"Expected config keys from {sorted(base)}. Received: unknown keys {unknown}. "
+                "Fix: check the spelling (fastai's names)."
+            )
         cfg.update(config)
     for k in _DROPS:
         if k in cfg:
@@ -286,36 +349,76 @@ def _config(base: dict, config: dict | None, drop_mult: float) -> dict:
 
 def _check_arch(arch) -> None:
     if arch is not AWD_LSTM and arch != "AWD_LSTM":
-        raise ModelError(f"Expected arch=AWD_LSTM (the text architecture learnkit implements). Received: {arch!r}. "
-                         "Fix: pass AWD_LSTM, or a transformer through learnkit.text.hf.")
+        raise ModelError(
+            f"Expected arch=AWD_LSTM (the text architecture learnkit implements). Received: {arch!r}. "
+            "Fix: pass AWD_LSTM, or a transformer through learnkit.text.hf."
+        )
 
 
-def get_language_model(arch, vocab_sz: int, config: dict | None = None, drop_mult: float = 1.0) -> LanguageModel:
+def get_language_model(
+    arch, vocab_sz: int, config: dict | None = None, drop_mult: float = 1.0
+) -> LanguageModel:
     """An AWD-LSTM language model for ``vocab_sz`` tokens (``config`` overrides ``awd_lstm_lm_config``)."""
     _check_arch(arch)
     cfg = _config(awd_lstm_lm_config, config, drop_mult)
-    enc = AWD_LSTM(vocab_sz, cfg["emb_sz"], cfg["n_hid"], cfg["n_layers"], cfg["pad_token"], cfg["hidden_p"],
-                   cfg["input_p"], cfg["embed_p"], cfg["weight_p"], cfg["bidir"])
-    dec = LinearDecoder(vocab_sz, cfg["emb_sz"], cfg["output_p"], enc.encoder if cfg["tie_weights"] else None,
-                        bias=cfg["out_bias"])
+    enc = AWD_LSTM(
+        vocab_sz,
+        cfg["emb_sz"],
+        cfg["n_hid"],
+        cfg["n_layers"],
+        cfg["pad_token"],
+        cfg["hidden_p"],
+        cfg["input_p"],
+        cfg["embed_p"],
+        cfg["weight_p"],
+        cfg["bidir"],
+    )
+    dec = LinearDecoder(
+        vocab_sz,
+        cfg["emb_sz"],
+        cfg["output_p"],
+        enc.encoder if cfg["tie_weights"] else None,
+        bias=cfg["out_bias"],
+    )
     return LanguageModel(enc, dec)
 
 
-def get_text_classifier(arch, vocab_sz: int, n_class: int, seq_len: int = 72, config: dict | None = None,
-                        drop_mult: float = 1.0, lin_ftrs=None, ps=None, pad_idx: int = 1,
-                        max_len: int = 72 * 20) -> SentenceClassifier:
+def get_text_classifier(
+    arch,
+    vocab_sz: int,
+    n_class: int,
+    seq_len: int = 72,
+    config: dict | None = None,
+    drop_mult: float = 1.0,
+    lin_ftrs=None,
+    ps=None,
+    pad_idx: int = 1,
+    max_len: int = 72 * 20,
+) -> SentenceClassifier:
     """An AWD-LSTM classifier (``config`` overrides ``awd_lstm_clas_config``); head sizes ``lin_ftrs`` (50)."""
     _check_arch(arch)
     cfg = _config(awd_lstm_clas_config, config, drop_mult)
     cfg["pad_token"] = pad_idx
-    enc = AWD_LSTM(vocab_sz, cfg["emb_sz"], cfg["n_hid"], cfg["n_layers"], pad_idx, cfg["hidden_p"],
-                   cfg["input_p"], cfg["embed_p"], cfg["weight_p"], cfg["bidir"])
+    enc = AWD_LSTM(
+        vocab_sz,
+        cfg["emb_sz"],
+        cfg["n_hid"],
+        cfg["n_layers"],
+        pad_idx,
+        cfg["hidden_p"],
+        cfg["input_p"],
+        cfg["embed_p"],
+        cfg["weight_p"],
+        cfg["bidir"],
+    )
     lin_ftrs = list(lin_ftrs or cfg.get("lin_ftrs") or [50])
     layers = [cfg["emb_sz"] * 3] + lin_ftrs + [n_class]
     ps = list(ps or cfg.get("ps") or [0.1] * len(lin_ftrs))
     ps = [cfg["output_p"]] + [p * drop_mult for p in ps]
     if len(ps) != len(layers) - 1:
-        raise ModelError(f"Expected one dropout per head layer ({len(layers) - 2} values). Received: ps={ps[1:]}.")
+        raise ModelError(
+            f"Expected one dropout per head layer ({len(layers) - 2} values). Received: ps={ps[1:]}."
+        )
     return SentenceClassifier(enc, PoolingLinearClassifier(layers, ps), max_len=max_len, pad_idx=pad_idx)
 
 
@@ -326,11 +429,28 @@ def awd_lstm_lm(vocab_sz: int, config: dict | None = None, drop_mult: float = 1.
 
 
 @register_model(tags=("text",))
-def awd_lstm_clas(vocab_sz: int, n_class: int, config: dict | None = None, drop_mult: float = 1.0, lin_ftrs=None,
-                  ps=None, pad_idx: int = 1, max_len: int = 72 * 20) -> SentenceClassifier:
+def awd_lstm_clas(
+    vocab_sz: int,
+    n_class: int,
+    config: dict | None = None,
+    drop_mult: float = 1.0,
+    lin_ftrs=None,
+    ps=None,
+    pad_idx: int = 1,
+    max_len: int = 72 * 20,
+) -> SentenceClassifier:
     """Registered factory of the AWD-LSTM classifier (what exports name)."""
-    return get_text_classifier(AWD_LSTM, vocab_sz, n_class, config=config, drop_mult=drop_mult, lin_ftrs=lin_ftrs,
-                               ps=ps, pad_idx=pad_idx, max_len=max_len)
+    return get_text_classifier(
+        AWD_LSTM,
+        vocab_sz,
+        n_class,
+        config=config,
+        drop_mult=drop_mult,
+        lin_ftrs=lin_ftrs,
+        ps=ps,
+        pad_idx=pad_idx,
+        max_len=max_len,
+    )
 
 
 def awd_lstm_lm_split(model: LanguageModel) -> list[list[nn.Parameter]]:
@@ -351,4 +471,8 @@ def awd_lstm_clas_split(model: SentenceClassifier) -> list[list[nn.Parameter]]:
     """Parameter groups of the classifier: the embedding, each LSTM layer, the head (so ``freeze_to(-2)``
     trains the last LSTM and the head)."""
     enc = model.encoder
-    return [list(enc.encoder.parameters())] + [list(r.parameters()) for r in enc.rnns] + [list(model.head.parameters())]
+    return (
+        [list(enc.encoder.parameters())]
+        + [list(r.parameters()) for r in enc.rnns]
+        + [list(model.head.parameters())]
+    )

@@ -97,7 +97,13 @@ def fix_html(t: str) -> str:
     >>> fix_html("a&amp;b<br />c &quot;d&quot;")
     'a&b\\nc "d"'
     """
-    t = t.replace("#39;", "'").replace("\\n", "\n").replace("\\\"", '"').replace(" @.@ ", ".").replace(" @-@ ", "-")
+    t = (
+        t.replace("#39;", "'")
+        .replace("\\n", "\n")
+        .replace('\\"', '"')
+        .replace(" @.@ ", ".")
+        .replace(" @-@ ", "-")
+    )
     t = _RE_BR.sub("\n", t)
     t = html.unescape(t)
     return t.replace("nbsp;", " ").replace("\xa0", " ")
@@ -160,7 +166,9 @@ def replace_all_caps(t: str) -> str:
     >>> replace_all_caps("I LOVE it")
     'I xxup love it'
     """
-    return _RE_ALLCAPS.sub(lambda m: f"{TK_UP} {m.group(1).lower()}" if m.group(1).isupper() else m.group(0), t)
+    return _RE_ALLCAPS.sub(
+        lambda m: f"{TK_UP} {m.group(1).lower()}" if m.group(1).isupper() else m.group(0), t
+    )
 
 
 _RE_MAJ = re.compile(r"(?<![\w'])([^\W\d_])([^\W\d_]*)")
@@ -208,30 +216,50 @@ def register_rule(fn: Callable[[str], str], name: str | None = None) -> Callable
     return fn
 
 
-for _f in (fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
-           lowercase):
+for _f in (
+    fix_html,
+    replace_rep,
+    replace_wrep,
+    spec_add_spaces,
+    rm_useless_spaces,
+    replace_all_caps,
+    replace_maj,
+    lowercase,
+):
     register_rule(_f)
 
 #: learnkit's text defaults (fastai's names): the special tokens and the rules run before tokenizing
 defaults = SimpleNamespace(
     text_spec_tok=[UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ],
-    text_proc_rules=[fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
-                     replace_maj, lowercase],
+    text_proc_rules=[
+        fix_html,
+        replace_rep,
+        replace_wrep,
+        spec_add_spaces,
+        rm_useless_spaces,
+        replace_all_caps,
+        replace_maj,
+        lowercase,
+    ],
 )
 
 
 def _rule_name(r) -> str:
     name = getattr(r, "__name__", None)
     if name is None or _RULES.get(name) is not r:
-        raise DataError(f"Expected text rules that are registered by name (so an export can name them). Received: "
-                        f"{r!r}. Fix: decorate it with learnkit.text.register_rule.")
+        raise DataError(
+            f"Expected text rules that are registered by name (so an export can name them). Received: "
+            f"{r!r}. Fix: decorate it with learnkit.text.register_rule."
+        )
     return name
 
 
 def _rule_from_name(name: str):
     if name not in _RULES:
-        raise DataError(f"The file names the text rule {name!r}, which is not registered here. Expected one of "
-                        f"{sorted(_RULES)}. Fix: import the module that registers it (register_rule) first.")
+        raise DataError(
+            f"The file names the text rule {name!r}, which is not registered here. Expected one of "
+            f"{sorted(_RULES)}. Fix: import the module that registers it (register_rule) first."
+        )
     return _RULES[name]
 
 
@@ -294,14 +322,27 @@ class SubwordTokenizer:
     ['▁un', 'believ', 'able']
     """
 
-    def __init__(self, vocab_sz: int = 2000, model_type: str = "unigram", char_coverage: float = 0.9998,
-                 lang: str = "en", model_bytes: bytes | None = None):
+    def __init__(
+        self,
+        vocab_sz: int = 2000,
+        model_type: str = "unigram",
+        char_coverage: float = 0.9998,
+        lang: str = "en",
+        model_bytes: bytes | None = None,
+    ):
         try:
             import sentencepiece  # noqa: F401
         except ImportError as e:
-            raise DataError("SubwordTokenizer needs the sentencepiece package. Received: it is not installed. "
-                            "Fix: pip install 'learnkit[text]' (or pip install sentencepiece).") from e
-        self.vocab_sz, self.model_type, self.char_coverage, self.lang = vocab_sz, model_type, char_coverage, lang
+            raise DataError(
+                "SubwordTokenizer needs the sentencepiece package. Received: it is not installed. "
+                "Fix: pip install 'learnkit[text]' (or pip install sentencepiece)."
+            ) from e
+        self.vocab_sz, self.model_type, self.char_coverage, self.lang = (
+            vocab_sz,
+            model_type,
+            char_coverage,
+            lang,
+        )
         self.model_bytes, self._sp = model_bytes, None
 
     def setup(self, texts: Iterable[str]) -> SubwordTokenizer:
@@ -314,10 +355,20 @@ class SubwordTokenizer:
         buf = io.BytesIO()
         n_chars = len(set("".join(texts[:2000])))
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=buf, vocab_size=self.vocab_sz, model_type=self.model_type,
-            character_coverage=self.char_coverage, hard_vocab_limit=False, minloglevel=2,
-            user_defined_symbols=[t for t in defaults.text_spec_tok if t != UNK], unk_piece=UNK,
-            bos_id=-1, eos_id=-1, pad_id=-1, input_sentence_size=200000, shuffle_input_sentence=True,
+            sentence_iterator=iter(texts),
+            model_writer=buf,
+            vocab_size=self.vocab_sz,
+            model_type=self.model_type,
+            character_coverage=self.char_coverage,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            user_defined_symbols=[t for t in defaults.text_spec_tok if t != UNK],
+            unk_piece=UNK,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            input_sentence_size=200000,
+            shuffle_input_sentence=True,
             max_sentencepiece_length=max(4, min(16, n_chars)),
         )
         self.model_bytes, self._sp = buf.getvalue(), None
@@ -329,8 +380,10 @@ class SubwordTokenizer:
             import sentencepiece as spm
 
             if self.model_bytes is None:
-                raise DataError("The SubwordTokenizer is not trained. Expected setup(texts) first. "
-                                "Fix: call tok.setup(train_texts), or let TextDataLoaders do it.")
+                raise DataError(
+                    "The SubwordTokenizer is not trained. Expected setup(texts) first. "
+                    "Fix: call tok.setup(train_texts), or let TextDataLoaders do it."
+                )
             self._sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
         return self._sp
 
@@ -341,8 +394,14 @@ class SubwordTokenizer:
         return {**self.__dict__, "_sp": None}
 
     def spec(self) -> dict:
-        return {"name": "SubwordTokenizer", "vocab_sz": self.vocab_sz, "model_type": self.model_type,
-                "char_coverage": self.char_coverage, "lang": self.lang, "model_bytes": self.model_bytes}
+        return {
+            "name": "SubwordTokenizer",
+            "vocab_sz": self.vocab_sz,
+            "model_type": self.model_type,
+            "char_coverage": self.char_coverage,
+            "lang": self.lang,
+            "model_bytes": self.model_bytes,
+        }
 
 
 def _tok_from_spec(spec: dict):
@@ -352,7 +411,9 @@ def _tok_from_spec(spec: dict):
         return WordTokenizer(**spec)
     if name == "SubwordTokenizer":
         return SubwordTokenizer(**spec)
-    raise DataError(f"Unknown word tokenizer {name!r} in the file. Expected WordTokenizer or SubwordTokenizer.")
+    raise DataError(
+        f"Unknown word tokenizer {name!r} in the file. Expected WordTokenizer or SubwordTokenizer."
+    )
 
 
 class Tokenizer:
@@ -385,14 +446,18 @@ class Tokenizer:
         """The settings as plain data (rules by name): what the cache keys on and exports carry."""
         tok_spec = self.tok.spec() if hasattr(self.tok, "spec") else None
         if tok_spec is None:
-            raise DataError(f"Expected a tokenizer with spec() (so it can be cached and exported). Received: "
-                            f"{self.tok!r}. Fix: use WordTokenizer/SubwordTokenizer or give yours a spec() method.")
+            raise DataError(
+                f"Expected a tokenizer with spec() (so it can be cached and exported). Received: "
+                f"{self.tok!r}. Fix: use WordTokenizer/SubwordTokenizer or give yours a spec() method."
+            )
         return {"tok": tok_spec, "rules": [_rule_name(r) for r in self.rules], "sep": self.sep}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Tokenizer:
         """Rebuild from :meth:`spec`."""
-        return cls(_tok_from_spec(spec["tok"]), [_rule_from_name(n) for n in spec["rules"]], spec.get("sep", " "))
+        return cls(
+            _tok_from_spec(spec["tok"]), [_rule_from_name(n) for n in spec["rules"]], spec.get("sep", " ")
+        )
 
     def __repr__(self) -> str:
         return f"Tokenizer(tok={self.tok!r}, rules={[getattr(r, '__name__', r) for r in self.rules]})"
@@ -462,7 +527,12 @@ def _load_cache(path: Path, key: str, n: int) -> list[list[str]] | None:
             lens, ids = z["lens"], z["ids"]
     except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):
         return None
-    if meta.get("key") != key or meta.get("version") != __version__ or len(lens) != n or int(lens.sum()) != len(ids):
+    if (
+        meta.get("key") != key
+        or meta.get("version") != __version__
+        or len(lens) != n
+        or int(lens.sum()) != len(ids)
+    ):
         return None
     vocab = meta["vocab"]
     if len(ids) and (int(ids.max()) >= len(vocab) or int(ids.min()) < 0):
@@ -472,8 +542,13 @@ def _load_cache(path: Path, key: str, n: int) -> list[list[str]] | None:
     return [list(p) for p in np.split(words, bounds)] if n else []
 
 
-def tokenize_texts(texts: Iterable[str], n_workers: int | None = None, rules=None, tok=None,
-                   cache_dir: str | os.PathLike | None = None) -> list[list[str]]:
+def tokenize_texts(
+    texts: Iterable[str],
+    n_workers: int | None = None,
+    rules=None,
+    tok=None,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[list[str]]:
     """Tokenize ``texts`` with ``Tokenizer(tok, rules)``; in worker processes for large corpora.
 
     Args:
@@ -515,9 +590,11 @@ def _check_texts(texts) -> list[str]:
             out.append(str(t))
     n_empty = sum(1 for t in out if not t.strip())
     if n_empty:
-        warnings.warn(f"{n_empty} of {len(out)} texts are empty or missing (NaN/None: {bad}); they are kept as "
-                      "empty texts. Fix: drop them first (df.dropna(subset=[text_col])) if they should not count.",
-                      stacklevel=3)
+        warnings.warn(
+            f"{n_empty} of {len(out)} texts are empty or missing (NaN/None: {bad}); they are kept as "
+            "empty texts. Fix: drop them first (df.dropna(subset=[text_col])) if they should not count.",
+            stacklevel=3,
+        )
     return out
 
 
@@ -527,8 +604,10 @@ def _join_cols(df, text_cols, mark_fields: bool) -> list[str]:
     cols = [text_cols] if isinstance(text_cols, (str, int)) else list(text_cols)
     for c in cols:
         if c not in df.columns and not (isinstance(c, int) and 0 <= c < df.shape[1]):
-            raise DataError(f"Expected a text column in the DataFrame. Received: text_col={c!r}; columns are "
-                            f"{list(df.columns)}. Fix: pass text_col=<one of them>.")
+            raise DataError(
+                f"Expected a text column in the DataFrame. Received: text_col={c!r}; columns are "
+                f"{list(df.columns)}. Fix: pass text_col=<one of them>."
+            )
     series = [df[c] if c in df.columns else df.iloc[:, c] for c in cols]
     if len(series) == 1:
         return series[0].tolist()
@@ -539,8 +618,16 @@ def _join_cols(df, text_cols, mark_fields: bool) -> list[str]:
     return out
 
 
-def tokenize_df(df, text_cols, n_workers: int | None = None, rules=None, mark_fields: bool | None = None,
-                tok=None, tok_text_col: str = "text", cache_dir=None):
+def tokenize_df(
+    df,
+    text_cols,
+    n_workers: int | None = None,
+    rules=None,
+    mark_fields: bool | None = None,
+    tok=None,
+    tok_text_col: str = "text",
+    cache_dir=None,
+):
     """Tokenize ``text_cols`` of ``df`` (several columns are joined, with ``xxfld i`` marks by default).
 
     Returns ``(df_copy, counter)``: a copy with the token lists in ``tok_text_col`` and their lengths in
@@ -571,13 +658,24 @@ def read_text_file(f: str | os.PathLike, encoding: str = "utf-8", errors: str = 
     try:
         return Path(f).read_text(encoding=encoding, errors=errors)
     except UnicodeDecodeError as e:
-        raise DataError(f"The file {str(f)!r} is not valid {encoding} text ({e.reason} at byte {e.start}). "
-                        f"Expected {encoding} text files. Fix: pass encoding='<its encoding>' (e.g. 'latin-1'), "
-                        "or errors='replace' to read it with the bad bytes replaced.") from e
+        raise DataError(
+            f"The file {str(f)!r} is not valid {encoding} text ({e.reason} at byte {e.start}). "
+            f"Expected {encoding} text files. Fix: pass encoding='<its encoding>' (e.g. 'latin-1'), "
+            "or errors='replace' to read it with the bad bytes replaced."
+        ) from e
 
 
-def tokenize_folder(path, extensions=(".txt",), folders=None, output_dir=None, n_workers: int | None = None,
-                    rules=None, tok=None, encoding: str = "utf-8", errors: str = "strict") -> Path:
+def tokenize_folder(
+    path,
+    extensions=(".txt",),
+    folders=None,
+    output_dir=None,
+    n_workers: int | None = None,
+    rules=None,
+    tok=None,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+) -> Path:
     """Tokenize every text file under ``path`` (optionally only in ``folders``) into ``output_dir``.
 
     Writes one file per input (tokens separated by spaces, same relative path) and ``counter.json``;
@@ -605,9 +703,17 @@ def get_text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
     """Text files under ``path`` (sorted), optionally only inside the sub-folders ``folders``."""
     path = Path(path)
     if not path.is_dir():
-        raise DataError(f"Expected a folder of text files. Received: path={str(path)!r}, which is not a folder.")
+        raise DataError(
+            f"Expected a folder of text files. Received: path={str(path)!r}, which is not a folder."
+        )
     exts = {e.lower() for e in extensions}
     roots = [path / f for f in folders] if folders else [path]
-    files = sorted(f for r in roots for f in r.rglob("*") if f.is_file() and f.suffix.lower() in exts
-                   and not any(p.startswith(".") for p in f.relative_to(path).parts))
+    files = sorted(
+        f
+        for r in roots
+        for f in r.rglob("*")
+        if f.is_file()
+        and f.suffix.lower() in exts
+        and not any(p.startswith(".") for p in f.relative_to(path).parts)
+    )
     return files

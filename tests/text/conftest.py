@@ -21,8 +21,19 @@ def _prose(doc: str, max_words: int = 120) -> str:
     for line in inspect.cleandoc(doc).splitlines():
         if _DROP.match(line):
             continue
-        if line.strip() in ("Examples", "Parameters", "Returns", "See Also", "Notes", "Raises", "Args:",
-                            "Example::", "Examples::", "Returns:", "Example:"):
+        if line.strip() in (
+            "Examples",
+            "Parameters",
+            "Returns",
+            "See Also",
+            "Notes",
+            "Raises",
+            "Args:",
+            "Example::",
+            "Examples::",
+            "Returns:",
+            "Example:",
+        ):
             break
         lines.append(line.strip())
     words = " ".join(lines).split()

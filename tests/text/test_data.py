@@ -33,7 +33,10 @@ def test_numericalize_round_trip_specials_first_multiple_of_8(corpus_df):
     counts = pd.Series([t for d in toks for t in d]).value_counts()
     assert all(counts[t] >= 3 for t in num.vocab[9:] if not t.startswith("xxfake"))
     small = Numericalize(min_freq=1, max_vocab=20).setup(toks)
-    assert len(small.vocab) == 32 and small.vocab[9] == counts.index[counts.index.map(lambda t: t not in small.vocab[:9])][0]
+    assert (
+        len(small.vocab) == 32
+        and small.vocab[9] == counts.index[counts.index.map(lambda t: t not in small.vocab[:9])][0]
+    )
 
 
 def test_lm_loader_contiguous_across_batches_and_shifted():
@@ -76,8 +79,10 @@ def test_classifier_loader_pads_and_sorts():
         seen += yb.tolist()
         waste_sorted += int((x == 1).sum())
     assert sorted(seen) == list(range(200))
-    waste_random = sum(int((16 * max(len(docs[i]) for i in b)) - sum(len(docs[i]) for i in b))
-                       for b in np.array_split(rng.permutation(200), 13))
+    waste_random = sum(
+        int((16 * max(len(docs[i]) for i in b)) - sum(len(docs[i]) for i in b))
+        for b in np.array_split(rng.permutation(200), 13)
+    )
     assert waste_sorted < waste_random / 2  # similar lengths together: far less padding than random batches
 
 
@@ -93,7 +98,9 @@ def test_from_df_classifier_vocab_layout_show_batch_and_test_dl(corpus_df):
 
 
 def test_from_csv_lm_and_text_vocab_reused(corpus_csv):
-    dls_lm = TextDataLoaders.from_csv(corpus_csv, text_col="text", is_lm=True, valid_pct=0.1, bs=8, seq_len=20)
+    dls_lm = TextDataLoaders.from_csv(
+        corpus_csv, text_col="text", is_lm=True, valid_pct=0.1, bs=8, seq_len=20
+    )
     x, y = dls_lm.one_batch()
     assert x.shape == (8, 20) and torch.equal(x[:, 1:], y[:, :-1])
     assert dls_lm.show_batch(max_n=2, display=False).shape == (2, 2)
@@ -188,7 +195,9 @@ class CharIds:
 def test_numericalized_tokenizer_protocol_pads_with_its_pad_id(corpus_df):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dls = TextDataLoaders.from_df(corpus_df, text_col="text", label_col="label", tokenizer=CharIds(), bs=8)
+        dls = TextDataLoaders.from_df(
+            corpus_df, text_col="text", label_col="label", tokenizer=CharIds(), bs=8
+        )
     x, _ = next(iter(dls.valid))
     assert (x == 0).any() and dls.vocab[0][:2] == ["<pad>", "<unk>"]
     assert dls.recipe.spec()["block"]["tokenizer"] == {"name": "CharIds", "spec": {"chars": CharIds().chars}}

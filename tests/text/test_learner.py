@@ -36,14 +36,23 @@ def ulmfit(tmp_path_factory, corpus_df):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ulmfit")
-    dls_lm = TextDataLoaders.from_df(corpus_df, path=path, text_col="text", is_lm=True, valid_pct=0.1, bs=32,
-                                     seq_len=32, seed=0)
+    dls_lm = TextDataLoaders.from_df(
+        corpus_df, path=path, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=32, seed=0
+    )
     lm = language_model_learner(dls_lm, AWD_LSTM, config=CFG, drop_mult=0.3, pretrained=False)
     with lm.no_bar():
         lm.fit_one_cycle(1, 2e-2)
     lm.save_encoder("enc")
-    dls = TextDataLoaders.from_df(corpus_df, path=path, text_col="text", label_col="label", valid_col="is_valid",
-                                  text_vocab=dls_lm.vocab, bs=16, seed=0)
+    dls = TextDataLoaders.from_df(
+        corpus_df,
+        path=path,
+        text_col="text",
+        label_col="label",
+        valid_col="is_valid",
+        text_vocab=dls_lm.vocab,
+        bs=16,
+        seed=0,
+    )
     learn = text_classifier_learner(dls, AWD_LSTM, config=CFG, drop_mult=0.3, metrics=accuracy)
     learn.load_encoder("enc")
     with learn.no_bar():
@@ -110,8 +119,9 @@ def test_gradual_unfreezing_through_the_splitter(ulmfit):
 def test_load_encoder_maps_embeddings_by_token(ulmfit, corpus_df):
     lm = ulmfit["lm"]
     # a classifier whose vocab differs from the LM's (built from fewer texts, its own min_freq)
-    dls2 = TextDataLoaders.from_df(corpus_df.iloc[::2], path=ulmfit["path"], text_col="text", label_col="label",
-                                   min_freq=2, bs=32)
+    dls2 = TextDataLoaders.from_df(
+        corpus_df.iloc[::2], path=ulmfit["path"], text_col="text", label_col="label", min_freq=2, bs=32
+    )
     lm_vocab, vocab2 = ulmfit["dls_lm"].vocab, dls2.vocab[0]
     assert lm_vocab != vocab2
     learn2 = text_classifier_learner(dls2, AWD_LSTM, config=CFG)
@@ -126,7 +136,9 @@ def test_load_encoder_maps_embeddings_by_token(ulmfit, corpus_df):
 def test_load_encoder_on_a_file_that_is_not_an_encoder(ulmfit):
     learn = ulmfit["learn"]
     learn.save("whole_model")
-    with pytest.raises(ModelError, match="not an encoder file: it is a whole model's weights written by learn.save"):
+    with pytest.raises(
+        ModelError, match="not an encoder file: it is a whole model's weights written by learn.save"
+    ):
         learn.load_encoder("whole_model")
     torch.save({"w": torch.zeros(2)}, learn.path / learn.model_dir / "plain.pth")
     with pytest.raises(ModelError, match="plain state dict"):
@@ -199,7 +211,9 @@ def test_pretrained_weights_through_the_download_path(tmp_path, monkeypatch, ulm
         lm = language_model_learner(dls_lm, AWD_LSTM, config=CFG, pretrained=True, pretrained_url=url)
     finally:
         server.shutdown()
-    assert (tmp_path / "home" / "archive" / "wt103-fwd.tgz").exists()  # cached where untar_data keeps archives
+    assert (
+        tmp_path / "home" / "archive" / "wt103-fwd.tgz"
+    ).exists()  # cached where untar_data keeps archives
     emb, src_emb = lm.model.encoder.encoder.weight, src.encoder.encoder.weight
     tok = file_vocab[5]
     assert torch.allclose(emb[dls_lm.vocab.index(tok)], src_emb[5])  # mapped by token, not by index
@@ -212,8 +226,13 @@ def test_pretrained_weights_through_the_download_path(tmp_path, monkeypatch, ulm
 def test_pretrained_offline_says_which_file_where(tmp_path, monkeypatch, ulmfit):
     monkeypatch.setenv("LEARNKIT_HOME", str(tmp_path / "home"))
     with pytest.raises(ModelError) as e:
-        language_model_learner(ulmfit["dls_lm"], AWD_LSTM, config=CFG, pretrained=True,
-                               pretrained_url="http://127.0.0.1:9/wt103-fwd.tgz")
+        language_model_learner(
+            ulmfit["dls_lm"],
+            AWD_LSTM,
+            config=CFG,
+            pretrained=True,
+            pretrained_url="http://127.0.0.1:9/wt103-fwd.tgz",
+        )
     msg = str(e.value)
     assert "wt103-fwd.tgz" in msg and str(tmp_path / "home" / "archive") in msg and "pretrained=False" in msg
 
@@ -227,8 +246,28 @@ def test_cli_trains_and_exports(tmp_path, corpus_df):
     out = tmp_path / "model.lk"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rc = _standalone(["train", "text", str(f), "--text-col", "text", "--label-col", "label", "--small",
-                          "--epochs", "1", "--lm-epochs", "1", "--bs", "32", "--seq-len", "32", "--out", str(out)])
+        rc = _standalone(
+            [
+                "train",
+                "text",
+                str(f),
+                "--text-col",
+                "text",
+                "--label-col",
+                "label",
+                "--small",
+                "--epochs",
+                "1",
+                "--lm-epochs",
+                "1",
+                "--bs",
+                "32",
+                "--seq-len",
+                "32",
+                "--out",
+                str(out),
+            ]
+        )
     assert rc == 0
     label, _, probs = load_learner(out).predict("Returns a tensor filled with zeros.")
     assert label in ("pandas", "torch") and abs(float(probs.sum()) - 1) < 1e-5

@@ -22,8 +22,20 @@ SMALL = dict(emb_sz=16, n_hid=24, n_layers=2)
 
 
 def test_configs_have_fastais_keys():
-    assert set(awd_lstm_lm_config) == {"emb_sz", "n_hid", "n_layers", "pad_token", "bidir", "output_p", "hidden_p",
-                                       "input_p", "embed_p", "weight_p", "tie_weights", "out_bias"}
+    assert set(awd_lstm_lm_config) == {
+        "emb_sz",
+        "n_hid",
+        "n_layers",
+        "pad_token",
+        "bidir",
+        "output_p",
+        "hidden_p",
+        "input_p",
+        "embed_p",
+        "weight_p",
+        "tie_weights",
+        "out_bias",
+    }
     assert set(awd_lstm_clas_config) <= set(awd_lstm_lm_config)
 
 
@@ -107,6 +119,9 @@ def test_classifier_truncates_to_max_len():
 
 def test_registered_factories_carry_a_plain_spec():
     m = create_model("awd_lstm_clas", vocab_sz=40, n_class=2, config=SMALL)
-    assert m.learnkit_spec == {"factory": "awd_lstm_clas", "kwargs": {"vocab_sz": 40, "n_class": 2, "config": SMALL}}
+    assert m.learnkit_spec == {
+        "factory": "awd_lstm_clas",
+        "kwargs": {"vocab_sz": 40, "n_class": 2, "config": SMALL},
+    }
     with pytest.raises(ModelError, match="bidir=False"):
         AWD_LSTM(10, bidir=True)

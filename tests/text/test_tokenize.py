@@ -34,7 +34,10 @@ from learnkit.text import (
 
 # ------------------------------------------------------------------------------------------ rules one by one
 def test_fix_html_entities_and_breaks():
-    assert fix_html("Tom &amp; Jerry<br /><br />were #39;great#39; &quot;fun&quot;") == "Tom & Jerry\n\nwere 'great' \"fun\""
+    assert (
+        fix_html("Tom &amp; Jerry<br /><br />were #39;great#39; &quot;fun&quot;")
+        == "Tom & Jerry\n\nwere 'great' \"fun\""
+    )
     assert fix_html("a\\nb") == "a\nb"
 
 
@@ -67,8 +70,16 @@ def test_lowercase_adds_bos():
 
 def test_default_rules_in_order():
     names = [r.__name__ for r in defaults.text_proc_rules]
-    assert names == ["fix_html", "replace_rep", "replace_wrep", "spec_add_spaces", "rm_useless_spaces",
-                     "replace_all_caps", "replace_maj", "lowercase"]
+    assert names == [
+        "fix_html",
+        "replace_rep",
+        "replace_wrep",
+        "spec_add_spaces",
+        "rm_useless_spaces",
+        "replace_all_caps",
+        "replace_maj",
+        "lowercase",
+    ]
     assert defaults.text_spec_tok[:2] == ["xxunk", "xxpad"]
 
 
@@ -83,7 +94,10 @@ def test_tokenizer_full_pipeline_on_real_sentence():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("I don't know, it's 3.14 or 1,000.", ["I", "do", "n't", "know", ",", "it", "'s", "3.14", "or", "1,000", "."]),
+        (
+            "I don't know, it's 3.14 or 1,000.",
+            ["I", "do", "n't", "know", ",", "it", "'s", "3.14", "or", "1,000", "."],
+        ),
         ("see https://pytorch.org/docs now", ["see", "https://pytorch.org/docs", "now"]),
         ("mail me@x.org @anna #ml", ["mail", "me@x.org", "@anna", "#ml"]),
         ("good 😀👍 день 東京", ["good", "😀", "👍", "день", "東京"]),
@@ -153,7 +167,19 @@ def test_damaged_cache_is_ignored(tmp_path):
 def test_tokenize_df_joins_fields_and_counts():
     df = pd.DataFrame({"title": ["Great", "Bad"], "body": ["Loved it.", None]})
     out, count = tokenize_df(df, ["title", "body"])
-    assert out["text"][0] == ["xxbos", "xxfld", "1", "xxmaj", "great", "xxfld", "2", "xxmaj", "loved", "it", "."]
+    assert out["text"][0] == [
+        "xxbos",
+        "xxfld",
+        "1",
+        "xxmaj",
+        "great",
+        "xxfld",
+        "2",
+        "xxmaj",
+        "loved",
+        "it",
+        ".",
+    ]
     assert count["xxfld"] == 4 and list(out["text_length"]) == [11, 7]
 
 

@@ -113,12 +113,16 @@ def hf_cache_dir() -> Path:
     """
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
     return Path(home).expanduser() / "hub"
 
 
 def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -127,8 +131,10 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 def _source(name_or_path) -> tuple[str, dict, bool]:
     """``(what from_pretrained gets, its keyword arguments, whether it is a local folder)``."""
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
-        raise ModelError(f"Expected a model folder or a hub name such as 'bert-base-uncased'. Received: "
-                         f"name_or_path={name_or_path!r}.")
+        raise ModelError(
+            f"Expected a model folder or a hub name such as 'bert-base-uncased'. Received: "
+            f"name_or_path={name_or_path!r}."
+        )
     s = str(name_or_path)
     p = Path(s).expanduser()
     if p.is_dir():
@@ -144,7 +150,9 @@ def _not_found(name: str, local: bool, err: Exception | None = None) -> ModelErr
     if local:
         what = f"there is no folder {name!r}, and it is not a hub name"
     else:
-        mode = "offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)" if _offline() else "and could not be downloaded"
+        mode = (
+            "offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)" if _offline() else "and could not be downloaded"
+        )
         what = f"it is not in the Hugging Face cache folder {str(cache)!r} {mode}"
     return ModelError(
         f"Could not load the Hugging Face model or tokenizer {name!r}: {what}{why}. Expected a folder written by "
@@ -161,7 +169,7 @@ def _from_pretrained(loader, name_or_path, **kwargs):
     try:
         with _quiet_hf():
             return loader.from_pretrained(src, **kw, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         if "trust_remote_code" in str(e):
             raise ModelError(
                 f"The model {str(name_or_path)!r} needs custom code from its repository (trust_remote_code), which "
@@ -173,8 +181,14 @@ def _from_pretrained(loader, name_or_path, **kwargs):
 
 # ------------------------------------------------------------------------------------ the tokenizer
 def _safe_file_name(name) -> bool:
-    return isinstance(name, str) and bool(name) and Path(name).name == name and not name.startswith(".") \
-        and "\\" not in name and name not in ("..",)
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and Path(name).name == name
+        and not name.startswith(".")
+        and "\\" not in name
+        and name not in ("..",)
+    )
 
 
 def _tokenizer_files(tok) -> dict:
@@ -220,8 +234,10 @@ class HFTokenizer:
         tf = _transformers()
         self.tok = _tokenizer if _tokenizer is not None else _from_pretrained(tf.AutoTokenizer, name_or_path)
         if not getattr(self.tok, "is_fast", True):
-            raise DataError(f"Expected a fast (Rust) tokenizer for {self.name_or_path!r}. Received: "
-                            f"{type(self.tok).__name__}. Fix: save the tokenizer with a tokenizer.json file.")
+            raise DataError(
+                f"Expected a fast (Rust) tokenizer for {self.name_or_path!r}. Received: "
+                f"{type(self.tok).__name__}. Fix: save the tokenizer with a tokenizer.json file."
+            )
         self._cache: dict[str, list[int]] = {}
         self._vocab: list[str] | None = None
 
@@ -254,14 +270,22 @@ class HFTokenizer:
         texts = list(texts)
         bad = next((t for t in texts if not isinstance(t, str)), None)
         if bad is not None:
-            raise DataError(f"Expected texts (str). Received: an item of type {type(bad).__name__}: {bad!r:.80}.")
+            raise DataError(
+                f"Expected texts (str). Received: an item of type {type(bad).__name__}: {bad!r:.80}."
+            )
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if new:
             if len(self._cache) + len(new) > CACHE_SIZE:
                 self._cache.clear()
             cut = self.cut
-            enc = self.tok(new, add_special_tokens=True, truncation=cut is not None, max_length=cut,
-                           return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            enc = self.tok(
+                new,
+                add_special_tokens=True,
+                truncation=cut is not None,
+                max_length=cut,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
             self._cache.update(zip(new, enc))
         return [self._cache[t] for t in texts]
 
@@ -285,29 +309,39 @@ class HFTokenizer:
     # ---------------------------------------------------------------- export
     def spec(self) -> dict:
         """Plain data: the name, ``max_len`` and the tokenizer files' content (str or bytes by file name)."""
-        return {"name_or_path": self.name_or_path, "max_len": self.max_len, "files": _tokenizer_files(self.tok)}
+        return {
+            "name_or_path": self.name_or_path,
+            "max_len": self.max_len,
+            "files": _tokenizer_files(self.tok),
+        }
 
     @classmethod
     def from_spec(cls, spec: dict) -> HFTokenizer:
         """Rebuild from :meth:`spec` (the files are written to a temporary folder and loaded from there)."""
         files = spec.get("files")
         if not isinstance(files, dict) or not files:
-            raise DataError("Expected the tokenizer spec to hold the tokenizer files. Received: no files. Fix: "
-                            "re-export with learnkit's HFTokenizer.")
+            raise DataError(
+                "Expected the tokenizer spec to hold the tokenizer files. Received: no files. Fix: "
+                "re-export with learnkit's HFTokenizer."
+            )
         tf = _transformers()
         with tempfile.TemporaryDirectory() as d:
             for name, content in files.items():
                 if not _safe_file_name(name) or not isinstance(content, (str, bytes)):
-                    raise DataError(f"Expected plain tokenizer file names with text or bytes. Received: file "
-                                    f"{name!r} of type {type(content).__name__}. The file may be damaged or crafted.")
+                    raise DataError(
+                        f"Expected plain tokenizer file names with text or bytes. Received: file "
+                        f"{name!r} of type {type(content).__name__}. The file may be damaged or crafted."
+                    )
                 data = content.encode("utf-8") if isinstance(content, str) else content
                 (Path(d) / name).write_bytes(data)
             try:
                 with _quiet_hf():
                     tok = tf.AutoTokenizer.from_pretrained(d, local_files_only=True)
             except (OSError, ValueError) as e:
-                raise DataError(f"Could not rebuild the tokenizer {spec.get('name_or_path')!r} from the export: {e}. "
-                                "Fix: export again with the same transformers version.") from e
+                raise DataError(
+                    f"Could not rebuild the tokenizer {spec.get('name_or_path')!r} from the export: {e}. "
+                    "Fix: export again with the same transformers version."
+                ) from e
         return cls(spec.get("name_or_path", "exported"), spec.get("max_len"), _tokenizer=tok)
 
     def __repr__(self) -> str:
@@ -340,22 +374,30 @@ class HFSequenceClassifier(nn.Module):
         if getattr(cfg, "pad_token_id", None) is None:
             cfg.pad_token_id = self.pad_id
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
-        self.learnkit_spec = {"factory": "hf_sequence_classifier",
-                              "kwargs": {"config": _config_dict(cfg), "pad_id": self.pad_id}}
+        self.learnkit_spec = {
+            "factory": "hf_sequence_classifier",
+            "kwargs": {"config": _config_dict(cfg), "pad_id": self.pad_id},
+        }
 
     @property
     def config(self):
         """The HF model's config."""
         return self.hf.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         if input_ids.dtype not in (torch.int64, torch.int32):
-            raise ModelError(f"Expected token ids (int64) for the transformer. Received: a {input_ids.dtype} tensor "
-                             "of shape {tuple(input_ids.shape)}. Fix: build the data with tokenizer=HFTokenizer(...).")
+            raise ModelError(
+                f"Expected token ids (int64) for the transformer. Received: a {input_ids.dtype} tensor "
+                "of shape {tuple(input_ids.shape)}. Fix: build the data with tokenizer=HFTokenizer(...)."
+            )
         if self.max_positions is not None and input_ids.shape[-1] > self.max_positions:
-            raise ModelError(f"Expected at most {self.max_positions} tokens per text (the model's position "
-                             f"embeddings). Received: a batch of {input_ids.shape[-1]} tokens. Fix: "
-                             f"HFTokenizer(..., max_len={self.max_positions}) or a smaller max_len for the loaders.")
+            raise ModelError(
+                f"Expected at most {self.max_positions} tokens per text (the model's position "
+                f"embeddings). Received: a batch of {input_ids.shape[-1]} tokens. Fix: "
+                f"HFTokenizer(..., max_len={self.max_positions}) or a smaller max_len for the loaders."
+            )
         if attention_mask is None:
             attention_mask = (input_ids != self.pad_id).long()
         return self.hf(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
@@ -385,8 +427,10 @@ def _config_from_dict(config: dict):
     mt = config.get("model_type") if isinstance(config, dict) else None
     mapping = tf.CONFIG_MAPPING
     if mt not in mapping:
-        raise ModelError(f"Expected an HF config with a model_type that transformers knows. Received: "
-                         f"model_type={mt!r}. Fix: install a transformers version that has this architecture.")
+        raise ModelError(
+            f"Expected an HF config with a model_type that transformers knows. Received: "
+            f"model_type={mt!r}. Fix: install a transformers version that has this architecture."
+        )
     return mapping[mt].from_dict(dict(config))
 
 
@@ -422,12 +466,16 @@ def hf_splitter(model: nn.Module, n_layer_groups: int = 2) -> list[list[nn.Param
         raise ModelError(f"Expected n_layer_groups >= 1. Received: n_layer_groups={n_layer_groups}.")
     base = getattr(hf, "base_model", hf)
     if base is hf:
-        raise ModelError(f"Expected a Hugging Face model with a base model and a head. Received: "
-                         f"{type(hf).__name__}. Fix: build it with AutoModelForSequenceClassification.")
+        raise ModelError(
+            f"Expected a Hugging Face model with a base model and a head. Received: "
+            f"{type(hf).__name__}. Fix: build it with AutoModelForSequenceClassification."
+        )
     lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m)]
     if not lists:
-        raise ModelError(f"Expected the encoder layers of {type(hf).__name__} in a ModuleList. Received: none. Fix: "
-                         "pass your own splitter=... to hf_learner.")
+        raise ModelError(
+            f"Expected the encoder layers of {type(hf).__name__} in a ModuleList. Received: none. Fix: "
+            "pass your own splitter=... to hf_learner."
+        )
     layers = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
     in_base = {id(p) for p in base.parameters()}
     pooler = [p for n, c in base.named_children() if "pool" in n for p in c.parameters()]
@@ -436,7 +484,9 @@ def hf_splitter(model: nn.Module, n_layer_groups: int = 2) -> list[list[nn.Param
     emb = [p for p in base.parameters() if id(p) not in taken]
     n = min(int(n_layer_groups), len(layers))
     bounds = [round(i * len(layers) / n) for i in range(n + 1)]
-    chunks = [[p for layer in layers[bounds[i]:bounds[i + 1]] for p in layer.parameters()] for i in range(n)]
+    chunks = [
+        [p for layer in layers[bounds[i] : bounds[i + 1]] for p in layer.parameters()] for i in range(n)
+    ]
     return [g for g in [emb, *chunks, head] if g]
 
 
@@ -445,8 +495,10 @@ def _task(dls, task: str | None) -> str:
     if task is not None:
         t = _TASK_ALIASES.get(task, task)
         if t not in TASKS:
-            raise ModelError(f"Expected task to be one of {list(TASKS)} (or {sorted(_TASK_ALIASES)}). Received: "
-                             f"task={task!r}.")
+            raise ModelError(
+                f"Expected task to be one of {list(TASKS)} (or {sorted(_TASK_ALIASES)}). Received: "
+                f"task={task!r}."
+            )
         return t
     loss = getattr(dls, "loss_func", None)
     if isinstance(loss, BCEWithLogitsLossFlat):
@@ -455,9 +507,11 @@ def _task(dls, task: str | None) -> str:
         return "regression"
     if isinstance(loss, CrossEntropyLossFlat) or loss is None and getattr(dls, "vocab", None) is not None:
         return "single_label_classification"
-    raise ModelError("Expected the data to say which task this is (a CategoryBlock, MultiCategoryBlock or "
-                     f"RegressionBlock target), or task=... Received: DataLoaders with loss {type(loss).__name__}. "
-                     f"Fix: hf_learner(dls, name, task='single_label_classification'), one of {list(TASKS)}.")
+    raise ModelError(
+        "Expected the data to say which task this is (a CategoryBlock, MultiCategoryBlock or "
+        f"RegressionBlock target), or task=... Received: DataLoaders with loss {type(loss).__name__}. "
+        f"Fix: hf_learner(dls, name, task='single_label_classification'), one of {list(TASKS)}."
+    )
 
 
 def _labels(dls) -> list[str] | None:
@@ -476,13 +530,28 @@ def _data_tokenizer(dls):
     return tok if getattr(tok, "numericalized", False) else None
 
 
-_TASK_LOSS = {"single_label_classification": CrossEntropyLossFlat,
-              "multi_label_classification": BCEWithLogitsLossFlat, "regression": MSELossFlat}
+_TASK_LOSS = {
+    "single_label_classification": CrossEntropyLossFlat,
+    "multi_label_classification": BCEWithLogitsLossFlat,
+    "regression": MSELossFlat,
+}
 
 
-def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pretrained: bool = True,
-               num_labels: int | None = None, n_layer_groups: int = 2, pad_id: int | None = None, loss_func=None,
-               splitter=None, freeze: bool | None = None, **learner_kwargs):
+def hf_learner(
+    dls,
+    name_or_path,
+    task: str | None = None,
+    metrics=None,
+    *,
+    pretrained: bool = True,
+    num_labels: int | None = None,
+    n_layer_groups: int = 2,
+    pad_id: int | None = None,
+    loss_func=None,
+    splitter=None,
+    freeze: bool | None = None,
+    **learner_kwargs,
+):
     """A :class:`~learnkit.Learner` fine-tuning the HF model ``name_or_path`` as a sequence classifier on ``dls``.
 
     Args:
@@ -523,9 +592,11 @@ def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pret
         pad_id = 0 if pad_id is None else pad_id
     vocab_size = getattr(config, "vocab_size", None)
     if data_tok is not None and vocab_size is not None and len(data_tok.vocab) > vocab_size:
-        raise ModelError(f"Expected the data's tokenizer to fit the model: the tokenizer has {len(data_tok.vocab)} "
-                         f"tokens and {str(name_or_path)!r} embeds {vocab_size}. Received: tokenizer="
-                         f"{data_tok!r}. Fix: build the loaders with HFTokenizer({str(name_or_path)!r}).")
+        raise ModelError(
+            f"Expected the data's tokenizer to fit the model: the tokenizer has {len(data_tok.vocab)} "
+            f"tokens and {str(name_or_path)!r} embeds {vocab_size}. Received: tokenizer="
+            f"{data_tok!r}. Fix: build the loaders with HFTokenizer({str(name_or_path)!r})."
+        )
     if pretrained:
         hf = _from_pretrained(tf.AutoModelForSequenceClassification, name_or_path, config=config)
     else:
@@ -536,9 +607,16 @@ def hf_learner(dls, name_or_path, task: str | None = None, metrics=None, *, pret
         loss_func = _TASK_LOSS[task]()
     if metrics is None and isinstance(getattr(dls, "recipe", None), DataRecipe):
         metrics = dls.recipe.default_metrics()
-    return finish_learner(dls, model, default_splitter=partial(hf_splitter, n_layer_groups=n_layer_groups),
-                          freeze=pretrained if freeze is None else freeze, splitter=splitter, loss_func=loss_func,
-                          metrics=metrics, **learner_kwargs)
+    return finish_learner(
+        dls,
+        model,
+        default_splitter=partial(hf_splitter, n_layer_groups=n_layer_groups),
+        freeze=pretrained if freeze is None else freeze,
+        splitter=splitter,
+        loss_func=loss_func,
+        metrics=metrics,
+        **learner_kwargs,
+    )
 
 
 def save_pretrained(learn, path, tokenizer: HFTokenizer | None = None) -> Path:
@@ -552,8 +630,10 @@ def save_pretrained(learn, path, tokenizer: HFTokenizer | None = None) -> Path:
     """
     model = learn.model  # the plain module, also during a distributed fit
     if not isinstance(model, HFSequenceClassifier):
-        raise ModelError(f"Expected a Learner made by hf_learner (an HFSequenceClassifier model). Received: "
-                         f"{type(model).__name__}. Fix: use learn.export() for other models.")
+        raise ModelError(
+            f"Expected a Learner made by hf_learner (an HFSequenceClassifier model). Received: "
+            f"{type(model).__name__}. Fix: use learn.export() for other models."
+        )
     path = Path(path)
     if not path.is_absolute():
         path = Path(learn.path) / path

@@ -66,7 +66,9 @@ def docstring_corpus(n_per_lib: int = 150, seed: int = 0) -> pd.DataFrame:
                 if text is None or text in seen:
                     continue
                 seen.add(text)
-                lib_rows.append({"text": text, "lib": lib, "kind": "class" if inspect.isclass(obj) else "function"})
+                lib_rows.append(
+                    {"text": text, "lib": lib, "kind": "class" if inspect.isclass(obj) else "function"}
+                )
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(lib_rows))[:n_per_lib]
         rows += [lib_rows[i] for i in sorted(pick)]
@@ -79,8 +81,9 @@ def docstring_corpus(n_per_lib: int = 150, seed: int = 0) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def make_tiny_model(folder, texts, vocab_size: int = 2000, hidden: int = 32, layers: int = 2,
-                    max_len: int = 96, seed: int = 0) -> Path:
+def make_tiny_model(
+    folder, texts, vocab_size: int = 2000, hidden: int = 32, layers: int = 2, max_len: int = 96, seed: int = 0
+) -> Path:
     """A WordPiece tokenizer trained on ``texts`` and a random 2-layer BERT, ``save_pretrained`` into ``folder``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -91,19 +94,38 @@ def make_tiny_model(folder, texts, vocab_size: int = 2000, hidden: int = 32, lay
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                                   show_progress=False))
+    tok.train_from_iterator(
+        list(texts),
+        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False),
+    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
     tok.decoder = decoders.WordPiece()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_len)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_len,
+    )
     fast.save_pretrained(str(folder))
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=128,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(cfg).save_pretrained(str(folder))
     return folder
 
@@ -147,7 +169,9 @@ def tensor_task(model_dir, n_train: int = 128, world: int = 1, bs_global: int = 
     y = torch.tensor([classes.index(v) for v in df["lib"]])
     perm = torch.randperm(len(df), generator=torch.Generator().manual_seed(0))
     tr, va = perm[:n_train], perm[n_train:]
-    dls = DataLoaders.from_tensors((x[tr], y[tr]), (x[va], y[va]), bs=bs_global // world, seed=7, device="cpu")
+    dls = DataLoaders.from_tensors(
+        (x[tr], y[tr]), (x[va], y[va]), bs=bs_global // world, seed=7, device="cpu"
+    )
     return dls, classes
 
 
@@ -160,8 +184,16 @@ def ddp_learner(model_dir, path, world: int = 1):
 
     set_seed(0)
     dls, _ = tensor_task(model_dir, world=world)
-    learn = hf_learner(dls, model_dir, task="classification", num_labels=3, loss_func=CrossEntropyLossFlat(),
-                       metrics=accuracy, path=path, pad_id=0)
+    learn = hf_learner(
+        dls,
+        model_dir,
+        task="classification",
+        num_labels=3,
+        loss_func=CrossEntropyLossFlat(),
+        metrics=accuracy,
+        path=path,
+        pad_id=0,
+    )
     learn.unfreeze()
     torch.manual_seed(0)
     return learn
@@ -179,8 +211,16 @@ def _ddp_main(out: str, model_dir: str) -> None:
     learn.fit(1, 1e-3, quiet=True)
     save_pretrained(learn, "hf-out")
     sd = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
-    torch.save({"rank": rank_distrib(), "world": num_distrib(), "weights": sd, "losses": learn.recorder.losses,
-                "n_train_batches": len(learn.dls.train)}, Path(out) / f"rank{rank_distrib()}.pt")
+    torch.save(
+        {
+            "rank": rank_distrib(),
+            "world": num_distrib(),
+            "weights": sd,
+            "losses": learn.recorder.losses,
+            "n_train_batches": len(learn.dls.train),
+        },
+        Path(out) / f"rank{rank_distrib()}.pt",
+    )
 
 
 if __name__ == "__main__":

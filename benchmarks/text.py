@@ -19,6 +19,7 @@ otherwise its numbers are ``null``. Ratios are ``fastai / learnkit`` for times (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,8 +49,13 @@ def bench_learnkit(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, cac
 
     sys.path.insert(0, str(ROOT))
     from learnkit.metrics import accuracy
-    from learnkit.text import AWD_LSTM, TextDataLoaders, language_model_learner, text_classifier_learner
-    from learnkit.text import tokenize_texts
+    from learnkit.text import (
+        AWD_LSTM,
+        TextDataLoaders,
+        language_model_learner,
+        text_classifier_learner,
+        tokenize_texts,
+    )
 
     torch.set_num_threads(1)
     df = pd.read_csv(csv)
@@ -62,14 +68,18 @@ def bench_learnkit(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, cac
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    dls_lm = TextDataLoaders.from_df(df, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0,
-                                     cache_dir=cache_dir)
+    dls_lm = TextDataLoaders.from_df(
+        df, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0, cache_dir=cache_dir
+    )
     res["lm_dls_build_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    TextDataLoaders.from_df(df, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0,
-                            cache_dir=cache_dir)
+    TextDataLoaders.from_df(
+        df, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0, cache_dir=cache_dir
+    )
     res["lm_dls_build_cached_s"] = time.perf_counter() - t0
-    lm = language_model_learner(dls_lm, AWD_LSTM, config=SMALL, drop_mult=0.3, pretrained=False, path=cache_dir)
+    lm = language_model_learner(
+        dls_lm, AWD_LSTM, config=SMALL, drop_mult=0.3, pretrained=False, path=cache_dir
+    )
     t0 = time.perf_counter()
     with lm.no_bar():
         lm.fit_one_cycle(lm_epochs, 2e-2)
@@ -77,10 +87,13 @@ def bench_learnkit(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, cac
     res["lm_accuracy"] = float(lm.validate()[1])
     lm.save_encoder("enc")
     t0 = time.perf_counter()
-    dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", valid_col="is_valid",
-                                  text_vocab=dls_lm.vocab, bs=16, seed=0)
+    dls = TextDataLoaders.from_df(
+        df, text_col="text", label_col="label", valid_col="is_valid", text_vocab=dls_lm.vocab, bs=16, seed=0
+    )
     res["clas_dls_build_s"] = time.perf_counter() - t0
-    learn = text_classifier_learner(dls, AWD_LSTM, config=SMALL, drop_mult=0.3, metrics=accuracy, path=cache_dir)
+    learn = text_classifier_learner(
+        dls, AWD_LSTM, config=SMALL, drop_mult=0.3, metrics=accuracy, path=cache_dir
+    )
     learn.load_encoder("enc")
     t0 = time.perf_counter()
     with learn.no_bar():
@@ -116,11 +129,19 @@ def bench_fastai(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, work:
     res = {"tok_docs_per_s": len(texts) / tok_s, "tok_mb_per_s": mb / tok_s, "version": fastai.__version__}
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    dls_lm = TextDataLoaders.from_df(df, path=work, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48,
-                                     seed=0)
+    dls_lm = TextDataLoaders.from_df(
+        df, path=work, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0
+    )
     res["lm_dls_build_s"] = time.perf_counter() - t0
-    lm = language_model_learner(dls_lm, AWD_LSTM, config={**awd_lstm_lm_config, **SMALL}, drop_mult=0.3,
-                                pretrained=False, metrics=accuracy, path=work)
+    lm = language_model_learner(
+        dls_lm,
+        AWD_LSTM,
+        config={**awd_lstm_lm_config, **SMALL},
+        drop_mult=0.3,
+        pretrained=False,
+        metrics=accuracy,
+        path=work,
+    )
     t0 = time.perf_counter()
     with lm.no_bar():
         lm.fit_one_cycle(lm_epochs, 2e-2)
@@ -128,11 +149,26 @@ def bench_fastai(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, work:
     res["lm_accuracy"] = float(lm.validate()[1])
     lm.save_encoder("enc")
     t0 = time.perf_counter()
-    dls = TextDataLoaders.from_df(df, path=work, text_col="text", label_col="label", valid_col="is_valid",
-                                  text_vocab=dls_lm.vocab, bs=16, seed=0)
+    dls = TextDataLoaders.from_df(
+        df,
+        path=work,
+        text_col="text",
+        label_col="label",
+        valid_col="is_valid",
+        text_vocab=dls_lm.vocab,
+        bs=16,
+        seed=0,
+    )
     res["clas_dls_build_s"] = time.perf_counter() - t0
-    learn = text_classifier_learner(dls, AWD_LSTM, config={**awd_lstm_clas_config, **SMALL}, drop_mult=0.3,
-                                    metrics=accuracy, pretrained=False, path=work)
+    learn = text_classifier_learner(
+        dls,
+        AWD_LSTM,
+        config={**awd_lstm_clas_config, **SMALL},
+        drop_mult=0.3,
+        metrics=accuracy,
+        pretrained=False,
+        path=work,
+    )
     learn.load_encoder("enc")
     t0 = time.perf_counter()
     with learn.no_bar():
@@ -146,8 +182,18 @@ def bench_fastai_elsewhere(args, csv: Path) -> dict | None:
     py = os.environ.get("FASTAI_PYTHON", "/work/fastai-venv/bin/python")
     if not os.path.exists(py):
         return None
-    cmd = [py, os.path.abspath(__file__), "--fastai-only", str(csv), "--repeat", str(args.repeat),
-           "--lm-epochs", str(args.lm_epochs), "--clas-epochs", str(args.clas_epochs)]
+    cmd = [
+        py,
+        os.path.abspath(__file__),
+        "--fastai-only",
+        str(csv),
+        "--repeat",
+        str(args.repeat),
+        "--lm-epochs",
+        str(args.lm_epochs),
+        "--clas-epochs",
+        str(args.clas_epochs),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
@@ -165,12 +211,16 @@ def main() -> None:
     warnings.simplefilter("ignore")
     if args.fastai_only:
         with tempfile.TemporaryDirectory() as d:
-            print(json.dumps(bench_fastai(Path(args.fastai_only), args.repeat, args.lm_epochs, args.clas_epochs,
-                                          Path(d))))
+            with contextlib.redirect_stdout(sys.stderr):  # training tables go to stderr, the JSON to stdout
+                res = bench_fastai(
+                    Path(args.fastai_only), args.repeat, args.lm_epochs, args.clas_epochs, Path(d)
+                )
+            print(json.dumps(res))
         return
     with tempfile.TemporaryDirectory() as d:
         csv = _corpus_csv(Path(d))
-        lk = bench_learnkit(csv, args.repeat, args.lm_epochs, args.clas_epochs, Path(d) / "lk")
+        with contextlib.redirect_stdout(sys.stderr):
+            lk = bench_learnkit(csv, args.repeat, args.lm_epochs, args.clas_epochs, Path(d) / "lk")
         fa = bench_fastai_elsewhere(args, csv)
     ratios = None
     if fa is not None:
@@ -181,8 +231,19 @@ def main() -> None:
             "lm_epoch_time_ratio": lk["lm_epoch_s"] / fa["lm_epoch_s"],
             "clas_epoch_time_ratio": lk["clas_epoch_s"] / fa["clas_epoch_s"],
         }
-    print(json.dumps({"benchmark": "text", "python": platform.python_version(), "config": SMALL, "learnkit": lk,
-                      "fastai": fa, "ratios": ratios}, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "text",
+                "python": platform.python_version(),
+                "config": SMALL,
+                "learnkit": lk,
+                "fastai": fa,
+                "ratios": ratios,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ AdamW, validate once per epoch, and run on one CPU thread.
   ``hf_learner``, ``unfreeze()``, ``fit_one_cycle(EPOCHS, LR)``.
 - ``hf_trainer``: ``Trainer`` with ``DataCollatorWithPadding`` (random batches padded per batch), linear
   decay, ``eval_strategy='epoch'``, no saving or logging.
-- ``hf_trainer_grouped``: the same with ``group_by_length=True`` (HF's own length bucketing).
+- ``hf_trainer_grouped``: the same with HF's own length bucketing (``group_by_length``).
 
 Reported: seconds per epoch (training + validation; the loader/dataset build is not counted), final
 validation accuracy, and ratios to the Trainer. Run: ``python benchmarks/transformers.py [--minilm]``.
@@ -19,6 +19,8 @@ validation accuracy, and ratios to the Trainer. Run: ``python benchmarks/transfo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -85,6 +87,17 @@ class _Docs(torch.utils.data.Dataset):
         return {"input_ids": self.enc[i], "labels": int(self.labels[i])}
 
 
+def _grouping(on: bool) -> dict:
+    """HF's length bucketing: ``train_sampling_strategy`` in transformers 5, ``group_by_length`` before."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:
+        return {"train_sampling_strategy": "group_by_length" if on else "random"}
+    return {"group_by_length": on}
+
+
 def run_trainer(df, folder, group_by_length: bool = False) -> dict:
     from transformers import (
         AutoModelForSequenceClassification,
@@ -125,7 +138,7 @@ def run_trainer(df, folder, group_by_length: bool = False) -> dict:
             use_cpu=True,
             seed=SEED,
             dataloader_num_workers=0,
-            group_by_length=group_by_length,
+            **_grouping(group_by_length),
         )
 
         def acc(p):
@@ -139,10 +152,11 @@ def run_trainer(df, folder, group_by_length: bool = False) -> dict:
             data_collator=DataCollatorWithPadding(tok),
             compute_metrics=acc,
         )
-        t0 = time.perf_counter()
-        trainer.train()
-        dt = time.perf_counter() - t0
-        ev = trainer.evaluate()
+        with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints its logs; stdout is for the JSON
+            t0 = time.perf_counter()
+            trainer.train()
+            dt = time.perf_counter() - t0
+            ev = trainer.evaluate()
     return {
         "sec_per_epoch": dt / EPOCHS,
         "accuracy": float(ev["eval_accuracy"]),

@@ -390,7 +390,7 @@ class HFSequenceClassifier(nn.Module):
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ModelError(
                 f"Expected token ids (int64) for the transformer. Received: a {input_ids.dtype} tensor "
-                "of shape {tuple(input_ids.shape)}. Fix: build the data with tokenizer=HFTokenizer(...)."
+                f"of shape {tuple(input_ids.shape)}. Fix: build the data with tokenizer=HFTokenizer(...)."
             )
         if self.max_positions is not None and input_ids.shape[-1] > self.max_positions:
             raise ModelError(
@@ -587,6 +587,13 @@ def hf_learner(
         kw.update(id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)})
     config = _from_pretrained(tf.AutoConfig, name_or_path, **kw)
     data_tok = _data_tokenizer(dls)
+    word_block = getattr(getattr(dls, "recipe", None), "block", None)
+    if data_tok is None and getattr(word_block, "tokenizer", None) is not None:
+        raise ModelError(
+            "Expected text loaders tokenized for this transformer. Received: loaders built with learnkit's word "
+            "tokenizer and vocab, whose ids mean nothing to a pretrained model. Fix: "
+            f"TextDataLoaders.from_df(..., tokenizer=HFTokenizer({str(name_or_path)!r}))."
+        )
     if pad_id is None:
         pad_id = data_tok.pad_id if data_tok is not None else getattr(config, "pad_token_id", None)
         pad_id = 0 if pad_id is None else pad_id

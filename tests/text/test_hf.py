@@ -397,6 +397,11 @@ def test_missing_model_gives_a_clear_error(corpus, model_dir, tmp_path, monkeypa
     assert "nobody/not-a-model" in msg and cache in msg and "offline" in msg
     with pytest.raises(ModelError, match="task"):
         hf_learner(dls, model_dir, task="translation")
+    words = TextDataLoaders.from_df(
+        corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0
+    )
+    with pytest.raises(ModelError, match="word tokenizer"):  # ids of another vocab would be silently wrong
+        hf_learner(words, model_dir)
 
 
 def test_without_the_extra_the_error_says_how_to_install(monkeypatch, model_dir):

@@ -77,6 +77,7 @@ def bench_learnkit(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, cac
         df, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0, cache_dir=cache_dir
     )
     res["lm_dls_build_cached_s"] = time.perf_counter() - t0
+    res["lm_train_batches"] = len(dls_lm.train)
     lm = language_model_learner(
         dls_lm, AWD_LSTM, config=SMALL, drop_mult=0.3, pretrained=False, path=cache_dir
     )
@@ -133,6 +134,7 @@ def bench_fastai(csv: Path, repeat: int, lm_epochs: int, clas_epochs: int, work:
         df, path=work, text_col="text", is_lm=True, valid_pct=0.1, bs=32, seq_len=48, seed=0
     )
     res["lm_dls_build_s"] = time.perf_counter() - t0
+    res["lm_train_batches"] = len(dls_lm.train)
     lm = language_model_learner(
         dls_lm,
         AWD_LSTM,

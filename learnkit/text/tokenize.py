@@ -171,7 +171,7 @@ def replace_all_caps(t: str) -> str:
     )
 
 
-_RE_MAJ = re.compile(r"(?<![\w'])([^\W\d_])([^\W\d_]*)")
+_RE_MAJ = re.compile(r"(?<![\w'])([^\W\d_a-z])([^\W\d_]*)")  # not lowercase ASCII first: fewer calls
 
 
 def replace_maj(t: str) -> str:

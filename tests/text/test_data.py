@@ -150,13 +150,17 @@ def test_long_documents_truncated_with_warning(corpus_df):
 
 def test_bad_utf8_file_in_folder_is_named(tmp_path):
     for lab in ("a", "b"):
-        (tmp_path / "train" / lab).mkdir(parents=True)
-        (tmp_path / "train" / lab / "ok.txt").write_text("fine text here", encoding="utf-8")
-    (tmp_path / "train" / "a" / "bad.txt").write_bytes(b"caf\xe9")
+        for i in range(3):
+            f = tmp_path / "train" / lab / f"ok{i}.txt"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"fine text number {i} here", encoding="utf-8")
+        (tmp_path / "valid" / lab).mkdir(parents=True)
+        (tmp_path / "valid" / lab / "v.txt").write_text("valid text", encoding="utf-8")
+    (tmp_path / "train" / "a" / "bad.txt").write_bytes(b"caf\xe9 cr\xe8me")
     with pytest.raises(DataError, match=r"bad\.txt.*encoding=.*errors='replace'"):
-        TextDataLoaders.from_folder(tmp_path, valid_pct=0.5)
-    dls = TextDataLoaders.from_folder(tmp_path, valid_pct=0.34, errors="replace", min_freq=1, bs=2)
-    assert len(dls.train_ds) + len(dls.valid_ds) == 3
+        TextDataLoaders.from_folder(tmp_path)
+    dls = TextDataLoaders.from_folder(tmp_path, errors="replace", min_freq=1, bs=2)
+    assert len(dls.train_ds) == 7 and len(dls.valid_ds) == 2  # nothing lost
 
 
 def test_missing_columns_name_the_columns(corpus_df):

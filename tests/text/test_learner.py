@@ -242,7 +242,7 @@ def test_cli_trains_and_exports(tmp_path, corpus_df):
     from learnkit.text.cli import _standalone
 
     f = tmp_path / "docs.csv"
-    corpus_df.iloc[::2].to_csv(f, index=False)
+    corpus_df.iloc[::3].to_csv(f, index=False)
     out = tmp_path / "model.lk"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

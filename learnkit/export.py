@@ -26,7 +26,8 @@ from . import __version__
 from .exceptions import ModelError, UnsafeFileError
 from .utils import atomic_save, safe_load
 
-__all__ = ["export_learner", "load_learner", "register_recipe", "recipe_from_spec", "EXPORT_FORMAT"]
+__all__ = ["export_learner", "load_learner", "register_recipe", "register_learner", "recipe_from_spec",
+           "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = "learnkit.export"
 
@@ -41,6 +42,24 @@ def register_recipe(kind: str, loader: str) -> None:
     if not loader.startswith("learnkit."):
         raise ValueError(f"Expected a learnkit module path. Received: loader={loader!r}.")
     _RECIPES[kind] = loader
+
+
+#: learner name -> "learnkit.module:Class" of an application's Learner subclass (e.g. collab's CollabLearner),
+#: so load_learner gives back the class that was exported; unregistered classes load as a plain Learner
+_LEARNERS: dict[str, str] = {}
+
+
+def register_learner(name: str, cls_path: str) -> None:
+    """Register an application's ``Learner`` subclass (``'learnkit.module:Class'``) under ``name``: exports of
+    it record ``name`` and :func:`load_learner` rebuilds that class (only registered learnkit classes)."""
+    if not cls_path.startswith("learnkit."):
+        raise ValueError(f"Expected a learnkit module path. Received: cls_path={cls_path!r}.")
+    _LEARNERS[name] = cls_path
+
+
+def _learner_name(learn) -> str | None:
+    path = f"{type(learn).__module__}:{type(learn).__qualname__}"
+    return next((n for n, p in _LEARNERS.items() if p == path), None)
 
 
 def _import_attr(path: str):
@@ -126,6 +145,7 @@ def export_learner(learn, fname: str | os.PathLike = "export.lk", factory=None, 
         "data": data,
         "n_inp": learn.dls._n_inp,
         "metrics": [m.name for m in learn.metrics],
+        "learner": _learner_name(learn),
     }
     if rank_distrib() == 0:
         atomic_save(spec, path)
@@ -190,6 +210,13 @@ def load_learner(fname: str | os.PathLike, device=None, allow_pickle: bool = Fal
     recipe = recipe_from_spec(st["data"]) if st.get("data") else None
     dls = DataLoaders(device=device or "cpu", recipe=recipe, n_inp=st.get("n_inp"))
     loss = loss_from_spec(st["loss"]) if st.get("loss") else None
-    learn = Learner(dls, model, loss_func=loss)
+    name = st.get("learner")
+    if name is not None and name not in _LEARNERS:
+        import warnings
+
+        warnings.warn(f"{str(path)!r} was exported from the learner class {name!r}, which this learnkit does not "
+                      "know; it loads as a plain Learner.", stacklevel=2)
+    cls = _import_attr(_LEARNERS[name]) if name in _LEARNERS else Learner
+    learn = cls(dls, model, loss_func=loss)
     learn.model.eval()
     return learn

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import *
+from . import *  # noqa: F403  (the notebook namespace is the point of this module)
 from . import __all__ as _collab_all
 
 __all__ = ["np", "pd", "plt", "torch", "nn", "F", "Path", "partial", *_collab_all]

@@ -74,9 +74,19 @@ class CollabRecipe(DataRecipe):
     n_inp = 1
     c = 1
 
-    def __init__(self, user_name: str, item_name: str, rating_name: str, users: list, items: list,
-                 seen_ptr: torch.Tensor, seen_items: torch.Tensor, item_mean: torch.Tensor, global_mean: float,
-                 rating_range: tuple[float, float]):
+    def __init__(
+        self,
+        user_name: str,
+        item_name: str,
+        rating_name: str,
+        users: list,
+        items: list,
+        seen_ptr: torch.Tensor,
+        seen_items: torch.Tensor,
+        item_mean: torch.Tensor,
+        global_mean: float,
+        rating_range: tuple[float, float],
+    ):
         self.user_name, self.item_name, self.rating_name = str(user_name), str(item_name), str(rating_name)
         self.classes = {self.user_name: list(users), self.item_name: list(items)}
         self.seen_ptr, self.seen_items = seen_ptr, seen_items
@@ -116,22 +126,38 @@ class CollabRecipe(DataRecipe):
     def lookup(self, values, which: str) -> np.ndarray:
         """Indices of ``values`` in the vocabulary of column ``which`` (user_name or item_name); ``-1`` for
         values the vocabulary does not hold."""
-        idx = self._vocab_index(which).get_indexer(pd.Index(list(values) if not np.ndim(values) == 0 else [values]))
+        idx = self._vocab_index(which).get_indexer(
+            pd.Index(list(values) if not np.ndim(values) == 0 else [values])
+        )
         return np.where(idx >= 0, idx + 1, -1)
 
     def encode(self, values, which: str, what: str = "prediction") -> torch.Tensor:
         """Indices of ``values`` (names) in column ``which``'s vocabulary; an unknown name is an error that
         names it."""
-        idx = self.lookup(values, which)
-        if (idx < 0).any():
-            vals = pd.Series(list(values))[idx < 0].unique().tolist()
-            raise DataError(
-                f"Expected {which} values seen in training. Received at {what}: {len(vals)} unknown {which} "
-                f"value(s): {_show(vals)}. The model has no factors for them: it needs retraining with their "
-                f"ratings. Fix: retrain with data that includes them, or pass default='mean' (the item's or the "
-                "global mean rating) or default=<number> to predict a fallback."
+        return self.encode_pairs(**{("users" if which == self.user_name else "items"): values}, what=what)[0]
+
+    def encode_pairs(self, users=None, items=None, what: str = "prediction") -> list[torch.Tensor]:
+        """Indices of the given users and/or items; unknown names (of both columns) in one error."""
+        out, unknown = [], []
+        for which, values in ((self.user_name, users), (self.item_name, items)):
+            if values is None:
+                continue
+            idx = self.lookup(values, which)
+            if (idx < 0).any():
+                vals = pd.Series(list(values))[idx < 0].unique().tolist()
+                unknown.append(f"{len(vals)} unknown {which} value(s): {_show(vals)}")
+            out.append(torch.as_tensor(idx, dtype=torch.long))
+        if unknown:
+            cols = " and ".join(
+                c for c, v in ((self.user_name, users), (self.item_name, items)) if v is not None
             )
-        return torch.as_tensor(idx, dtype=torch.long)
+            raise DataError(
+                f"Expected {cols} values seen in training. Received at {what}: {'; '.join(unknown)}. The model has "
+                "no factors for them: it needs retraining with their ratings. Fix: retrain with data that includes "
+                "them, or pass default='mean' (the item's or the global mean rating) or default=<number> to "
+                "predict a fallback."
+            )
+        return out
 
     def seen(self, user_idx: int) -> torch.Tensor:
         """Item indices user ``user_idx`` rated in training."""
@@ -145,29 +171,39 @@ class CollabRecipe(DataRecipe):
     def columns_of(self, df: pd.DataFrame, with_labels: bool = False) -> tuple[str, str, str | None]:
         """The (user, item, rating) columns of ``df``: the recipe's names, else the first columns."""
         if not isinstance(df, pd.DataFrame):
-            raise DataError(f"Expected a DataFrame of ({self.user_name}, {self.item_name}) pairs. Received: "
-                            f"{type(df).__name__}. Fix: pd.DataFrame({{{self.user_name!r}: [...], "
-                            f"{self.item_name!r}: [...]}}).")
+            raise DataError(
+                f"Expected a DataFrame of ({self.user_name}, {self.item_name}) pairs. Received: "
+                f"{type(df).__name__}. Fix: pd.DataFrame({{{self.user_name!r}: [...], "
+                f"{self.item_name!r}: [...]}})."
+            )
         if self.user_name in df.columns and self.item_name in df.columns:
             u, i = self.user_name, self.item_name
         elif len(df.columns) >= 2:
             u, i = df.columns[0], df.columns[1]
         else:
-            raise DataError(f"Expected columns {self.user_name!r} and {self.item_name!r}. Received: columns "
-                            f"{list(df.columns)}. Fix: name the columns like the training table.")
+            raise DataError(
+                f"Expected columns {self.user_name!r} and {self.item_name!r}. Received: columns "
+                f"{list(df.columns)}. Fix: name the columns like the training table."
+            )
         r = None
         if with_labels:
-            r = self.rating_name if self.rating_name in df.columns else (df.columns[2] if len(df.columns) > 2 else None)
+            r = (
+                self.rating_name
+                if self.rating_name in df.columns
+                else (df.columns[2] if len(df.columns) > 2 else None)
+            )
             if r is None:
-                raise DataError(f"Expected a rating column {self.rating_name!r} (with_labels=True). Received: "
-                                f"columns {list(df.columns)}.")
+                raise DataError(
+                    f"Expected a rating column {self.rating_name!r} (with_labels=True). Received: "
+                    f"columns {list(df.columns)}."
+                )
         return u, i, r
 
     def test_dl(self, items, with_labels: bool = False, bs: int = 64, **kwargs):
         """A loader over a DataFrame of (user, item[, rating]) rows; unknown names are an error."""
         df = items if isinstance(items, pd.DataFrame) else pd.DataFrame(list(items))
         u, i, r = self.columns_of(df, with_labels)
-        x = torch.stack([self.encode(df[u], self.user_name), self.encode(df[i], self.item_name)], 1)
+        x = torch.stack(self.encode_pairs(df[u], df[i]), 1)
         ts = (x, torch.as_tensor(_numeric_ratings(df[r], r))) if with_labels else (x,)
         return TensorLoader(*ts, bs=bs)
 
@@ -210,13 +246,24 @@ class CollabRecipe(DataRecipe):
 
     @classmethod
     def from_spec(cls, spec: dict) -> CollabRecipe:
-        return cls(spec["user_name"], spec["item_name"], spec["rating_name"], spec["users"], spec["items"],
-                   spec["seen_ptr"], spec["seen_items"], spec["item_mean"], spec["global_mean"],
-                   tuple(spec["rating_range"]))
+        return cls(
+            spec["user_name"],
+            spec["item_name"],
+            spec["rating_name"],
+            spec["users"],
+            spec["items"],
+            spec["seen_ptr"],
+            spec["seen_items"],
+            spec["item_mean"],
+            spec["global_mean"],
+            tuple(spec["rating_range"]),
+        )
 
     def __repr__(self) -> str:
-        return (f"CollabRecipe({self.user_name}: {self.n_users - 1} users, {self.item_name}: {self.n_items - 1} "
-                f"items, {self.rating_name} in [{self.rating_range[0]:g}, {self.rating_range[1]:g}])")
+        return (
+            f"CollabRecipe({self.user_name}: {self.n_users - 1} users, {self.item_name}: {self.n_items - 1} "
+            f"items, {self.rating_name} in [{self.rating_range[0]:g}, {self.rating_range[1]:g}])"
+        )
 
 
 register_recipe(CollabRecipe.kind, "learnkit.collab.data:CollabRecipe.from_spec")
@@ -227,9 +274,11 @@ def _vocab(values: pd.Series, name: str) -> list:
     try:
         uniq = np.sort(uniq)
     except TypeError as e:
-        raise DataError(f"Expected the values of column {name!r} to be of one type (all numbers or all strings). "
-                        f"Received: mixed types, e.g. {_show(uniq[:5])}. Fix: ratings[{name!r}] = "
-                        f"ratings[{name!r}].astype(str).") from e
+        raise DataError(
+            f"Expected the values of column {name!r} to be of one type (all numbers or all strings). "
+            f"Received: mixed types, e.g. {_show(uniq[:5])}. Fix: ratings[{name!r}] = "
+            f"ratings[{name!r}].astype(str)."
+        ) from e
     return [NA] + [_plain(v) for v in uniq]
 
 
@@ -256,34 +305,53 @@ class CollabDataLoaders(DataLoaders):
         return self.recipe.classes
 
     @classmethod
-    def from_df(cls, ratings: pd.DataFrame, valid_pct: float = 0.2, user_name: str | None = None,
-                item_name: str | None = None, rating_name: str | None = None, seed: int | None = None,
-                bs: int = 64, val_bs: int | None = None, shuffle: bool = True, device=None,
-                path: str | os.PathLike = ".", **kwargs) -> CollabDataLoaders:
+    def from_df(
+        cls,
+        ratings: pd.DataFrame,
+        valid_pct: float = 0.2,
+        user_name: str | None = None,
+        item_name: str | None = None,
+        rating_name: str | None = None,
+        seed: int | None = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        device=None,
+        path: str | os.PathLike = ".",
+        **kwargs,
+    ) -> CollabDataLoaders:
         """Loaders from a DataFrame of ratings; the columns default to the first three (user, item, rating).
 
         ``valid_pct`` of the rows (drawn with ``seed``) go to validation. Duplicated (user, item) pairs and
         validation users or items never seen in training are kept, with a warning that counts them.
         """
         if not isinstance(ratings, pd.DataFrame):
-            raise DataError(f"Expected a pandas DataFrame of ratings. Received: {type(ratings).__name__}. "
-                            "Fix: pd.DataFrame({'user': ..., 'item': ..., 'rating': ...}).")
+            raise DataError(
+                f"Expected a pandas DataFrame of ratings. Received: {type(ratings).__name__}. "
+                "Fix: pd.DataFrame({'user': ..., 'item': ..., 'rating': ...})."
+            )
         kwargs.pop("num_workers", None)  # tensors in memory: no workers needed
         if kwargs:
-            raise DataError(f"Unexpected arguments for CollabDataLoaders.from_df: {sorted(kwargs)}. Expected "
-                            "valid_pct, user_name, item_name, rating_name, seed, bs, val_bs, shuffle, device, path.")
+            raise DataError(
+                f"Unexpected arguments for CollabDataLoaders.from_df: {sorted(kwargs)}. Expected "
+                "valid_pct, user_name, item_name, rating_name, seed, bs, val_bs, shuffle, device, path."
+            )
         cols = list(ratings.columns)
         names = [user_name, item_name, rating_name]
         for k, default in enumerate(cols[:3]):
             names[k] = names[k] if names[k] is not None else default
         for what, n in zip(("user_name", "item_name", "rating_name"), names):
             if n is None or n not in ratings.columns:
-                raise DataError(f"Expected {what} to be a column of the ratings table. Received: {what}={n!r}, "
-                                f"columns {cols}. Fix: pass {what}=<one of the columns>.")
+                raise DataError(
+                    f"Expected {what} to be a column of the ratings table. Received: {what}={n!r}, "
+                    f"columns {cols}. Fix: pass {what}=<one of the columns>."
+                )
         user_name, item_name, rating_name = names
         if len({user_name, item_name, rating_name}) < 3:
-            raise DataError(f"Expected three different columns. Received: user_name={user_name!r}, "
-                            f"item_name={item_name!r}, rating_name={rating_name!r}.")
+            raise DataError(
+                f"Expected three different columns. Received: user_name={user_name!r}, "
+                f"item_name={item_name!r}, rating_name={rating_name!r}."
+            )
         if not 0 <= valid_pct < 1:
             raise DataError(f"Expected 0 <= valid_pct < 1. Received: valid_pct={valid_pct}.")
         if len(ratings) < 2:
@@ -291,14 +359,19 @@ class CollabDataLoaders(DataLoaders):
         for n in (user_name, item_name):
             miss = ratings[n].isna()
             if miss.any():
-                raise DataError(f"Expected every row to name a {n}. Received: {int(miss.sum())} missing value(s) in "
-                                f"column {n!r} (rows {_show(ratings.index[miss].tolist())}). Fix: drop or fill them.")
+                raise DataError(
+                    f"Expected every row to name a {n}. Received: {int(miss.sum())} missing value(s) in "
+                    f"column {n!r} (rows {_show(ratings.index[miss].tolist())}). Fix: drop or fill them."
+                )
         y = _numeric_ratings(ratings[rating_name], rating_name)
         dup = int(ratings.duplicated([user_name, item_name]).sum())
         if dup:
-            warnings.warn(f"The ratings table has {dup} duplicated ({user_name}, {item_name}) pair(s); each is kept "
-                          "as a separate training example. Fix: ratings.groupby([user, item], as_index=False).mean() "
-                          "to average them, or drop_duplicates to keep one.", stacklevel=2)
+            warnings.warn(
+                f"The ratings table has {dup} duplicated ({user_name}, {item_name}) pair(s); each is kept "
+                "as a separate training example. Fix: ratings.groupby([user, item], as_index=False).mean() "
+                "to average them, or drop_duplicates to keep one.",
+                stacklevel=2,
+            )
 
         n = len(ratings)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -308,32 +381,47 @@ class CollabDataLoaders(DataLoaders):
 
         train = ratings.iloc[train_idx]
         users, items = _vocab(train[user_name], user_name), _vocab(train[item_name], item_name)
-        recipe = CollabRecipe(user_name, item_name, rating_name, users, items,
-                              torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.int32),
-                              torch.zeros(0), 0.0, (0.0, 0.0))
+        recipe = CollabRecipe(
+            user_name,
+            item_name,
+            rating_name,
+            users,
+            items,
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(0, dtype=torch.int32),
+            torch.zeros(0),
+            0.0,
+            (0.0, 0.0),
+        )
         u = np.maximum(recipe.lookup(ratings[user_name].to_numpy(), user_name), 0)
         i = np.maximum(recipe.lookup(ratings[item_name].to_numpy(), item_name), 0)
         for what, codes in ((user_name, u), (item_name, i)):
             unseen = ratings[what].to_numpy()[valid_idx][codes[valid_idx] == 0]
             if len(unseen):
-                warnings.warn(f"{len(pd.unique(unseen))} validation {what} value(s) ({len(unseen)} ratings) never "
-                              f"appear in training, e.g. {_show(pd.unique(unseen))}; they map to {NA!r} and the "
-                              f"model can only guess for them. Fix: split by rating so each {what} has training "
-                              "rows, or accept it as a cold-start measurement.", stacklevel=2)
+                warnings.warn(
+                    f"{len(pd.unique(unseen))} validation {what} value(s) ({len(unseen)} ratings) never "
+                    f"appear in training, e.g. {_show(pd.unique(unseen))}; they map to {NA!r} and the "
+                    f"model can only guess for them. Fix: split by rating so each {what} has training "
+                    "rows, or accept it as a cold-start measurement.",
+                    stacklevel=2,
+                )
         yt, ut, it = y[train_idx], u[train_idx], i[train_idx]
         recipe.seen_ptr, recipe.seen_items = _seen_csr(ut, it, len(users))
         sums = np.bincount(it, weights=yt, minlength=len(items))
         cnt = np.bincount(it, minlength=len(items))
         recipe.global_mean = float(yt.mean())
-        recipe.item_mean = torch.from_numpy(np.where(cnt > 0, sums / np.maximum(cnt, 1), recipe.global_mean)
-                                            ).float()
+        recipe.item_mean = torch.from_numpy(
+            np.where(cnt > 0, sums / np.maximum(cnt, 1), recipe.global_mean)
+        ).float()
         recipe.rating_range = (float(y.min()), float(y.max()))
 
         dev = default_device(device)
         x = torch.from_numpy(np.stack([u, i], 1).astype(np.int64)).to(dev)
         yy = torch.from_numpy(y).to(dev)
         tr, va = torch.from_numpy(train_idx).to(dev), torch.from_numpy(valid_idx).to(dev)
-        tdl = TensorLoader(x[tr], yy[tr], bs=bs, shuffle=shuffle, seed=seed)
+        tdl = TensorLoader(
+            x[tr], yy[tr], bs=bs, shuffle=shuffle
+        )  # seed is for the split; shuffles follow set_seed
         vdl = TensorLoader(x[va], yy[va], bs=val_bs or bs) if n_valid else None
         return cls(tdl, vdl, device=dev, recipe=recipe, loss_func=recipe.loss_func, path=path)
 
@@ -341,7 +429,9 @@ class CollabDataLoaders(DataLoaders):
     def from_csv(cls, csv: str | os.PathLike, **kwargs) -> CollabDataLoaders:
         """Loaders from a CSV file of ratings (``pd.read_csv(csv)``); ``kwargs`` go to :meth:`from_df`,
         except ``delimiter``/``sep``, ``header`` and ``names``, which go to ``read_csv``."""
-        read_kw = {k: kwargs.pop(k) for k in ("delimiter", "sep", "header", "names", "encoding") if k in kwargs}
+        read_kw = {
+            k: kwargs.pop(k) for k in ("delimiter", "sep", "header", "names", "encoding") if k in kwargs
+        }
         path = Path(csv)
         if not path.is_file():
             raise DataError(f"Expected a CSV file of ratings. Received: {str(path)!r}, which does not exist.")

@@ -44,7 +44,11 @@ class CollabLearner(Learner):
     def __init__(self, dls, model: nn.Module, **kwargs):
         super().__init__(dls, model, **kwargs)
         recipe, m = dls.recipe, _unwrap(self.model)
-        if isinstance(recipe, CollabRecipe) and isinstance(m, (EmbeddingDotBias, EmbeddingNN)) and m.classes is None:
+        if (
+            isinstance(recipe, CollabRecipe)
+            and isinstance(m, (EmbeddingDotBias, EmbeddingNN))
+            and m.classes is None
+        ):
             m.set_classes(recipe.classes, recipe.user_name, recipe.item_name)
 
     # ------------------------------------------------------------------ helpers
@@ -53,8 +57,10 @@ class CollabLearner(Learner):
         """The ratings recipe (vocabularies, training pairs) of ``dls``."""
         r = self.dls.recipe
         if not isinstance(r, CollabRecipe):
-            raise DataError(f"Expected DataLoaders from CollabDataLoaders. Received: recipe {type(r).__name__}. "
-                            "Fix: build the data with CollabDataLoaders.from_df(ratings).")
+            raise DataError(
+                f"Expected DataLoaders from CollabDataLoaders. Received: recipe {type(r).__name__}. "
+                "Fix: build the data with CollabDataLoaders.from_df(ratings)."
+            )
         return r
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,8 +80,10 @@ class CollabLearner(Learner):
     def _item_factors(self) -> torch.Tensor:
         m = _unwrap(self.model)
         if not isinstance(m, (EmbeddingDotBias, EmbeddingNN)):
-            raise ModelError(f"Expected a model with item factors (EmbeddingDotBias or EmbeddingNN). Received: "
-                             f"{type(m).__name__}. Fix: build the learner with collab_learner.")
+            raise ModelError(
+                f"Expected a model with item factors (EmbeddingDotBias or EmbeddingNN). Received: "
+                f"{type(m).__name__}. Fix: build the learner with collab_learner."
+            )
         return m.item_factors.detach().float().cpu()
 
     # ------------------------------------------------------------------ inference
@@ -100,7 +108,7 @@ class CollabLearner(Learner):
                 df.columns = [r.user_name, r.item_name, *df.columns[2:]]
         ucol, icol, _ = r.columns_of(df)
         if default is None:
-            u, i = r.encode(df[ucol], r.user_name), r.encode(df[icol], r.item_name)
+            u, i = r.encode_pairs(df[ucol], df[icol])
             preds = self._scores(torch.stack([u, i], 1))
         else:
             if not (default == "mean" or isinstance(default, (int, float))) or isinstance(default, bool):
@@ -146,17 +154,23 @@ class CollabLearner(Learner):
         sims[0] = sims[j] = -float("inf")
         k = min(int(n), r.n_items - 2)
         top = sims.topk(k)
-        return pd.DataFrame({r.item_name: [r.items[t] for t in top.indices.tolist()], "similarity": top.values.numpy()})
+        return pd.DataFrame(
+            {r.item_name: [r.items[t] for t in top.indices.tolist()], "similarity": top.values.numpy()}
+        )
 
     def items_by_bias(self, n: int = 5, largest: bool = True) -> pd.DataFrame:
         """The ``n`` items with the highest (or lowest, ``largest=False``) learned bias: liked (or disliked)
         beyond what their factors explain."""
         r, m = self.recipe, _unwrap(self.model)
         if not isinstance(m, EmbeddingDotBias):
-            raise ModelError(f"Expected an EmbeddingDotBias model (it has item biases). Received: {type(m).__name__}.")
+            raise ModelError(
+                f"Expected an EmbeddingDotBias model (it has item biases). Received: {type(m).__name__}."
+            )
         b = m.i_bias.weight.detach().float().cpu().squeeze(1)[1:]
         top = b.topk(min(int(n), len(b)), largest=largest)
-        return pd.DataFrame({r.item_name: [r.items[t + 1] for t in top.indices.tolist()], "bias": top.values.numpy()})
+        return pd.DataFrame(
+            {r.item_name: [r.items[t + 1] for t in top.indices.tolist()], "bias": top.values.numpy()}
+        )
 
     def plot_item_factors(self, items=None, n: int = 50, **kwargs):
         """See :func:`plot_item_factors`."""
@@ -166,7 +180,9 @@ class CollabLearner(Learner):
 register_learner("collab", "learnkit.collab.learner:CollabLearner")
 
 
-def plot_item_factors(learn: CollabLearner, items=None, n: int = 50, n_pca: int = 1000, ax=None, figsize=(12, 12)):
+def plot_item_factors(
+    learn: CollabLearner, items=None, n: int = 50, n_pca: int = 1000, ax=None, figsize=(12, 12)
+):
     """Scatter ``items`` (default: the ``n`` most-rated) on the first two principal components of the item
     factors, each labelled. The components are fitted on the ``n_pca`` most-rated items, as in the course.
 
@@ -198,8 +214,17 @@ def plot_item_factors(learn: CollabLearner, items=None, n: int = 50, n_pca: int 
     return ax, pd.DataFrame({r.item_name: names, "pc1": coords[:, 0], "pc2": coords[:, 1]})
 
 
-def collab_learner(dls, n_factors: int = 50, use_nn: bool = False, emb_szs=None, layers=None, config=None,
-                   y_range=None, loss_func=None, **kwargs) -> CollabLearner:
+def collab_learner(
+    dls,
+    n_factors: int = 50,
+    use_nn: bool = False,
+    emb_szs=None,
+    layers=None,
+    config=None,
+    y_range=None,
+    loss_func=None,
+    **kwargs,
+) -> CollabLearner:
     """A :class:`CollabLearner` on ratings ``dls``: :class:`EmbeddingDotBias` with ``n_factors`` factors, or
     :class:`EmbeddingNN` (``use_nn=True``, embedding sizes from ``emb_szs`` (a dict by column overrides the
     rule of thumb) and hidden ``layers``, default ``[100, 50]``). ``y_range`` squashes predictions with a
@@ -210,8 +235,10 @@ def collab_learner(dls, n_factors: int = 50, use_nn: bool = False, emb_szs=None,
     """
     recipe = dls.recipe if hasattr(dls, "recipe") else None
     if not isinstance(recipe, CollabRecipe):
-        raise DataError(f"Expected DataLoaders from CollabDataLoaders. Received: {type(dls).__name__} with recipe "
-                        f"{type(recipe).__name__}. Fix: dls = CollabDataLoaders.from_df(ratings).")
+        raise DataError(
+            f"Expected DataLoaders from CollabDataLoaders. Received: {type(dls).__name__} with recipe "
+            f"{type(recipe).__name__}. Fix: dls = CollabDataLoaders.from_df(ratings)."
+        )
     yr = _check_y_range(y_range)
     if yr is not None:
         lo, hi = recipe.rating_range
@@ -228,9 +255,15 @@ def collab_learner(dls, n_factors: int = 50, use_nn: bool = False, emb_szs=None,
         sizes = get_emb_sz(dls, emb_szs if isinstance(emb_szs, dict) else None)
         if emb_szs is not None and not isinstance(emb_szs, dict):
             sizes = [tuple(s) for s in emb_szs]
-        model = EmbeddingNN.from_classes(sizes, layers if layers is not None else [100, 50], classes, user, item,
-                                         y_range=yr, **config)
+        model = EmbeddingNN.from_classes(
+            sizes, layers if layers is not None else [100, 50], classes, user, item, y_range=yr, **config
+        )
     else:
         model = EmbeddingDotBias.from_classes(n_factors, classes, user, item, y_range=yr, **config)
-    return finish_learner(dls, model, learner_cls=CollabLearner,
-                          loss_func=loss_func if loss_func is not None else MSELossFlat(), **kwargs)
+    return finish_learner(
+        dls,
+        model,
+        learner_cls=CollabLearner,
+        loss_func=loss_func if loss_func is not None else MSELossFlat(),
+        **kwargs,
+    )

@@ -48,16 +48,20 @@ def get_emb_sz(dls, sz_dict: dict | None = None) -> list[tuple[int, int]]:
     :func:`emb_sz_rule` unless ``sz_dict`` names them by column."""
     sz_dict = sz_dict or {}
     recipe = dls.recipe
-    return [(len(recipe.classes[n]), int(sz_dict.get(n, emb_sz_rule(len(recipe.classes[n])))))
-            for n in (recipe.user_name, recipe.item_name)]
+    return [
+        (len(recipe.classes[n]), int(sz_dict.get(n, emb_sz_rule(len(recipe.classes[n])))))
+        for n in (recipe.user_name, recipe.item_name)
+    ]
 
 
 def _check_y_range(y_range):
     if y_range is None:
         return None
     if not isinstance(y_range, Sequence) or len(y_range) != 2 or not float(y_range[0]) < float(y_range[1]):
-        raise ModelError(f"Expected y_range=(low, high) with low < high. Received: y_range={y_range!r}. "
-                         "Fix: e.g. y_range=(0, 5.5) for ratings from 0.5 to 5.")
+        raise ModelError(
+            f"Expected y_range=(low, high) with low < high. Received: y_range={y_range!r}. "
+            "Fix: e.g. y_range=(0, 5.5) for ratings from 0.5 to 5."
+        )
     return (float(y_range[0]), float(y_range[1]))
 
 
@@ -86,9 +90,11 @@ class _Named:
 
     def _idx(self, names, is_item: bool) -> torch.Tensor:
         if self.classes is None:
-            raise ModelError("This model does not know the user and item names. Expected a model built with "
-                             "from_classes or by collab_learner. Fix: model.set_classes(dls.classes), or pass "
-                             "index tensors to the embeddings directly.")
+            raise ModelError(
+                "This model does not know the user and item names. Expected a model built with "
+                "from_classes or by collab_learner. Fix: model.set_classes(dls.classes), or pass "
+                "index tensors to the embeddings directly."
+            )
         col = self.item if is_item else self.user
         if col not in self._lookup:
             self._lookup[col] = pd.Index(self.classes[col][1:])
@@ -96,8 +102,10 @@ class _Named:
         idx = self._lookup[col].get_indexer(pd.Index(list(names)))
         if (idx < 0).any():
             bad = [n for n, k in zip(names, idx) if k < 0]
-            raise DataError(f"Expected {col} values seen in training. Received: unknown {col} {bad[:5]!r}. "
-                            "The model has no factors for them: it needs retraining with their ratings.")
+            raise DataError(
+                f"Expected {col} values seen in training. Received: unknown {col} {bad[:5]!r}. "
+                "The model has no factors for them: it needs retraining with their ratings."
+            )
         return torch.as_tensor(idx + 1, dtype=torch.long)
 
 
@@ -126,16 +134,22 @@ class EmbeddingDotBias(_Named, nn.Module):
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
 
     @classmethod
-    def from_classes(cls, n_factors: int, classes: dict, user: str | None = None, item: str | None = None,
-                     y_range=None) -> EmbeddingDotBias:
+    def from_classes(
+        cls, n_factors: int, classes: dict, user: str | None = None, item: str | None = None, y_range=None
+    ) -> EmbeddingDotBias:
         """A model sized for ``classes`` (``dls.classes``) that keeps them, so :meth:`bias` and :meth:`weight`
         take names. Exports rebuild it (registered as ``'embedding_dot_bias'``)."""
         keys = list(classes)
         user = user if user is not None else keys[0]
         item = item if item is not None else keys[1]
         y_range = _check_y_range(y_range)
-        model = create_model("embedding_dot_bias", n_factors=int(n_factors), n_users=len(classes[user]),
-                             n_items=len(classes[item]), y_range=list(y_range) if y_range else None)
+        model = create_model(
+            "embedding_dot_bias",
+            n_factors=int(n_factors),
+            n_users=len(classes[user]),
+            n_items=len(classes[item]),
+            y_range=list(y_range) if y_range else None,
+        )
         model.set_classes(classes, user, item)
         return model
 
@@ -172,7 +186,9 @@ class EmbeddingNN(_Named, nn.Module):
     def __init__(self, emb_szs, layers, y_range=None, ps=0.0, embed_p: float = 0.0, use_bn: bool = True):
         super().__init__()
         if len(emb_szs) != 2:
-            raise ModelError(f"Expected emb_szs=[(n_users, size), (n_items, size)]. Received: emb_szs={emb_szs!r}.")
+            raise ModelError(
+                f"Expected emb_szs=[(n_users, size), (n_items, size)]. Received: emb_szs={emb_szs!r}."
+            )
         layers = list(layers)
         ps = list(ps) if isinstance(ps, Sequence) else [float(ps)] * len(layers)
         if len(ps) != len(layers):
@@ -195,12 +211,25 @@ class EmbeddingNN(_Named, nn.Module):
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
 
     @classmethod
-    def from_classes(cls, emb_szs, layers, classes: dict, user: str | None = None, item: str | None = None,
-                     y_range=None, **kwargs) -> EmbeddingNN:
+    def from_classes(
+        cls,
+        emb_szs,
+        layers,
+        classes: dict,
+        user: str | None = None,
+        item: str | None = None,
+        y_range=None,
+        **kwargs,
+    ) -> EmbeddingNN:
         """A registered (exportable) model that keeps ``classes`` so :meth:`weight` takes names."""
         y_range = _check_y_range(y_range)
-        model = create_model("embedding_nn", emb_szs=[[int(n), int(s)] for n, s in emb_szs],
-                             layers=[int(n) for n in layers], y_range=list(y_range) if y_range else None, **kwargs)
+        model = create_model(
+            "embedding_nn",
+            emb_szs=[[int(n), int(s)] for n, s in emb_szs],
+            layers=[int(n) for n in layers],
+            y_range=list(y_range) if y_range else None,
+            **kwargs,
+        )
         model.set_classes(classes, user, item)
         return model
 
@@ -216,13 +245,21 @@ class EmbeddingNN(_Named, nn.Module):
 
 
 @register_model(tags=("collab",))
-def embedding_dot_bias(n_factors: int = 50, n_users: int = 1, n_items: int = 1, y_range=None) -> EmbeddingDotBias:
+def embedding_dot_bias(
+    n_factors: int = 50, n_users: int = 1, n_items: int = 1, y_range=None
+) -> EmbeddingDotBias:
     """Registry factory for :class:`EmbeddingDotBias` (what exports rebuild)."""
     return EmbeddingDotBias(n_factors, n_users, n_items, y_range=y_range)
 
 
 @register_model(tags=("collab",))
-def embedding_nn(emb_szs=((1, 1), (1, 1)), layers=(100, 50), y_range=None, ps=0.0, embed_p: float = 0.0,
-                 use_bn: bool = True) -> EmbeddingNN:
+def embedding_nn(
+    emb_szs=((1, 1), (1, 1)),
+    layers=(100, 50),
+    y_range=None,
+    ps=0.0,
+    embed_p: float = 0.0,
+    use_bn: bool = True,
+) -> EmbeddingNN:
     """Registry factory for :class:`EmbeddingNN` (what exports rebuild)."""
     return EmbeddingNN(emb_szs, layers, y_range=y_range, ps=ps, embed_p=embed_p, use_bn=use_bn)

@@ -176,3 +176,44 @@ def test_public_names_and_notebook_namespace():
         "load_learner",
     ):
         assert name in nb.__all__ and hasattr(nb, name)
+
+
+def _cos(a, b, p):
+    return a + (1 + np.cos(np.pi * (1 - p))) * (b - a) / 2
+
+
+def _one_cycle(p, lo, hi, end, pct=0.25):
+    return _cos(lo, hi, p / pct) if p < pct else _cos(hi, end, (p - pct) / (1 - pct))
+
+
+def test_fit_one_cycle_matches_a_hand_written_loop(ratings):
+    """Oracle: collab_learner + fit_one_cycle is exactly a plain AdamW loop over the same tensors with a
+    one-cycle LR / beta1 schedule (same batches, same order, same weights at the end)."""
+    from learnkit.data.loaders import TensorLoader
+
+    epochs, lr, wd = 2, 5e-3, 0.1
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=0)
+    torch.manual_seed(0)
+    learn = collab_learner(dls, n_factors=8, y_range=(0, 5.5))
+    with learn.no_bar():
+        learn.fit_one_cycle(epochs, lr, wd=wd, quiet=True)
+
+    (xt, yt), r = dls.train.loader.tensors, dls.recipe
+    torch.manual_seed(0)
+    model = EmbeddingDotBias(8, r.n_users, r.n_items, y_range=(0, 5.5))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=wd)
+    train = TensorLoader(xt, yt, bs=256, shuffle=True)
+    total, step = epochs * len(train), 0
+    for _ in range(epochs):
+        for xb, yb in train:
+            p = step / total
+            for g in opt.param_groups:
+                g["lr"] = _one_cycle(p, lr / 25, lr, lr / 1e5)
+                g["betas"] = (_one_cycle(p, 0.95, 0.85, 0.95), 0.99)
+            loss = torch.nn.functional.mse_loss(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(learn.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ item indices, ``int64``) and ``y`` of shape ``(n,)`` (ratings, ``float32``). Bat
 them (:class:`~learnkit.data.loaders.TensorLoader`: a true permutation each epoch).
 
 >>> import pandas as pd
->>> ratings = pd.DataFrame({"user": [1, 1, 2, 2, 3], "movie": list("abcab"), "rating": [5, 3, 4, 2, 1.0]})
+>>> ratings = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3], "movie": list("abcabc"), "rating": [5, 3, 4, 2, 1, 4.0]})
 >>> dls = CollabDataLoaders.from_df(ratings, valid_pct=0.2, seed=0, bs=2)
 >>> dls.classes["movie"]
 ['#na#', 'a', 'b', 'c']
@@ -39,7 +39,7 @@ NA = "#na#"
 def _show(values, k: int = 5) -> str:
     values = list(values)
     more = f" ... ({len(values)} in all)" if len(values) > k else ""
-    return ", ".join(repr(v) for v in values[:k]) + more
+    return ", ".join(repr(_plain(v)) for v in values[:k]) + more
 
 
 def _plain(v):

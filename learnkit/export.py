@@ -51,6 +51,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -78,6 +79,7 @@ __all__ = [
     "register_recipe",
     "recipe_from_spec",
     "register_model_kind",
+    "register_learner",
     "read_export",
     "torch_layer_spec",
     "build_torch_layer",
@@ -129,6 +131,26 @@ def register_model_kind(kind: str, loader: str) -> None:
 
 
 register_recipe("datablock", "learnkit.data.datablock:recipe_from_spec")
+
+
+#: learner name -> "learnkit.module:Class" of an application's Learner subclass (e.g. collab's CollabLearner),
+#: so load_learner gives back the class that was exported; unregistered classes load as a plain Learner
+LEARNERS = Registry("learner class", error=ModelError, fix="import the application that defines the learner.")
+
+
+def register_learner(name: str, cls_path: str) -> None:
+    """Register an application's ``Learner`` subclass (``'learnkit.module:Class'``) under ``name``: exports of
+    it record ``name`` and :func:`load_learner` rebuilds that class (only registered learnkit classes).
+
+    >>> register_learner("collab", "learnkit.collab.learner:CollabLearner")  # doctest: +SKIP
+    """
+    _check_loader_path(name, cls_path)
+    LEARNERS.register(cls_path, name=name, overwrite=True)
+
+
+def _learner_name(learn) -> str | None:
+    path = f"{type(learn).__module__}:{type(learn).__qualname__}"
+    return next((n for n, p in LEARNERS.items() if p == path), None)
 
 
 def _import_attr(path: str):
@@ -448,6 +470,7 @@ def export_learner(
         "data": recipe.spec() if recipe is not None else None,
         "n_inp": learn.dls.n_inp,
         "metrics": [m.name for m in learn.metrics],
+        "learner": _learner_name(learn),
     }
     if rank_distrib() == 0:
         atomic_save(spec, path)
@@ -558,6 +581,11 @@ def load_learner(
         dev = device or "cpu"
     dls = DataLoaders(device=dev, recipe=recipe, n_inp=st.get("n_inp"))
     loss = loss_from_spec(st["loss"]) if st.get("loss") else None
-    learn = Learner(dls, model, loss_func=loss)
+    name = st.get("learner")
+    if name is not None and name not in LEARNERS:
+        warnings.warn(f"{str(path)!r} was exported from the learner class {name!r}, which this learnkit does not "
+                      "know; it loads as a plain Learner.", stacklevel=2)
+    cls = _import_attr(LEARNERS.get(name)) if name in LEARNERS else Learner
+    learn = cls(dls, model, loss_func=loss)
     learn.model.eval()
     return learn

@@ -56,12 +56,14 @@ def finish_learner(
     freeze: bool = False,
     splitter: Callable | None = None,
     path=None,
+    learner_cls: type[Learner] = Learner,
     **learner_kw,
 ) -> Learner:
     """Make the factory's :class:`~learnkit.Learner`: the user's ``splitter`` or the factory's default, the
     data's path unless ``path`` is given, and the body frozen when ``freeze`` (a pretrained model), so
-    ``fit`` trains the head and ``fine_tune`` does both stages. ``learner_kw`` go to ``Learner``."""
-    learn = Learner(
+    ``fit`` trains the head and ``fine_tune`` does both stages. ``learner_kw`` go to ``Learner``;
+    ``learner_cls`` is the class to make (an application's ``Learner`` subclass, e.g. ``CollabLearner``)."""
+    learn = learner_cls(
         dls,
         model,
         splitter=splitter or default_splitter,

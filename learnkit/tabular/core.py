@@ -227,7 +227,7 @@ class Categorify(TabularProc):
                 continue
             s = df[c]
             cats = classes[1:]
-            codes = pd.Categorical(s, categories=cats).codes if len(cats) else np.full(len(s), -1)
+            codes = pd.Index(cats).get_indexer(s) if len(cats) else np.full(len(s), -1)
             codes = codes.astype(_code_dtype(len(classes)), copy=False) + 1
             if warn:
                 unseen = (codes == 0) & s.notna().to_numpy()
@@ -419,7 +419,7 @@ class TabularPandas:
                         except TypeError:
                             vocab = sorted(vals, key=str)
                     self.vocab = [_plain(v) for v in vocab]
-                codes = pd.Categorical(s, categories=self.vocab).codes.astype(np.int64)
+                codes = pd.Index(self.vocab).get_indexer(s).astype(np.int64)
                 if (codes < 0).any():
                     bad = pd.unique(s[codes < 0])[:5]
                     raise DataError(f"Expected target labels seen in training. Received: {[_plain(v) for v in bad]} in "
@@ -598,7 +598,7 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     prefix = "" if prefix.lower() == "" else prefix
     parts = {
         "Year": d.dt.year, "Month": d.dt.month, "Week": d.dt.isocalendar().week.astype("float64"),
-        "Day": d.dt.day, "Dayofweek": d.dt.dayofweek, "Dayofyear": d.dt.dayofyear,
+        "Day": d.dt.day, "Dayofweek": d.dt.day_of_week, "Dayofyear": d.dt.day_of_year,
         "Is_month_end": d.dt.is_month_end, "Is_month_start": d.dt.is_month_start,
         "Is_quarter_end": d.dt.is_quarter_end, "Is_quarter_start": d.dt.is_quarter_start,
         "Is_year_end": d.dt.is_year_end, "Is_year_start": d.dt.is_year_start,
@@ -610,7 +610,7 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     epoch = d.astype("datetime64[ns]").astype("int64").astype("float64") / 1e9
     df[f"{prefix}Elapsed"] = np.where(d.isna(), np.nan, epoch)
     if drop:
-        df.drop(columns=[field_name], inplace=True)
+        del df[field_name]
     return df
 
 

@@ -171,7 +171,7 @@ class TabularRecipe(DataRecipe):
             cols[c] = np.asarray(classes[c], dtype=object)[v.astype(np.int64)] if c in classes else v
         for c in self.cont_names:
             v = items[c].to_numpy().astype(np.float64)
-            cols[c] = v * norm.stds[c] + norm.means[c] if norm is not None and c in norm.means else v
+            cols[c] = ((v * norm.stds[c] + norm.means[c]) if norm is not None and c in norm.means else v).astype(np.float32)
         for y in self.y_names:
             if y in items.columns:
                 cols[y] = self._decode_y(items[y].to_numpy())

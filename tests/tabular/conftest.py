@@ -50,3 +50,14 @@ def _random_splits(n, valid_pct=0.25, seed=0):
 def random_splits():
     """``random_splits(n, valid_pct=0.25, seed=0) -> (train_idx, valid_idx)``."""
     return _random_splits
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """Tiny tabular nets run fastest on one thread (and do not fight the other tests for cores)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -160,6 +160,8 @@ def plot_partial_dependence(m, xs, cols, grid_resolution: int = 20, ax=None, **k
 
     if isinstance(m, RandomForestClassifier) and len(m.classes_) > 2:
         kwargs.setdefault("target", m.classes_[-1])
+    if isinstance(xs, pd.DataFrame):  # scikit-learn writes float64 grid values into the columns
+        xs = xs.astype({c: np.float64 for c in xs.columns if xs[c].dtype == np.float32})
     return PartialDependenceDisplay.from_estimator(m, xs, list(cols), grid_resolution=grid_resolution, ax=ax,
                                                    **kwargs)
 

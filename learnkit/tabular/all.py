@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import *
 from . import __all__ as _tab_all
 
 __all__ = ["math", "np", "pd", "plt", "torch", "nn", "F", "Path", "partial"] + list(_tab_all)

@@ -41,7 +41,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cat", default=None, help="comma-separated categorical columns (default: inferred)")
     p.add_argument("--cont", default=None, help="comma-separated continuous columns (default: inferred)")
     p.add_argument("--drop", default=None, help="comma-separated columns to leave out")
-    p.add_argument("--max-card", type=int, default=20, help="integers with more distinct values are continuous")
+    p.add_argument(
+        "--max-card", type=int, default=20, help="integers with more distinct values are continuous"
+    )
     p.add_argument("--regression", action="store_true", help="treat the target as a number")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--bs", type=int, default=64)
@@ -68,10 +70,14 @@ def _run(args) -> int:
         raise DataError(f"Expected a CSV file. Received: {str(path)!r}, which does not exist.")
     df = pd.read_csv(path, skipinitialspace=True)
     if args.y not in df.columns:
-        raise DataError(f"Expected the target column --y {args.y!r} in {path.name}. Received: columns "
-                        f"{list(df.columns)}.{suggest(args.y, df.columns)} Fix: --y <column>.")
+        raise DataError(
+            f"Expected the target column --y {args.y!r} in {path.name}. Received: columns "
+            f"{list(df.columns)}.{suggest(args.y, df.columns)} Fix: --y <column>."
+        )
     drop = set(_names(args.drop) or [])
-    conts, cats = cont_cat_split(df.drop(columns=list(drop & set(df.columns))), max_card=args.max_card, dep_var=args.y)
+    conts, cats = cont_cat_split(
+        df.drop(columns=list(drop & set(df.columns))), max_card=args.max_card, dep_var=args.y
+    )
     cat_names, cont_names = _names(args.cat), _names(args.cont)
     if cat_names is not None:
         conts = [c for c in conts if c not in cat_names]
@@ -86,9 +92,18 @@ def _run(args) -> int:
     print("override with --cat a,b --cont c,d (or --drop e)")
     set_seed(args.seed)
     dls = TabularDataLoaders.from_df(
-        df, path=path.parent, procs=[Categorify, FillMissing, Normalize], cat_names=cat_names, cont_names=cont_names,
-        y_names=args.y, y_block=RegressionBlock if regression else CategoryBlock, valid_pct=args.valid_pct,
-        seed=args.seed, bs=args.bs, device="cpu" if args.cpu else None)
+        df,
+        path=path.parent,
+        procs=[Categorify, FillMissing, Normalize],
+        cat_names=cat_names,
+        cont_names=cont_names,
+        y_names=args.y,
+        y_block=RegressionBlock if regression else CategoryBlock,
+        valid_pct=args.valid_pct,
+        seed=args.seed,
+        bs=args.bs,
+        device="cpu" if args.cpu else None,
+    )
     metric = rmse if regression else accuracy
     learn = tabular_learner(dls, layers=[int(n) for n in _names(args.layers)], metrics=metric)
     learn.fit_one_cycle(args.epochs, args.lr)

@@ -129,11 +129,15 @@ class FillMissing(TabularProc):
 
     order = 10
 
-    def __init__(self, fill_strategy=FillStrategy.median, add_col: bool = True, fill_vals=None, fill_val: float = 0.0):
+    def __init__(
+        self, fill_strategy=FillStrategy.median, add_col: bool = True, fill_vals=None, fill_val: float = 0.0
+    ):
         strategy = getattr(fill_strategy, "__name__", fill_strategy)
         if strategy not in ("median", "mode", "constant"):
-            raise DataError(f"Expected fill_strategy to be FillStrategy.median, .mode or .constant. Received: "
-                            f"fill_strategy={fill_strategy!r}.")
+            raise DataError(
+                f"Expected fill_strategy to be FillStrategy.median, .mode or .constant. Received: "
+                f"fill_strategy={fill_strategy!r}."
+            )
         self.fill_strategy, self.add_col, self.fill_val = strategy, bool(add_col), float(fill_val)
         self.fill_vals = dict(fill_vals or {})
         self.na_dict: dict = {}
@@ -169,16 +173,25 @@ class FillMissing(TabularProc):
             miss = np.isnan(col)
             if miss.any():
                 if warn and c not in self.na_cols:
-                    warnings.warn(f"Column {c!r} has {int(miss.sum())} missing values here but none in training; "
-                                  f"they are filled with the training {self.fill_strategy} ({v:g}).", stacklevel=4)
+                    warnings.warn(
+                        f"Column {c!r} has {int(miss.sum())} missing values here but none in training; "
+                        f"they are filled with the training {self.fill_strategy} ({v:g}).",
+                        stacklevel=4,
+                    )
                 col = np.where(miss, np.float32(v), col).astype(col.dtype, copy=False)
                 out[c] = col
             if c in self.na_cols:
                 out[f"{c}_na"] = miss.astype(np.int8) + 1  # codes: 0 '#na#', 1 False, 2 True
 
     def state(self):
-        return {"fill_strategy": self.fill_strategy, "add_col": self.add_col, "fill_val": self.fill_val,
-                "fill_vals": dict(self.fill_vals), "na_dict": dict(self.na_dict), "na_cols": list(self.na_cols)}
+        return {
+            "fill_strategy": self.fill_strategy,
+            "add_col": self.add_col,
+            "fill_val": self.fill_val,
+            "fill_vals": dict(self.fill_vals),
+            "na_dict": dict(self.na_dict),
+            "na_cols": list(self.na_cols),
+        }
 
 
 class Categorify(TabularProc):
@@ -209,7 +222,11 @@ class Categorify(TabularProc):
             if isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.ordered:
                 cats = list(s.dtype.categories)
             else:
-                vals = pd.unique(s.iloc[train_idx].dropna()) if len(train_idx) < len(s) else pd.unique(s.dropna())
+                vals = (
+                    pd.unique(s.iloc[train_idx].dropna())
+                    if len(train_idx) < len(s)
+                    else pd.unique(s.dropna())
+                )
                 try:
                     cats = sorted(vals)
                 except TypeError:
@@ -218,7 +235,9 @@ class Categorify(TabularProc):
                 warnings.warn(
                     f"The categorical column {c!r} has {len(cats)} distinct values in {len(train_idx)} training rows, "
                     "so most categories are seen once and their embeddings cannot learn. Fix: drop it (an id), treat "
-                    "it as continuous (cont_names), or group rare values.", stacklevel=4)
+                    "it as continuous (cont_names), or group rare values.",
+                    stacklevel=4,
+                )
             self.classes[c] = [NA_NAME] + [_plain(v) for v in cats]
 
     def encode(self, df, out, warn=False):
@@ -233,8 +252,11 @@ class Categorify(TabularProc):
                 unseen = (codes == 0) & s.notna().to_numpy()
                 if unseen.any():
                     bad = pd.unique(s[unseen])[:5]
-                    warnings.warn(f"Column {c!r} has {int(unseen.sum())} value(s) never seen in training, e.g. "
-                                  f"{[_plain(v) for v in bad]}; they map to {NA_NAME!r} (index 0).", stacklevel=4)
+                    warnings.warn(
+                        f"Column {c!r} has {int(unseen.sum())} value(s) never seen in training, e.g. "
+                        f"{[_plain(v) for v in bad]}; they map to {NA_NAME!r} (index 0).",
+                        stacklevel=4,
+                    )
             out[c] = codes
 
     def state(self):
@@ -282,8 +304,10 @@ def _make_procs(procs) -> list:
         if isinstance(p, type) and issubclass(p, TabularProc):
             p = p()
         if not isinstance(p, TabularProc):
-            raise DataError(f"Expected procs such as [Categorify, FillMissing, Normalize]. Received: {p!r}. "
-                            "Fix: pass the classes (or instances) of learnkit.tabular procs.")
+            raise DataError(
+                f"Expected procs such as [Categorify, FillMissing, Normalize]. Received: {p!r}. "
+                "Fix: pass the classes (or instances) of learnkit.tabular procs."
+            )
         out.append(p)
     return sorted(out, key=lambda p: p.order)
 
@@ -311,10 +335,23 @@ class TabularPandas:
     (8, 2, ['a', 'b'])
     """
 
-    def __init__(self, df: pd.DataFrame, procs=None, cat_names=None, cont_names=None, y_names=None, y_block=None,
-                 splits=None, do_setup: bool = True, reduce_memory: bool = True, inplace: bool = False):
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        procs=None,
+        cat_names=None,
+        cont_names=None,
+        y_names=None,
+        y_block=None,
+        splits=None,
+        do_setup: bool = True,
+        reduce_memory: bool = True,
+        inplace: bool = False,
+    ):
         if not isinstance(df, pd.DataFrame):
-            raise DataError(f"Expected a pandas DataFrame. Received: {type(df).__name__}. Fix: pd.read_csv(path).")
+            raise DataError(
+                f"Expected a pandas DataFrame. Received: {type(df).__name__}. Fix: pd.read_csv(path)."
+            )
         self.procs = _make_procs(procs)
         self.cat_names, self.cont_names = _listify(cat_names), _listify(cont_names)
         self.y_names = _listify(y_names)
@@ -324,15 +361,18 @@ class TabularPandas:
         _check_columns(df, self.cont_names, "cont_names")
         overlap = set(self.cat_names) & set(self.cont_names)
         if overlap:
-            raise DataError(f"Expected each column in cat_names or cont_names, not both. Received: {sorted(overlap)} "
-                            "in both. Fix: keep it in one list.")
+            raise DataError(
+                f"Expected each column in cat_names or cont_names, not both. Received: {sorted(overlap)} "
+                "in both. Fix: keep it in one list."
+            )
         self.y_kind = self._y_kind(df, y_block)
         self.vocab = None
         n = len(df)
         if splits is None:
             splits = (np.arange(n), np.arange(0))
-        self.splits = tuple(np.asarray(list(s) if not isinstance(s, np.ndarray) else s, dtype=np.int64)
-                            for s in splits)
+        self.splits = tuple(
+            np.asarray(list(s) if not isinstance(s, np.ndarray) else s, dtype=np.int64) for s in splits
+        )
         self._raw = df
         self._processed: dict = {}
         self.items: pd.DataFrame | None = None
@@ -392,8 +432,10 @@ class TabularPandas:
         for c in self.cont_names:
             n_miss = int(np.isnan(out[c]).sum())
             if n_miss:
-                raise DataError(f"Expected no missing values in the continuous column {c!r}{where}. Received: {n_miss} "
-                                "missing. Fix: add FillMissing to procs (fills them and adds a _na column).")
+                raise DataError(
+                    f"Expected no missing values in the continuous column {c!r}{where}. Received: {n_miss} "
+                    "missing. Fix: add FillMissing to procs (fills them and adds a _na column)."
+                )
 
     def _encode_y(self, df: pd.DataFrame, fit: bool):
         if not self.y_names:
@@ -404,9 +446,11 @@ class TabularPandas:
             n_miss = int(s.isna().sum())
             if n_miss:
                 rows = np.flatnonzero(s.isna().to_numpy())[:5].tolist()
-                raise DataError(f"Expected a target without missing values. Received: {n_miss} missing value(s) in "
-                                f"{y!r} (rows {rows}{' ...' if n_miss > 5 else ''}). Fix: drop those rows "
-                                f"(df = df.dropna(subset=[{y!r}]).reset_index(drop=True)) or fill them.")
+                raise DataError(
+                    f"Expected a target without missing values. Received: {n_miss} missing value(s) in "
+                    f"{y!r} (rows {rows}{' ...' if n_miss > 5 else ''}). Fix: drop those rows "
+                    f"(df = df.dropna(subset=[{y!r}]).reset_index(drop=True)) or fill them."
+                )
             if self.y_kind == "category":
                 if fit:
                     tr = s.iloc[self.splits[0]] if len(self.splits[0]) < len(s) else s
@@ -422,8 +466,10 @@ class TabularPandas:
                 codes = pd.Index(self.vocab).get_indexer(s).astype(np.int64)
                 if (codes < 0).any():
                     bad = pd.unique(s[codes < 0])[:5]
-                    raise DataError(f"Expected target labels seen in training. Received: {[_plain(v) for v in bad]} in "
-                                    f"{y!r}. Fix: make sure every class appears in the training rows.")
+                    raise DataError(
+                        f"Expected target labels seen in training. Received: {[_plain(v) for v in bad]} in "
+                        f"{y!r}. Fix: make sure every class appears in the training rows."
+                    )
                 ys[y] = codes
             else:
                 ys[y] = self._cont_values(df, y).astype(np.float32)
@@ -508,7 +554,9 @@ class TabularPandas:
     def y(self) -> pd.Series | pd.DataFrame:
         """The encoded target (class indices, or values); a DataFrame for several targets."""
         if not self.y_names:
-            raise DataError("Expected a table with a target. Received: y_names=None. Fix: pass y_names='column'.")
+            raise DataError(
+                "Expected a table with a target. Received: y_names=None. Fix: pass y_names='column'."
+            )
         return self.items[self.y_names[0]] if len(self.y_names) == 1 else self.items[self.y_names]
 
     @property
@@ -543,17 +591,37 @@ class TabularPandas:
 
         return TabularRecipe.from_tabular(self).decode_frame(self.items.iloc[:max_n])
 
-    def dataloaders(self, bs: int = 64, val_bs: int | None = None, shuffle_train: bool = True, device=None,
-                    path=".", drop_last: bool = True, seed: int | None = None, **kwargs):
+    def dataloaders(
+        self,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle_train: bool = True,
+        device=None,
+        path=".",
+        drop_last: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
         """:class:`~learnkit.tabular.TabularDataLoaders` over the processed tensors (held once in memory)."""
         from .data import TabularDataLoaders
 
-        return TabularDataLoaders.from_tabular(self, bs=bs, val_bs=val_bs, shuffle_train=shuffle_train, device=device,
-                                               path=path, drop_last=drop_last, seed=seed, **kwargs)
+        return TabularDataLoaders.from_tabular(
+            self,
+            bs=bs,
+            val_bs=val_bs,
+            shuffle_train=shuffle_train,
+            device=device,
+            path=path,
+            drop_last=drop_last,
+            seed=seed,
+            **kwargs,
+        )
 
     def __repr__(self) -> str:
-        return (f"TabularPandas({len(self._raw)} rows, cats={self.cat_names}, conts={self.cont_names}, "
-                f"y={self.y_names}, procs={self.procs})")
+        return (
+            f"TabularPandas({len(self._raw)} rows, cats={self.cat_names}, conts={self.cont_names}, "
+            f"y={self.y_names}, procs={self.procs})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -572,16 +640,19 @@ def cont_cat_split(df: pd.DataFrame, max_card: int = 20, dep_var=None) -> tuple[
             continue
         dt = df[c].dtype
         if pd.api.types.is_float_dtype(dt) or (
-                pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
-                and df[c].nunique() > max_card):
+            pd.api.types.is_integer_dtype(dt)
+            and not pd.api.types.is_bool_dtype(dt)
+            and df[c].nunique() > max_card
+        ):
             cont.append(c)
         else:
             cat.append(c)
     return cont, cat
 
 
-def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, drop: bool = True,
-                 time: bool = False) -> pd.DataFrame:
+def add_datepart(
+    df: pd.DataFrame, field_name: str, prefix: str | None = None, drop: bool = True, time: bool = False
+) -> pd.DataFrame:
     """Add ``Year, Month, Week, Day, Dayofweek, Dayofyear, Is_month_end, ..., Elapsed`` columns from the date
     column ``field_name`` (in place, returned too), dropping it when ``drop``.
 
@@ -591,17 +662,32 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     ([2020, 2021], [True, False])
     """
     if field_name not in df.columns:
-        raise DataError(f"Expected a date column {field_name!r}. Received: columns {list(df.columns)}."
-                        f"{suggest(field_name, df.columns)}")
+        raise DataError(
+            f"Expected a date column {field_name!r}. Received: columns {list(df.columns)}."
+            f"{suggest(field_name, df.columns)}"
+        )
     d = pd.to_datetime(df[field_name], errors="coerce")
-    prefix = prefix if prefix is not None else field_name[:-4] if field_name.lower().endswith("date") else field_name
+    prefix = (
+        prefix
+        if prefix is not None
+        else field_name[:-4]
+        if field_name.lower().endswith("date")
+        else field_name
+    )
     prefix = "" if prefix.lower() == "" else prefix
     parts = {
-        "Year": d.dt.year, "Month": d.dt.month, "Week": d.dt.isocalendar().week.astype("float64"),
-        "Day": d.dt.day, "Dayofweek": d.dt.day_of_week, "Dayofyear": d.dt.day_of_year,
-        "Is_month_end": d.dt.is_month_end, "Is_month_start": d.dt.is_month_start,
-        "Is_quarter_end": d.dt.is_quarter_end, "Is_quarter_start": d.dt.is_quarter_start,
-        "Is_year_end": d.dt.is_year_end, "Is_year_start": d.dt.is_year_start,
+        "Year": d.dt.year,
+        "Month": d.dt.month,
+        "Week": d.dt.isocalendar().week.astype("float64"),
+        "Day": d.dt.day,
+        "Dayofweek": d.dt.day_of_week,
+        "Dayofyear": d.dt.day_of_year,
+        "Is_month_end": d.dt.is_month_end,
+        "Is_month_start": d.dt.is_month_start,
+        "Is_quarter_end": d.dt.is_quarter_end,
+        "Is_quarter_start": d.dt.is_quarter_start,
+        "Is_year_end": d.dt.is_year_end,
+        "Is_year_start": d.dt.is_year_start,
     }
     if time:
         parts.update({"Hour": d.dt.hour, "Minute": d.dt.minute, "Second": d.dt.second})
@@ -634,7 +720,11 @@ def df_shrink(df: pd.DataFrame, skip=(), obj2cat: bool = True, int2uint: bool = 
             out[c] = pd.to_numeric(s, downcast=down)
         elif pd.api.types.is_float_dtype(s.dtype):
             out[c] = s.astype(np.float32)
-        elif obj2cat and (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)) and s.nunique() < 0.5 * len(s):
+        elif (
+            obj2cat
+            and (s.dtype == object or pd.api.types.is_string_dtype(s.dtype))
+            and s.nunique() < 0.5 * len(s)
+        ):
             out[c] = s.astype("category")
         else:
             out[c] = s

@@ -40,8 +40,10 @@ def tabular_tensors(to: TabularPandas, with_y: bool = True) -> tuple:
     n = len(items)
     for c in to.cat_names:
         if not pd.api.types.is_integer_dtype(items[c].dtype):
-            raise DataError(f"Expected the categorical column {c!r} as integer codes for the model. Received: dtype "
-                            f"{items[c].dtype}. Fix: add Categorify to procs.")
+            raise DataError(
+                f"Expected the categorical column {c!r} as integer codes for the model. Received: dtype "
+                f"{items[c].dtype}. Fix: add Categorify to procs."
+            )
     x_cat = np.empty((n, len(to.cat_names)), dtype=np.int64)
     for j, c in enumerate(to.cat_names):
         x_cat[:, j] = items[c].to_numpy()
@@ -77,8 +79,10 @@ def _as_frame(items) -> pd.DataFrame:
             return pd.DataFrame({k: [o[k] for o in items] for k in items[0].index}).infer_objects()
         if all(isinstance(o, Mapping) for o in items):
             return pd.DataFrame(list(items)).infer_objects()
-    raise DataError(f"Expected rows as a DataFrame, a CSV path, a Series/dict row, or a list of them. Received: "
-                    f"{type(items).__name__}. Fix: learn.predict(df.iloc[0]) or dls.test_dl(df).")
+    raise DataError(
+        f"Expected rows as a DataFrame, a CSV path, a Series/dict row, or a list of them. Received: "
+        f"{type(items).__name__}. Fix: learn.predict(df.iloc[0]) or dls.test_dl(df)."
+    )
 
 
 class TabularRecipe(DataRecipe):
@@ -146,8 +150,10 @@ class TabularRecipe(DataRecipe):
         """A loader over raw rows (DataFrame, CSV path, rows), processed as the validation rows were."""
         to = self.process(items)
         if with_labels and not all(y in to.items.columns for y in self.y_names):
-            raise DataError(f"Expected the target column(s) {self.y_names} for with_labels=True. Received: columns "
-                            f"{list(to._raw.columns)[:20]}. Fix: pass with_labels=False, or include the target.")
+            raise DataError(
+                f"Expected the target column(s) {self.y_names} for with_labels=True. Received: columns "
+                f"{list(to._raw.columns)[:20]}. Fix: pass with_labels=False, or include the target."
+            )
         return TensorLoader(*tabular_tensors(to, with_y=with_labels), bs=bs)
 
     def predict_dl(self, item) -> TensorLoader:
@@ -171,7 +177,9 @@ class TabularRecipe(DataRecipe):
             cols[c] = np.asarray(classes[c], dtype=object)[v.astype(np.int64)] if c in classes else v
         for c in self.cont_names:
             v = items[c].to_numpy().astype(np.float64)
-            cols[c] = ((v * norm.stds[c] + norm.means[c]) if norm is not None and c in norm.means else v).astype(np.float32)
+            cols[c] = (
+                (v * norm.stds[c] + norm.means[c]) if norm is not None and c in norm.means else v
+            ).astype(np.float32)
         for y in self.y_names:
             if y in items.columns:
                 cols[y] = self._decode_y(items[y].to_numpy())
@@ -208,7 +216,9 @@ class TabularRecipe(DataRecipe):
         _display(df, display)
         return df
 
-    def show_results(self, batch, decoded_preds, max_n: int = 10, display: bool = True, **kwargs) -> pd.DataFrame:
+    def show_results(
+        self, batch, decoded_preds, max_n: int = 10, display: bool = True, **kwargs
+    ) -> pd.DataFrame:
         """Decoded rows with their target and the prediction (``<y>_pred``) as a DataFrame."""
         df = self._batch_frame(batch, max_n)
         p = torch.as_tensor(decoded_preds).detach().cpu()[: len(df)].numpy()
@@ -224,8 +234,12 @@ class TabularRecipe(DataRecipe):
     def spec(self) -> dict:
         t = self.to
         return {
-            "kind": self.kind, "cat_names": list(t.cat_names), "cont_names": list(t.cont_names),
-            "y_names": list(t.y_names), "y_kind": t.y_kind, "vocab": list(t.vocab) if t.vocab is not None else None,
+            "kind": self.kind,
+            "cat_names": list(t.cat_names),
+            "cont_names": list(t.cont_names),
+            "y_names": list(t.y_names),
+            "y_kind": t.y_kind,
+            "vocab": list(t.vocab) if t.vocab is not None else None,
             "reduce_memory": bool(t.reduce_memory),
             "procs": [{"name": type(p).__name__, "state": p.state()} for p in t.procs],
         }
@@ -235,15 +249,26 @@ class TabularRecipe(DataRecipe):
         procs = []
         for p in spec["procs"]:
             if p["name"] not in PROCS:
-                raise DataError(f"Expected procs among {sorted(PROCS)} in the export. Received: {p['name']!r}.")
+                raise DataError(
+                    f"Expected procs among {sorted(PROCS)} in the export. Received: {p['name']!r}."
+                )
             procs.append(PROCS[p["name"]].from_state(dict(p["state"])))
         to = TabularPandas.__new__(TabularPandas)
-        to.__dict__.update({
-            "procs": procs, "cat_names": list(spec["cat_names"]), "cont_names": list(spec["cont_names"]),
-            "y_names": list(spec["y_names"]), "y_kind": spec["y_kind"], "vocab": spec["vocab"],
-            "reduce_memory": spec["reduce_memory"], "_raw": pd.DataFrame(), "items": None,
-            "splits": (np.arange(0), np.arange(0)), "_processed": {},
-        })
+        to.__dict__.update(
+            {
+                "procs": procs,
+                "cat_names": list(spec["cat_names"]),
+                "cont_names": list(spec["cont_names"]),
+                "y_names": list(spec["y_names"]),
+                "y_kind": spec["y_kind"],
+                "vocab": spec["vocab"],
+                "reduce_memory": spec["reduce_memory"],
+                "_raw": pd.DataFrame(),
+                "items": None,
+                "splits": (np.arange(0), np.arange(0)),
+                "_processed": {},
+            }
+        )
         return cls(to)
 
 
@@ -269,33 +294,69 @@ class TabularDataLoaders(DataLoaders):
     """
 
     @classmethod
-    def from_tabular(cls, to: TabularPandas, bs: int = 64, val_bs: int | None = None, shuffle_train: bool = True,
-                     device=None, path=".", drop_last: bool = True, seed: int | None = None,
-                     **kwargs) -> TabularDataLoaders:
+    def from_tabular(
+        cls,
+        to: TabularPandas,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle_train: bool = True,
+        device=None,
+        path=".",
+        drop_last: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ) -> TabularDataLoaders:
         """Loaders over a processed :class:`TabularPandas` (what ``to.dataloaders()`` calls)."""
         tensors = tabular_tensors(to)
         tr, va = to.splits
         if len(tr) == 0:
-            raise DataError("Expected some training rows. Received: an empty training split. Fix: check splits.")
+            raise DataError(
+                "Expected some training rows. Received: an empty training split. Fix: check splits."
+            )
         if len(tensors) < 3:
-            raise DataError("Expected a target for training. Received: y_names=None. Fix: pass y_names='column'.")
+            raise DataError(
+                "Expected a target for training. Received: y_names=None. Fix: pass y_names='column'."
+            )
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        train = TensorLoader(*(t[tr_t] for t in tensors), bs=bs, shuffle=shuffle_train,
-                             drop_last=drop_last and len(tr) > bs, seed=seed)
+        train = TensorLoader(
+            *(t[tr_t] for t in tensors),
+            bs=bs,
+            shuffle=shuffle_train,
+            drop_last=drop_last and len(tr) > bs,
+            seed=seed,
+        )
         valid = TensorLoader(*(t[va_t] for t in tensors), bs=val_bs or bs * 2) if len(va) else None
         recipe = TabularRecipe.from_tabular(to)
         dls = cls(train, valid, device=device, recipe=recipe, path=Path(path), **kwargs)
         return dls
 
     @classmethod
-    def from_df(cls, df: pd.DataFrame, path=".", procs=None, cat_names=None, cont_names=None, y_names=None,
-                y_block=None, valid_idx=None, bs: int = 64, shuffle_train: bool = True, val_bs: int | None = None,
-                device=None, valid_pct: float = 0.2, seed: int | None = None, reduce_memory: bool = True,
-                drop_last: bool = True, **kwargs) -> TabularDataLoaders:
+    def from_df(
+        cls,
+        df: pd.DataFrame,
+        path=".",
+        procs=None,
+        cat_names=None,
+        cont_names=None,
+        y_names=None,
+        y_block=None,
+        valid_idx=None,
+        bs: int = 64,
+        shuffle_train: bool = True,
+        val_bs: int | None = None,
+        device=None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        reduce_memory: bool = True,
+        drop_last: bool = True,
+        **kwargs,
+    ) -> TabularDataLoaders:
         """Loaders from a DataFrame. ``procs`` default ``[Categorify, FillMissing, Normalize]``; column types not
         given are inferred with :func:`cont_cat_split`; ``valid_idx`` default a random ``valid_pct`` of rows."""
         if y_names is None:
-            raise DataError("Expected y_names, the target column. Received: y_names=None. Fix: y_names='salary'.")
+            raise DataError(
+                "Expected y_names, the target column. Received: y_names=None. Fix: y_names='salary'."
+            )
         if cat_names is None and cont_names is None:
             cont_names, cat_names = cont_cat_split(df, dep_var=y_names)
         elif cat_names is None or cont_names is None:
@@ -309,17 +370,37 @@ class TabularDataLoaders(DataLoaders):
         if valid_idx is None:
             perm = np.random.default_rng(seed).permutation(n)
             valid_idx = np.sort(perm[: int(round(valid_pct * n))])
-        valid_idx = np.asarray(list(valid_idx) if not isinstance(valid_idx, np.ndarray) else valid_idx, dtype=np.int64)
+        valid_idx = np.asarray(
+            list(valid_idx) if not isinstance(valid_idx, np.ndarray) else valid_idx, dtype=np.int64
+        )
         if len(valid_idx) and (valid_idx.min() < 0 or valid_idx.max() >= n):
-            raise DataError(f"Expected valid_idx to be row positions in [0, {n}). Received: values from "
-                            f"{valid_idx.min()} to {valid_idx.max()}. Fix: use positions (df.index.get_indexer).")
+            raise DataError(
+                f"Expected valid_idx to be row positions in [0, {n}). Received: values from "
+                f"{valid_idx.min()} to {valid_idx.max()}. Fix: use positions (df.index.get_indexer)."
+            )
         mask = np.ones(n, dtype=bool)
         mask[valid_idx] = False
         splits = (np.flatnonzero(mask), valid_idx)
-        to = TabularPandas(df, procs, cat_names, cont_names, y_names, y_block=y_block, splits=splits,
-                           reduce_memory=reduce_memory)
-        return to.dataloaders(bs=bs, val_bs=val_bs, shuffle_train=shuffle_train, device=device, path=path,
-                              drop_last=drop_last, seed=seed, **kwargs)
+        to = TabularPandas(
+            df,
+            procs,
+            cat_names,
+            cont_names,
+            y_names,
+            y_block=y_block,
+            splits=splits,
+            reduce_memory=reduce_memory,
+        )
+        return to.dataloaders(
+            bs=bs,
+            val_bs=val_bs,
+            shuffle_train=shuffle_train,
+            device=device,
+            path=path,
+            drop_last=drop_last,
+            seed=seed,
+            **kwargs,
+        )
 
     @classmethod
     def from_csv(cls, csv, skipinitialspace: bool = True, **kwargs) -> TabularDataLoaders:
@@ -345,4 +426,3 @@ class TabularDataLoaders(DataLoaders):
     @property
     def classes(self) -> dict:
         return self.recipe.classes
-

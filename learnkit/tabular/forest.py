@@ -53,8 +53,16 @@ __all__ = [
 ]
 
 FOREST_FORMAT = "learnkit.forest"
-_NODE_FIELDS = ("left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples",
-                "weighted_n_node_samples", "missing_go_to_left")
+_NODE_FIELDS = (
+    "left_child",
+    "right_child",
+    "feature",
+    "threshold",
+    "impurity",
+    "n_node_samples",
+    "weighted_n_node_samples",
+    "missing_go_to_left",
+)
 
 
 def _is_classification(y) -> bool:
@@ -62,8 +70,16 @@ def _is_classification(y) -> bool:
     return not pd.api.types.is_float_dtype(s.dtype)
 
 
-def random_forest(xs, y, n_estimators: int = 40, max_samples=None, max_features=0.5, min_samples_leaf: int = 5,
-                  oob_score: bool = True, **kwargs):
+def random_forest(
+    xs,
+    y,
+    n_estimators: int = 40,
+    max_samples=None,
+    max_features=0.5,
+    min_samples_leaf: int = 5,
+    oob_score: bool = True,
+    **kwargs,
+):
     """Fit a scikit-learn random forest: a classifier for integer/text/category targets, a regressor for floats.
 
     ``max_samples`` (rows per tree) is capped at the number of rows; ``kwargs`` go to scikit-learn
@@ -77,13 +93,21 @@ def random_forest(xs, y, n_estimators: int = 40, max_samples=None, max_features=
     if len(xs) != len(y):
         raise DataError(f"Expected xs and y with the same number of rows. Received: {len(xs)} and {len(y)}.")
     if pd.isna(pd.Series(np.asarray(y).ravel())).any():
-        raise DataError("Expected a target without missing values. Received: y with NaN. Fix: drop those rows.")
+        raise DataError(
+            "Expected a target without missing values. Received: y with NaN. Fix: drop those rows."
+        )
     if isinstance(max_samples, int) and max_samples > len(xs):
         max_samples = None
     cls = RandomForestClassifier if _is_classification(y) else RandomForestRegressor
     kwargs.setdefault("n_jobs", -1)
-    return cls(n_estimators=n_estimators, max_samples=max_samples, max_features=max_features,
-               min_samples_leaf=min_samples_leaf, oob_score=oob_score, **kwargs).fit(xs, y)
+    return cls(
+        n_estimators=n_estimators,
+        max_samples=max_samples,
+        max_features=max_features,
+        min_samples_leaf=min_samples_leaf,
+        oob_score=oob_score,
+        **kwargs,
+    ).fit(xs, y)
 
 
 def get_oob(xs, y, **kwargs) -> float:
@@ -106,10 +130,15 @@ def feature_importance(m, xs) -> pd.DataFrame:
     ``feature_importance(m, xs).plot('cols', 'imp', 'barh')`` draws them (or :func:`plot_fi`).
     """
     if not hasattr(m, "feature_importances_"):
-        raise ModelError(f"Expected a fitted tree ensemble. Received: {type(m).__name__} without "
-                         "feature_importances_. Fix: fit it first (random_forest(xs, y)).")
-    return (pd.DataFrame({"cols": _names(m, xs), "imp": m.feature_importances_})
-            .sort_values("imp", ascending=False).reset_index(drop=True))
+        raise ModelError(
+            f"Expected a fitted tree ensemble. Received: {type(m).__name__} without "
+            "feature_importances_. Fix: fit it first (random_forest(xs, y))."
+        )
+    return (
+        pd.DataFrame({"cols": _names(m, xs), "imp": m.feature_importances_})
+        .sort_values("imp", ascending=False)
+        .reset_index(drop=True)
+    )
 
 
 def plot_fi(fi: pd.DataFrame, max_n: int = 30, figsize=(12, 7), ax=None):
@@ -138,8 +167,9 @@ def cluster_columns(xs: pd.DataFrame, figsize=(10, 6), font_size: int = 12, ax=N
     z = hierarchy.linkage(np.clip(dist, 0, None), method="average")
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
-    return hierarchy.dendrogram(z, labels=list(map(str, xs.columns)), orientation="left", leaf_font_size=font_size,
-                                ax=ax)
+    return hierarchy.dendrogram(
+        z, labels=list(map(str, xs.columns)), orientation="left", leaf_font_size=font_size, ax=ax
+    )
 
 
 def oob_drop_scores(xs: pd.DataFrame, y, cols, **kwargs) -> dict:
@@ -147,7 +177,9 @@ def oob_drop_scores(xs: pd.DataFrame, y, cols, **kwargs) -> dict:
     a column whose removal keeps the score is redundant. ``kwargs`` go to :func:`random_forest`."""
     missing = [c for c in cols if c not in xs.columns]
     if missing:
-        raise DataError(f"Expected columns of xs. Received: {missing}. Fix: choose among {list(xs.columns)[:20]}.")
+        raise DataError(
+            f"Expected columns of xs. Received: {missing}. Fix: choose among {list(xs.columns)[:20]}."
+        )
     out = {"baseline": get_oob(xs, y, **kwargs)}
     for c in cols:
         out[c] = get_oob(xs.drop(columns=[c]), y, **kwargs)
@@ -162,8 +194,9 @@ def plot_partial_dependence(m, xs, cols, grid_resolution: int = 20, ax=None, **k
         kwargs.setdefault("target", m.classes_[-1])
     if isinstance(xs, pd.DataFrame):  # scikit-learn writes float64 grid values into the columns
         xs = xs.astype({c: np.float64 for c in xs.columns if xs[c].dtype == np.float32})
-    return PartialDependenceDisplay.from_estimator(m, xs, list(cols), grid_resolution=grid_resolution, ax=ax,
-                                                   **kwargs)
+    return PartialDependenceDisplay.from_estimator(
+        m, xs, list(cols), grid_resolution=grid_resolution, ax=ax, **kwargs
+    )
 
 
 def _tree_values(est) -> np.ndarray:
@@ -171,8 +204,9 @@ def _tree_values(est) -> np.ndarray:
     v = est.tree_.value
     if isinstance(est, DecisionTreeClassifier):
         if v.shape[1] != 1:
-            raise ModelError("Expected a single-output classifier for tree_contributions. Received: "
-                             f"{v.shape[1]} outputs.")
+            raise ModelError(
+                f"Expected a single-output classifier for tree_contributions. Received: {v.shape[1]} outputs."
+            )
         v = v[:, 0, :]
         return v / v.sum(axis=1, keepdims=True)
     return v[:, :, 0]
@@ -227,8 +261,15 @@ def tree_contributions(m, xs):
     return pred, bias, contrib
 
 
-def waterfall_plot(contributions, names, bias: float = 0.0, threshold: float = 0.0, rotation: int = 45,
-                   figsize=(10, 5), ax=None):
+def waterfall_plot(
+    contributions,
+    names,
+    bias: float = 0.0,
+    threshold: float = 0.0,
+    rotation: int = 45,
+    figsize=(10, 5),
+    ax=None,
+):
     """A waterfall of one row's contributions (from :func:`tree_contributions`) from the bias to the
     prediction: green bars raise it, red bars lower it; features under ``threshold`` are merged."""
     import matplotlib.pyplot as plt
@@ -236,7 +277,9 @@ def waterfall_plot(contributions, names, bias: float = 0.0, threshold: float = 0
     c = np.asarray(contributions, dtype=float).ravel()
     names = list(map(str, names))
     if len(c) != len(names):
-        raise DataError(f"Expected one name per contribution. Received: {len(c)} contributions, {len(names)} names.")
+        raise DataError(
+            f"Expected one name per contribution. Received: {len(c)} contributions, {len(names)} names."
+        )
     order = np.argsort(-np.abs(c))
     keep = [i for i in order if abs(c[i]) > threshold]
     other = float(c[[i for i in order if abs(c[i]) <= threshold]].sum())
@@ -261,8 +304,10 @@ def out_of_domain(xs: pd.DataFrame, valid_xs: pd.DataFrame, **kwargs) -> pd.Data
     """Rank the features a forest uses to tell training rows from validation rows (``cols, imp``): the top
     ones differ between the two sets, the usual reason a model does worse on the validation rows."""
     if list(xs.columns) != list(valid_xs.columns):
-        raise DataError(f"Expected the same columns in xs and valid_xs. Received: {list(xs.columns)[:10]} and "
-                        f"{list(valid_xs.columns)[:10]}.")
+        raise DataError(
+            f"Expected the same columns in xs and valid_xs. Received: {list(xs.columns)[:10]} and "
+            f"{list(valid_xs.columns)[:10]}."
+        )
     df = pd.concat([xs, valid_xs], ignore_index=True)
     is_valid = np.r_[np.zeros(len(xs), dtype=np.int64), np.ones(len(valid_xs), dtype=np.int64)]
     kwargs.setdefault("random_state", 42)
@@ -281,7 +326,9 @@ def _plain_params(params: dict) -> dict:
         elif isinstance(v, dict) and all(isinstance(x, (int, float, str)) for x in v.values()):
             out[k] = {str(a): b for a, b in v.items()}
         else:
-            raise ModelError(f"save_forest stores plain parameters only. Received: {k}={v!r}. Fix: use a plain value.")
+            raise ModelError(
+                f"save_forest stores plain parameters only. Received: {k}={v!r}. Fix: use a plain value."
+            )
     return out
 
 
@@ -296,8 +343,10 @@ def save_forest(m, path: str | os.PathLike) -> Path:
     >>> save_forest(m, "forest.pt"); m2 = load_forest("forest.pt")  # doctest: +SKIP
     """
     if not isinstance(m, (RandomForestClassifier, RandomForestRegressor)) or not hasattr(m, "estimators_"):
-        raise ModelError(f"Expected a fitted RandomForestClassifier or RandomForestRegressor. Received: "
-                         f"{type(m).__name__}. Fix: m = random_forest(xs, y).")
+        raise ModelError(
+            f"Expected a fitted RandomForestClassifier or RandomForestRegressor. Received: "
+            f"{type(m).__name__}. Fix: m = random_forest(xs, y)."
+        )
     clf = isinstance(m, RandomForestClassifier)
     if clf and m.n_outputs_ != 1:
         raise ModelError("save_forest supports single-output classifiers. Received: several outputs.")
@@ -305,16 +354,25 @@ def save_forest(m, path: str | os.PathLike) -> Path:
     for est in m.estimators_:
         st = est.tree_.__getstate__()
         nodes = st["nodes"]
-        trees.append({
-            "max_depth": int(st["max_depth"]), "node_count": int(st["node_count"]),
-            "nodes": {f: torch.from_numpy(np.ascontiguousarray(nodes[f])) for f in _NODE_FIELDS
-                      if f in nodes.dtype.names},
-            "values": torch.from_numpy(np.ascontiguousarray(st["values"])),
-            "random_state": int(est.random_state) if est.random_state is not None else None,
-        })
+        trees.append(
+            {
+                "max_depth": int(st["max_depth"]),
+                "node_count": int(st["node_count"]),
+                "nodes": {
+                    f: torch.from_numpy(np.ascontiguousarray(nodes[f]))
+                    for f in _NODE_FIELDS
+                    if f in nodes.dtype.names
+                },
+                "values": torch.from_numpy(np.ascontiguousarray(st["values"])),
+                "random_state": int(est.random_state) if est.random_state is not None else None,
+            }
+        )
     spec = {
-        "format": FOREST_FORMAT, "version": 1, "sklearn_kind": "classifier" if clf else "regressor",
-        "params": _plain_params(m.get_params()), "n_features_in": int(m.n_features_in_),
+        "format": FOREST_FORMAT,
+        "version": 1,
+        "sklearn_kind": "classifier" if clf else "regressor",
+        "params": _plain_params(m.get_params()),
+        "n_features_in": int(m.n_features_in_),
         "n_outputs": int(m.n_outputs_),
         "feature_names": [str(c) for c in m.feature_names_in_] if hasattr(m, "feature_names_in_") else None,
         "classes": _plain_list(m.classes_) if clf else None,
@@ -329,16 +387,31 @@ def load_forest(path: str | os.PathLike):
     """Rebuild a forest written by :func:`save_forest` (read with ``weights_only=True``; nothing unpickled)."""
     st = safe_load(path)
     if not isinstance(st, dict) or st.get("format") != FOREST_FORMAT:
-        raise ModelError(f"{str(path)!r} is not a learnkit forest file. Expected a file written by save_forest().")
+        raise ModelError(
+            f"{str(path)!r} is not a learnkit forest file. Expected a file written by save_forest()."
+        )
     clf = st["sklearn_kind"] == "classifier"
     params = dict(st["params"])
     m = (RandomForestClassifier if clf else RandomForestRegressor)(**params)
     n_feat, n_out = st["n_features_in"], st["n_outputs"]
     classes = np.asarray(st["classes"]) if clf else None
     n_classes = np.array([len(classes)] if clf else [1] * n_out, dtype=np.intp)
-    tree_params = {k: params[k] for k in ("criterion", "max_depth", "min_samples_split", "min_samples_leaf",
-                                          "min_weight_fraction_leaf", "max_features", "max_leaf_nodes",
-                                          "min_impurity_decrease", "ccp_alpha", "monotonic_cst") if k in params}
+    tree_params = {
+        k: params[k]
+        for k in (
+            "criterion",
+            "max_depth",
+            "min_samples_split",
+            "min_samples_leaf",
+            "min_weight_fraction_leaf",
+            "max_features",
+            "max_leaf_nodes",
+            "min_impurity_decrease",
+            "ccp_alpha",
+            "monotonic_cst",
+        )
+        if k in params
+    }
     if clf and "class_weight" in params:
         tree_params["class_weight"] = params["class_weight"]
     ests = []
@@ -349,9 +422,17 @@ def load_forest(path: str | os.PathLike):
         for f, a in t["nodes"].items():
             nodes[f] = a.numpy()
         tree = Tree(n_feat, n_classes, n_out)
-        tree.__setstate__({"max_depth": t["max_depth"], "node_count": t["node_count"], "nodes": nodes,
-                           "values": np.ascontiguousarray(t["values"].numpy())})
-        est = (DecisionTreeClassifier if clf else DecisionTreeRegressor)(random_state=t["random_state"], **tree_params)
+        tree.__setstate__(
+            {
+                "max_depth": t["max_depth"],
+                "node_count": t["node_count"],
+                "nodes": nodes,
+                "values": np.ascontiguousarray(t["values"].numpy()),
+            }
+        )
+        est = (DecisionTreeClassifier if clf else DecisionTreeRegressor)(
+            random_state=t["random_state"], **tree_params
+        )
         est.n_features_in_, est.n_outputs_, est.tree_ = n_feat, n_out, tree
         est.max_features_ = st["max_features_"][0] if st["max_features_"] else n_feat
         if clf:

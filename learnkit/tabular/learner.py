@@ -40,8 +40,10 @@ class TabularLearner(Learner):
             return super().predict(row, with_input=with_input)
         to = recipe.process(row)
         if len(to.items) != 1:
-            raise DataError(f"Expected one row for predict. Received: {len(to.items)} rows. Fix: use "
-                            "learn.get_preds(dl=learn.dls.test_dl(df)) for many rows.")
+            raise DataError(
+                f"Expected one row for predict. Received: {len(to.items)} rows. Fix: use "
+                "learn.get_preds(dl=learn.dls.test_dl(df)) for many rows."
+            )
         x_cat, x_cont = tabular_tensors(to, with_y=False)
         self.model.eval()
         dev = next(self.model.parameters()).device
@@ -60,8 +62,9 @@ class TabularLearner(Learner):
         return (*res, (x_cat, x_cont)) if with_input else res
 
 
-def tabular_learner(dls, layers=None, emb_szs=None, config=None, n_out=None, y_range=None, loss_func=None,
-                    **kwargs) -> TabularLearner:
+def tabular_learner(
+    dls, layers=None, emb_szs=None, config=None, n_out=None, y_range=None, loss_func=None, **kwargs
+) -> TabularLearner:
     """A :class:`TabularLearner` with a :class:`TabularModel` for ``dls`` (from :class:`TabularDataLoaders`).
 
     Args:
@@ -73,9 +76,11 @@ def tabular_learner(dls, layers=None, emb_szs=None, config=None, n_out=None, y_r
     """
     recipe = getattr(dls, "recipe", None)
     if not isinstance(recipe, TabularRecipe):
-        raise ModelError(f"Expected DataLoaders from TabularDataLoaders or TabularPandas.dataloaders(). Received: "
-                         f"{type(dls).__name__} with recipe {type(recipe).__name__}. Fix: build them with "
-                         "TabularDataLoaders.from_df(df, y_names=..., ...).")
+        raise ModelError(
+            f"Expected DataLoaders from TabularDataLoaders or TabularPandas.dataloaders(). Received: "
+            f"{type(dls).__name__} with recipe {type(recipe).__name__}. Fix: build them with "
+            "TabularDataLoaders.from_df(df, y_names=..., ...)."
+        )
     config = tabular_config(**(config or {}))
     if y_range is None:
         y_range = config.pop("y_range", None)
@@ -85,11 +90,23 @@ def tabular_learner(dls, layers=None, emb_szs=None, config=None, n_out=None, y_r
     n_out = n_out_from_data(dls, n_out, allow_other=loss_func is not None)
     emb = [list(e) for e in get_emb_sz(recipe, emb_szs)]
     ps = config.pop("ps", None)
-    model = create_model("tabular_model", emb_szs=emb, n_cont=len(recipe.cont_names), out_sz=n_out,
-                         layers=layers, ps=list(ps) if isinstance(ps, (list, tuple)) else ps,
-                         y_range=list(y_range) if y_range is not None else None, **config)
+    model = create_model(
+        "tabular_model",
+        emb_szs=emb,
+        n_cont=len(recipe.cont_names),
+        out_sz=n_out,
+        layers=layers,
+        ps=list(ps) if isinstance(ps, (list, tuple)) else ps,
+        y_range=list(y_range) if y_range is not None else None,
+        **config,
+    )
     splitter = kwargs.pop("splitter", None) or tabular_splitter
     path = kwargs.pop("path", None)
-    return TabularLearner(dls, model, loss_func=loss_func if loss_func is not None else recipe.loss_func,
-                          splitter=splitter, path=path if path is not None else getattr(dls, "path", "."), **kwargs)
-
+    return TabularLearner(
+        dls,
+        model,
+        loss_func=loss_func if loss_func is not None else recipe.loss_func,
+        splitter=splitter,
+        path=path if path is not None else getattr(dls, "path", "."),
+        **kwargs,
+    )

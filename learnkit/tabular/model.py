@@ -41,8 +41,10 @@ def get_emb_sz(to, sz_dict: dict | None = None) -> list[tuple[int, int]]:
     sz_dict = dict(sz_dict or {})
     unknown = [k for k in sz_dict if k not in names]
     if unknown:
-        raise ModelError(f"Expected emb_szs keys among the categorical columns {names}. Received: {unknown}. "
-                         "Fix: name categorical columns (the _na columns count too).")
+        raise ModelError(
+            f"Expected emb_szs keys among the categorical columns {names}. Received: {unknown}. "
+            "Fix: name categorical columns (the _na columns count too)."
+        )
     out = []
     for c in names:
         n = len(classes[c])
@@ -86,9 +88,19 @@ class TabularModel(nn.Module):
         out_sz: outputs. layers: hidden sizes. ps: dropout per hidden layer (a float for all).
     """
 
-    def __init__(self, emb_szs: Sequence, n_cont: int, out_sz: int, layers: Sequence[int], ps=None,
-                 embed_p: float = 0.0, y_range=None, use_bn: bool = True, bn_final: bool = False,
-                 bn_cont: bool = True):
+    def __init__(
+        self,
+        emb_szs: Sequence,
+        n_cont: int,
+        out_sz: int,
+        layers: Sequence[int],
+        ps=None,
+        embed_p: float = 0.0,
+        y_range=None,
+        use_bn: bool = True,
+        bn_final: bool = False,
+        bn_cont: bool = True,
+    ):
         super().__init__()
         layers = list(layers)
         if ps is None:
@@ -97,8 +109,10 @@ class TabularModel(nn.Module):
             ps = [float(ps)] * len(layers)
         ps = list(ps)
         if len(ps) != len(layers):
-            raise ModelError(f"Expected one dropout per layer. Received: layers={layers}, ps={ps}. "
-                             "Fix: pass ps as a float or a list as long as layers.")
+            raise ModelError(
+                f"Expected one dropout per layer. Received: layers={layers}, ps={ps}. "
+                "Fix: pass ps as a float or a list as long as layers."
+            )
         self.embeds = nn.ModuleList([nn.Embedding(int(n), int(d)) for n, d in emb_szs])
         self.emb_drop = nn.Dropout(embed_p)
         self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
@@ -139,13 +153,32 @@ def tabular_config(**kwargs) -> dict:
 
 
 @register_model(name="tabular_model", tags=("tabular",))
-def tabular_model(emb_szs: Sequence, n_cont: int, out_sz: int, layers: Sequence[int] = (200, 100), ps=None,
-                  embed_p: float = 0.0, y_range=None, use_bn: bool = True, bn_final: bool = False,
-                  bn_cont: bool = True) -> TabularModel:
+def tabular_model(
+    emb_szs: Sequence,
+    n_cont: int,
+    out_sz: int,
+    layers: Sequence[int] = (200, 100),
+    ps=None,
+    embed_p: float = 0.0,
+    y_range=None,
+    use_bn: bool = True,
+    bn_final: bool = False,
+    bn_cont: bool = True,
+) -> TabularModel:
     """The registered factory behind :func:`tabular_learner` (plain-data arguments, so exports rebuild it).
 
     >>> tabular_model([[4, 3]], n_cont=2, out_sz=1, layers=[8])(torch.zeros(2, 1).long(), torch.zeros(2, 2)).shape
     torch.Size([2, 1])
     """
-    return TabularModel(emb_szs, n_cont, out_sz, layers, ps=ps, embed_p=embed_p, y_range=y_range, use_bn=use_bn,
-                        bn_final=bn_final, bn_cont=bn_cont)
+    return TabularModel(
+        emb_szs,
+        n_cont,
+        out_sz,
+        layers,
+        ps=ps,
+        embed_p=embed_p,
+        y_range=y_range,
+        use_bn=use_bn,
+        bn_final=bn_final,
+        bn_cont=bn_cont,
+    )

@@ -61,8 +61,9 @@ def test_categorify_codes_na_and_order(penguins):
     assert to.xs["island"].dtype == np.int8  # reduce_memory: smallest int type
     # an ordered pandas categorical keeps its order, not alphabetical
     df = penguins.copy()
-    df["size"] = pd.Categorical(np.where(df["body_mass_g"] > 4000, "large", "small"),
-                                categories=["small", "large"], ordered=True)
+    df["size"] = pd.Categorical(
+        np.where(df["body_mass_g"] > 4000, "large", "small"), categories=["small", "large"], ordered=True
+    )
     to = TabularPandas(df, [Categorify], ["size"], y_names="species")
     assert to.classes["size"] == ["#na#", "small", "large"]
 
@@ -74,10 +75,14 @@ def test_fill_missing_adds_na_columns_and_strategies(penguins):
     assert ((na == 2) == penguins["body_mass_g"].isna().to_numpy()).all()
     assert not to.conts.isna().any().any()
     med = penguins["body_mass_g"].median()
-    for strategy, value in ((FillStrategy.median, med), (FillStrategy.mode, penguins["body_mass_g"].mode()[0]),
-                            (FillStrategy.constant, -1.0)):
-        to = TabularPandas(penguins, [FillMissing(fill_strategy=strategy, fill_val=-1.0)], cont_names=CONT,
-                           y_names="species")
+    for strategy, value in (
+        (FillStrategy.median, med),
+        (FillStrategy.mode, penguins["body_mass_g"].mode()[0]),
+        (FillStrategy.constant, -1.0),
+    ):
+        to = TabularPandas(
+            penguins, [FillMissing(fill_strategy=strategy, fill_val=-1.0)], cont_names=CONT, y_names="species"
+        )
         row = np.flatnonzero(penguins["body_mass_g"].isna().to_numpy())[0]
         assert to.items["body_mass_g"].iloc[row] == pytest.approx(value)
     to = TabularPandas(penguins, [FillMissing(add_col=False)], cont_names=CONT, y_names="species")
@@ -116,7 +121,7 @@ def test_user_table_is_not_modified_and_train_valid_views(penguins, random_split
     assert set(to.y.unique()) == {0, 1, 2}
     assert list(to.xs.columns) == to.cat_names + to.cont_names
     assert to.conts.dtypes.unique().tolist() == [np.float32]
-    assert (to.show(3)["island"].tolist() == penguins["island"].iloc[:3].tolist())
+    assert to.show(3)["island"].tolist() == penguins["island"].iloc[:3].tolist()
 
 
 def test_cont_cat_split_add_datepart_df_shrink(penguins):
@@ -147,7 +152,9 @@ def test_no_per_row_python_at_scale():
     # 200k rows through all procs: vectorised, so this takes well under a second of work per column
     n = 200_000
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"c": rng.choice(["a", "b", "c"], n), "x": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    df = pd.DataFrame(
+        {"c": rng.choice(["a", "b", "c"], n), "x": rng.normal(size=n), "y": rng.integers(0, 2, n)}
+    )
     df.loc[::7, "x"] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -86,13 +86,17 @@ def test_missing_values_only_at_inference(penguins):
     to = TabularPandas(clean, [Categorify, Normalize], CAT, CONT, y_names="species")
     with pytest.raises(DataError, match=r"'bill_depth_mm'.*add FillMissing"):
         to.new(new).process()
-    with pytest.raises(DataError, match=r"missing values in the continuous column 'bill_length_mm'.*FillMissing"):
+    with pytest.raises(
+        DataError, match=r"missing values in the continuous column 'bill_length_mm'.*FillMissing"
+    ):
         TabularPandas(penguins, [Categorify, Normalize], CAT, CONT, y_names="species")
 
 
 def test_high_cardinality_categorical_warns(penguins):
     n = 2400
-    df = pd.DataFrame({"id": [f"u{i}" for i in range(n)], "x": np.arange(n, dtype=float), "y": [0, 1] * (n // 2)})
+    df = pd.DataFrame(
+        {"id": [f"u{i}" for i in range(n)], "x": np.arange(n, dtype=float), "y": [0, 1] * (n // 2)}
+    )
     with pytest.warns(UserWarning, match=r"'id' has 2400 distinct values in 2400 training rows.*drop it"):
         TabularPandas(df, PROCS, ["id"], ["x"], "y")
 

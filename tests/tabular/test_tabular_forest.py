@@ -37,15 +37,17 @@ CAT = ["island", "sex", "year"]
 
 @pytest.fixture()
 def penguin_table(penguins, random_splits):
-    return TabularPandas(penguins, [Categorify, FillMissing], CAT, CONT, "species",
-                         splits=random_splits(len(penguins)))
+    return TabularPandas(
+        penguins, [Categorify, FillMissing], CAT, CONT, "species", splits=random_splits(len(penguins))
+    )
 
 
 @pytest.fixture()
 def diabetes_table(diabetes, random_splits):
     cont = [c for c in diabetes.columns if c not in ("sex", "target")]
-    return TabularPandas(diabetes, [Categorify, FillMissing], ["sex"], cont, "target",
-                         splits=random_splits(len(diabetes)))
+    return TabularPandas(
+        diabetes, [Categorify, FillMissing], ["sex"], cont, "target", splits=random_splits(len(diabetes))
+    )
 
 
 def test_forest_kind_from_target_and_quality(penguin_table, diabetes_table):
@@ -60,8 +62,12 @@ def test_forest_kind_from_target_and_quality(penguin_table, diabetes_table):
     mse = ((r.predict(to.valid.xs) - to.valid.y) ** 2).mean()
     assert mse < 0.8 * ((to.valid.y - to.train.y.mean()) ** 2).mean()
     # max_samples larger than the table is capped, not an error
-    assert random_forest(to.train.xs, to.train.y, n_estimators=3, max_samples=10**6, oob_score=False,
-                         n_jobs=1).max_samples is None
+    assert (
+        random_forest(
+            to.train.xs, to.train.y, n_estimators=3, max_samples=10**6, oob_score=False, n_jobs=1
+        ).max_samples
+        is None
+    )
 
 
 def test_estimator_contract_pipeline_and_grid_search(diabetes_table):
@@ -111,8 +117,14 @@ def test_out_of_domain_and_oob_drop_scores(diabetes, diabetes_table):
     to = diabetes_table
     # validation rows all older than the training rows: 'age' tells them apart
     df = diabetes.sort_values("age").reset_index(drop=True)
-    old = TabularPandas(df, [Categorify], ["sex"], [c for c in df.columns if c not in ("sex", "target")], "target",
-                        splits=(range(330), range(330, len(df))))
+    old = TabularPandas(
+        df,
+        [Categorify],
+        ["sex"],
+        [c for c in df.columns if c not in ("sex", "target")],
+        "target",
+        splits=(range(330), range(330, len(df))),
+    )
     ood = out_of_domain(old.train.xs, old.valid.xs, n_estimators=20, n_jobs=1)
     assert list(ood.columns) == ["cols", "imp"] and ood["cols"].iloc[0] == "age" and ood["imp"].iloc[0] > 0.5
     scores = oob_drop_scores(to.train.xs, to.train.y, ["s1", "s2"], n_estimators=20, n_jobs=1)
@@ -132,7 +144,9 @@ def test_safe_save_and_load_identical_predictions(penguin_table, diabetes_table,
             assert list(m2.classes_) == list(m.classes_)
         np.testing.assert_array_equal(m2.predict(to.valid.xs), m.predict(to.valid.xs))
         assert list(m2.feature_names_in_) == list(to.train.xs.columns)
-        np.testing.assert_allclose(tree_contributions(m2, to.valid.xs)[0], tree_contributions(m, to.valid.xs)[0])
+        np.testing.assert_allclose(
+            tree_contributions(m2, to.valid.xs)[0], tree_contributions(m, to.valid.xs)[0]
+        )
         assert not list(tmp_path.glob("*.tmp*"))  # atomic: no temporary left behind
     # a pickle is refused, never unpickled
     torch.save({"format": "learnkit.forest", "obj": pd.DataFrame()}, tmp_path / "evil.pt")

@@ -36,17 +36,32 @@ def trained(penguins_csv):
     torch.manual_seed(0)
     df = pd.read_csv(penguins_csv)
     valid_idx = np.random.default_rng(1).permutation(len(df))[:86]
-    dls = TabularDataLoaders.from_csv(penguins_csv, y_names="species", cat_names=CAT, cont_names=CONT,
-                                      procs=[Categorify, FillMissing, Normalize], valid_idx=valid_idx, bs=32,
-                                      device="cpu")
+    dls = TabularDataLoaders.from_csv(
+        penguins_csv,
+        y_names="species",
+        cat_names=CAT,
+        cont_names=CONT,
+        procs=[Categorify, FillMissing, Normalize],
+        valid_idx=valid_idx,
+        bs=32,
+        device="cpu",
+    )
     learn = tabular_learner(dls, layers=[64, 32], metrics=accuracy)
     learn.fit_one_cycle(4, 1e-2)
     return df, valid_idx, learn
 
 
 def test_batches_are_slices_of_tensors_held_once(penguins):
-    dls = TabularDataLoaders.from_df(penguins, y_names="species", cat_names=CAT, cont_names=CONT, bs=16,
-                                     valid_idx=range(300, 344), device="cpu", drop_last=False)
+    dls = TabularDataLoaders.from_df(
+        penguins,
+        y_names="species",
+        cat_names=CAT,
+        cont_names=CONT,
+        bs=16,
+        valid_idx=range(300, 344),
+        device="cpu",
+        drop_last=False,
+    )
     train = dls.train.loader
     assert isinstance(train, TensorLoader)
     x_cat, x_cont, y = train.tensors
@@ -68,7 +83,9 @@ def test_model_embedding_sizes_and_forward(penguins):
     to = TabularPandas(penguins, [Categorify, FillMissing, Normalize], CAT, CONT, "species")
     assert get_emb_sz(to)[0] == (4, emb_sz_rule(4))
     assert get_emb_sz(to, {"island": 10})[0] == (4, 10)
-    m = TabularModel(get_emb_sz(to), 4, 3, [20, 10], ps=[0.1, 0.1], embed_p=0.1, y_range=(0, 5), bn_final=True)
+    m = TabularModel(
+        get_emb_sz(to), 4, 3, [20, 10], ps=[0.1, 0.1], embed_p=0.1, y_range=(0, 5), bn_final=True
+    )
     out = m(torch.zeros(5, 7, dtype=torch.long), torch.randn(5, 4))
     assert out.shape == (5, 3) and (out >= 0).all() and (out <= 5).all()
     assert isinstance(m.layers[-1], SigmoidRange)
@@ -101,7 +118,9 @@ def test_predict_row_test_dl_show(trained):
     assert (preds2.argmax(1) == targs).float().mean() > 0.75
     sb = learn.dls.show_batch(max_n=4)
     assert isinstance(sb, pd.DataFrame) and len(sb) == 4
-    assert set(sb["island"]) <= {"Biscoe", "Dream", "Torgersen"} and set(sb["species"]) <= set(learn.dls.vocab)
+    assert set(sb["island"]) <= {"Biscoe", "Dream", "Torgersen"} and set(sb["species"]) <= set(
+        learn.dls.vocab
+    )
     assert sb["body_mass_g"].between(2500, 6500).all()  # de-normalised
     res = learn.show_results(max_n=5)
     assert list(res.columns[-2:]) == ["species", "species_pred"] and len(res) == 5
@@ -118,7 +137,11 @@ def test_export_load_learner_predicts_the_same(trained, tmp_path, penguins_csv):
     assert torch.allclose(p1, p2, atol=1e-6)
     label, clas, probs = loaded.predict(df.iloc[10])
     row, clas1, probs1 = learn.predict(df.iloc[10])
-    assert label == row["species"].iloc[0] and int(clas) == int(clas1) and torch.allclose(probs, probs1, atol=1e-6)
+    assert (
+        label == row["species"].iloc[0]
+        and int(clas) == int(clas1)
+        and torch.allclose(probs, probs1, atol=1e-6)
+    )
     # rows with an unseen category and a column missing its values: processed, not an error
     new = df.iloc[:2].copy()
     new["island"] = "Atlantis"
@@ -130,8 +153,9 @@ def test_regression_mean_baseline_and_y_range(diabetes, random_splits):
     torch.manual_seed(0)
     tr, va = random_splits(len(diabetes))
     cont = [c for c in diabetes.columns if c not in ("sex", "target")]
-    dls = TabularDataLoaders.from_df(diabetes, y_names="target", cat_names=["sex"], cont_names=cont, valid_idx=va,
-                                     bs=32, device="cpu")
+    dls = TabularDataLoaders.from_df(
+        diabetes, y_names="target", cat_names=["sex"], cont_names=cont, valid_idx=va, bs=32, device="cpu"
+    )
     assert dls.c == 1
     lo, hi = diabetes["target"].min() * 0.9, diabetes["target"].max() * 1.1
     learn = tabular_learner(dls, layers=[64, 32], y_range=(lo, hi))
@@ -147,13 +171,24 @@ def test_regression_mean_baseline_and_y_range(diabetes, random_splits):
 def test_multi_target_regression(diabetes, tmp_path):
     torch.manual_seed(0)
     cont = ["age", "bmi", "s1", "s2", "s3", "s4", "s5", "s6"]
-    dls = TabularDataLoaders.from_df(diabetes, y_names=["target", "bp"], cat_names=["sex"], cont_names=cont,
-                                     y_block=RegressionBlock, bs=32, device="cpu", seed=0)
+    dls = TabularDataLoaders.from_df(
+        diabetes,
+        y_names=["target", "bp"],
+        cat_names=["sex"],
+        cont_names=cont,
+        y_block=RegressionBlock,
+        bs=32,
+        device="cpu",
+        seed=0,
+    )
     assert dls.c == 2 and dls.one_batch()[2].shape == (32, 2)
     learn = tabular_learner(dls, layers=[32], config={"ps": 0.0})
     learn.fit(2, 1e-2)
     row, value, _ = learn.predict(diabetes.iloc[0])
     assert value.shape == (2,) and {"target", "bp"} <= set(row.columns)
     loaded = load_learner(learn.export(tmp_path / "multi.lk"))
-    assert torch.allclose(loaded.get_preds(dl=loaded.dls.test_dl(diabetes.iloc[:5]))[0],
-                          learn.get_preds(dl=learn.dls.test_dl(diabetes.iloc[:5]))[0], atol=1e-6)
+    assert torch.allclose(
+        loaded.get_preds(dl=loaded.dls.test_dl(diabetes.iloc[:5]))[0],
+        learn.get_preds(dl=learn.dls.test_dl(diabetes.iloc[:5]))[0],
+        atol=1e-6,
+    )

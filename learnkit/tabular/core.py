@@ -61,20 +61,24 @@ def _plain(v):
     return v
 
 
-def _check_columns(df: pd.DataFrame, names: Sequence[str], what: str, at: str = "") -> None:
-    missing = [n for n in names if n not in df.columns]
+def _check_columns(df, names: Sequence[str], what: str, at: str = "") -> None:
+    have = list(df.columns) if isinstance(df, pd.DataFrame) else list(df.keys())
+    missing = [n for n in names if n not in set(have)]
     if missing:
-        hint = suggest(missing[0], [str(c) for c in df.columns])
+        hint = suggest(missing[0], [str(c) for c in have])
         raise DataError(
             f"Expected the table{at} to have the {what} column(s) {missing}. Received: columns "
-            f"{list(df.columns)[:20]}{' ...' if len(df.columns) > 20 else ''}.{hint} "
+            f"{have[:20]}{' ...' if len(have) > 20 else ''}.{hint} "
             f"Fix: add the column(s) to the table, or remove them from {what}."
         )
 
 
+_INT_LIMITS = [(np.int8, 127), (np.int16, 32767), (np.int32, 2**31 - 1)]
+
+
 def _code_dtype(n: int):
-    for dt in (np.int8, np.int16, np.int32):
-        if n < np.iinfo(dt).max:
+    for dt, top in _INT_LIMITS:
+        if n < top:
             return dt
     return np.int64
 
@@ -211,9 +215,11 @@ class Categorify(TabularProc):
 
     def __init__(self):
         self.classes: dict = {}
+        self._luts: dict = {}
+        self._indexes: dict = {}
 
     def setup(self, df, train_idx, to):
-        self.classes = {}
+        self.classes, self._luts, self._indexes = {}, {}, {}
         for c in to.cat_names:
             if c.endswith("_na") and c[:-3] in to.cont_names and c not in df.columns:
                 self.classes[c] = [NA_NAME, False, True]
@@ -240,24 +246,41 @@ class Categorify(TabularProc):
                 )
             self.classes[c] = [NA_NAME] + [_plain(v) for v in cats]
 
+    def _codes(self, c: str, a: np.ndarray) -> np.ndarray:
+        classes = self.classes[c]
+        if len(a) <= 64:  # a few rows (predict): dictionary lookups beat building an index
+            lut = self._luts.get(c)
+            if lut is None:
+                lut = self._luts[c] = {v: i for i, v in enumerate(classes) if i}
+            return np.fromiter((lut.get(v, 0) for v in a), dtype=np.int64, count=len(a))
+        idx = self._indexes.get(c)
+        if idx is None:
+            idx = self._indexes[c] = pd.Index(classes[1:])
+        return idx.get_indexer(a) + 1 if len(classes) > 1 else np.zeros(len(a), dtype=np.int64)
+
     def encode(self, df, out, warn=False):
         for c, classes in self.classes.items():
             if c in out:  # filled in by FillMissing (the _na columns)
                 continue
             s = df[c]
-            cats = classes[1:]
-            codes = pd.Index(cats).get_indexer(s) if len(cats) else np.full(len(s), -1)
-            codes = codes.astype(_code_dtype(len(classes)), copy=False) + 1
-            if warn:
-                unseen = (codes == 0) & s.notna().to_numpy()
+            a = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
+            codes = self._codes(c, a).astype(_code_dtype(len(classes)), copy=False)
+            if warn and not codes.all():
+                unseen = (codes == 0) & ~pd.isna(a)
                 if unseen.any():
-                    bad = pd.unique(s[unseen])[:5]
+                    bad = pd.unique(a[unseen])[:5]
                     warnings.warn(
                         f"Column {c!r} has {int(unseen.sum())} value(s) never seen in training, e.g. "
                         f"{[_plain(v) for v in bad]}; they map to {NA_NAME!r} (index 0).",
                         stacklevel=4,
                     )
             out[c] = codes
+
+    @classmethod
+    def from_state(cls, state: dict) -> Categorify:
+        p = cls()
+        p.classes = {k: list(v) for k, v in state["classes"].items()}
+        return p
 
     def state(self):
         return {"classes": {k: list(v) for k, v in self.classes.items()}}
@@ -395,21 +418,29 @@ class TabularPandas:
         return "category"
 
     def _cont_values(self, df, c) -> np.ndarray:
+        """Column ``c`` of ``df`` (a DataFrame or a dict of arrays) as a new float array (NaN for missing)."""
         s = df[c]
-        if pd.api.types.is_bool_dtype(s.dtype):
-            s = s.astype(np.float32)
-        if not pd.api.types.is_numeric_dtype(s.dtype):
-            conv = pd.to_numeric(s, errors="coerce")
-            bad = s[conv.isna() & s.notna()]
-            if len(bad):
-                raise DataError(
-                    f"Expected the continuous column {c!r} to hold numbers. Received: {len(bad)} value(s) that are "
-                    f"not numbers, e.g. {[_plain(v) for v in pd.unique(bad)[:5]]}. Fix: move {c!r} to cat_names, or "
-                    f"clean it (df[{c!r}] = pd.to_numeric(df[{c!r}], errors='coerce') turns them into missing values)."
-                )
-            s = conv
         dt = np.float32 if self.reduce_memory else np.float64
-        return s.to_numpy(dtype=dt, na_value=np.nan, copy=True)
+        if isinstance(s, pd.Series):
+            if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+                return s.to_numpy(dtype=dt, na_value=np.nan, copy=True)
+            a = s.to_numpy()
+        else:
+            a = np.asarray(s)
+        try:  # numbers, None/NaN, and numbers written as text
+            return a.astype(dt)
+        except (TypeError, ValueError):
+            pass
+        ser = pd.Series(a)
+        conv = pd.to_numeric(ser, errors="coerce")
+        bad = ser[conv.isna() & ser.notna()]
+        if len(bad):
+            raise DataError(
+                f"Expected the continuous column {c!r} to hold numbers. Received: {len(bad)} value(s) that are "
+                f"not numbers, e.g. {[_plain(v) for v in pd.unique(bad)[:5]]}. Fix: move {c!r} to cat_names, or "
+                f"clean it (df[{c!r}] = pd.to_numeric(df[{c!r}], errors='coerce') turns them into missing values)."
+            )
+        return conv.to_numpy(dtype=dt, na_value=np.nan)
 
     def _add_cats(self, names) -> None:
         for n in names:
@@ -443,6 +474,7 @@ class TabularPandas:
         ys = {}
         for y in self.y_names:
             s = df[y]
+            s = s if isinstance(s, pd.Series) else pd.Series(s)
             n_miss = int(s.isna().sum())
             if n_miss:
                 rows = np.flatnonzero(s.isna().to_numpy())[:5].tolist()
@@ -508,15 +540,27 @@ class TabularPandas:
         to._raw, to.items, to.splits = df, None, (np.arange(len(df)), np.arange(0))
         return to
 
+    @property
+    def input_names(self) -> list:
+        """The raw columns the procs read (the ``_na`` columns are made, not read)."""
+        made = {f"{c}_na" for c in self.cont_names}
+        return [c for c in self.cat_names if c not in made] + list(self.cont_names)
+
+    def encode_columns(self, cols, warn: bool = True) -> dict:
+        """Apply the fitted procs to ``cols`` (a DataFrame or a dict of column arrays): processed arrays by
+        name, the target's too when every target column is present."""
+        _check_columns(cols, self.input_names, "input", at=" to process")
+        out = self._encode(cols, warn=warn)
+        self._check_missing_conts(out, "")
+        keys = cols.columns if isinstance(cols, pd.DataFrame) else cols.keys()
+        if self.y_names and all(y in keys for y in self.y_names):
+            out.update(self._encode_y(cols, fit=False))
+        return out
+
     def process(self) -> TabularPandas:
         """Apply the fitted procs to this table's rows (after :meth:`new`)."""
-        df = self._raw
-        raw_cats = [c for c in self.cat_names if not (c.endswith("_na") and c[:-3] in self.cont_names)]
-        _check_columns(df, raw_cats + self.cont_names, "input", at=" to process")
-        self._processed = self._encode(df, warn=True)
-        self._check_missing_conts(self._processed, "")
-        if all(y in df.columns for y in self.y_names):
-            self._processed.update(self._encode_y(df, fit=False))
+        self._processed = self.encode_columns(self._raw)
+        if all(y in self._processed for y in self.y_names):
             self._finish()
         else:
             ys, self.y_names = self.y_names, []

@@ -34,55 +34,70 @@ from .core import PROCS, Categorify, FillMissing, Normalize, TabularPandas, cont
 __all__ = ["TabularDataLoaders", "TabularRecipe", "tabular_tensors"]
 
 
-def tabular_tensors(to: TabularPandas, with_y: bool = True) -> tuple:
-    """``(x_cat int64, x_cont float32[, y])`` tensors of a processed table (one copy each, no per-row Python)."""
-    items = to.items
-    n = len(items)
-    for c in to.cat_names:
-        if not pd.api.types.is_integer_dtype(items[c].dtype):
+def _tensors(cols, n: int, cat_names, cont_names, y_names, y_kind, with_y: bool) -> tuple:
+    def arr(c):
+        v = cols[c]
+        return v.to_numpy() if isinstance(v, pd.Series) else v
+
+    x_cat = np.empty((n, len(cat_names)), dtype=np.int64)
+    for j, c in enumerate(cat_names):
+        a = arr(c)
+        if a.dtype.kind not in "iu":
             raise DataError(
                 f"Expected the categorical column {c!r} as integer codes for the model. Received: dtype "
-                f"{items[c].dtype}. Fix: add Categorify to procs."
+                f"{a.dtype}. Fix: add Categorify to procs."
             )
-    x_cat = np.empty((n, len(to.cat_names)), dtype=np.int64)
-    for j, c in enumerate(to.cat_names):
-        x_cat[:, j] = items[c].to_numpy()
-    x_cont = np.empty((n, len(to.cont_names)), dtype=np.float32)
-    for j, c in enumerate(to.cont_names):
-        x_cont[:, j] = items[c].to_numpy()
+        x_cat[:, j] = a
+    x_cont = np.empty((n, len(cont_names)), dtype=np.float32)
+    for j, c in enumerate(cont_names):
+        x_cont[:, j] = arr(c)
     out = [torch.from_numpy(x_cat), torch.from_numpy(x_cont)]
-    if with_y and to.y_names:
-        if to.y_kind == "category":
-            out.append(torch.from_numpy(items[to.y_names[0]].to_numpy().astype(np.int64)))
-        elif len(to.y_names) == 1:
-            out.append(torch.from_numpy(items[to.y_names[0]].to_numpy().astype(np.float32)))
+    if with_y and y_names:
+        if y_kind == "category":
+            out.append(torch.from_numpy(np.array(arr(y_names[0]), dtype=np.int64)))
+        elif len(y_names) == 1:
+            out.append(torch.from_numpy(np.array(arr(y_names[0]), dtype=np.float32)))
         else:
-            out.append(torch.from_numpy(items[to.y_names].to_numpy().astype(np.float32)))
+            out.append(torch.from_numpy(np.stack([np.asarray(arr(y), dtype=np.float32) for y in y_names], 1)))
     return tuple(out)
 
 
-def _as_frame(items) -> pd.DataFrame:
-    """A DataFrame from what users pass for inference: a DataFrame, a CSV path, a row (Series/dict), or a list."""
+def tabular_tensors(to: TabularPandas, with_y: bool = True) -> tuple:
+    """``(x_cat int64, x_cont float32[, y])`` tensors of a processed table (one copy each, no per-row Python)."""
+    return _tensors(to.items, len(to.items), to.cat_names, to.cont_names, to.y_names, to.y_kind, with_y)
+
+
+def _as_columns(items):
+    """What users pass for inference as a DataFrame or a dict of column arrays: a DataFrame, a CSV path, a
+    row (Series/dict), or a list of rows."""
     if isinstance(items, pd.DataFrame):
         return items
     if isinstance(items, (str, os.PathLike)):
         p = Path(items)
         if not p.is_file():
             raise DataError(f"Expected a CSV file. Received: {str(p)!r}, which does not exist.")
-        return pd.read_csv(p)
+        return pd.read_csv(p, skipinitialspace=True)
     if isinstance(items, (pd.Series, Mapping)):
         items = [items]
     if isinstance(items, (list, tuple)) and items:
         if all(isinstance(o, pd.DataFrame) for o in items):
             return pd.concat(items, ignore_index=True)
-        if all(isinstance(o, pd.Series) for o in items):
-            return pd.DataFrame({k: [o[k] for o in items] for k in items[0].index}).infer_objects()
-        if all(isinstance(o, Mapping) for o in items):
-            return pd.DataFrame(list(items)).infer_objects()
+        if all(isinstance(o, (pd.Series, Mapping)) for o in items):
+            rows = [
+                dict(zip(o.index, o.to_numpy(dtype=object))) if isinstance(o, pd.Series) else o for o in items
+            ]
+            if len(rows) > 64:
+                return pd.DataFrame(rows)
+            keys = list(rows[0])
+            return {k: np.array([r.get(k) for r in rows], dtype=object) for k in keys}
     raise DataError(
         f"Expected rows as a DataFrame, a CSV path, a Series/dict row, or a list of them. Received: "
         f"{type(items).__name__}. Fix: learn.predict(df.iloc[0]) or dls.test_dl(df)."
     )
+
+
+def _n_rows(cols) -> int:
+    return len(cols) if isinstance(cols, pd.DataFrame) else len(next(iter(cols.values()), ()))
 
 
 class TabularRecipe(DataRecipe):
@@ -144,17 +159,33 @@ class TabularRecipe(DataRecipe):
     # ---------------------------------------------------------------- inference
     def process(self, items) -> TabularPandas:
         """Raw rows -> a processed :class:`TabularPandas` with the fitted procs (vectorised)."""
-        return self.to.new(_as_frame(items)).process()
+        cols = _as_columns(items)
+        return self.to.new(
+            cols if isinstance(cols, pd.DataFrame) else pd.DataFrame(cols).infer_objects()
+        ).process()
+
+    def encode(self, items) -> tuple[dict, int]:
+        """Raw rows -> (processed column arrays by name, number of rows), without building a DataFrame."""
+        cols = _as_columns(items)
+        return self.to.encode_columns(cols), _n_rows(cols)
+
+    def tensors(self, items, with_labels: bool = False) -> tuple:
+        """Raw rows -> ``(x_cat, x_cont[, y])`` tensors."""
+        return self.encoded_tensors(*self.encode(items), with_labels=with_labels)
+
+    def encoded_tensors(self, out: dict, n: int, with_labels: bool = False) -> tuple:
+        """:meth:`encode`'s columns -> ``(x_cat, x_cont[, y])`` tensors."""
+        if with_labels and not all(y in out for y in self.y_names):
+            raise DataError(
+                f"Expected the target column(s) {self.y_names} for with_labels=True. Received: rows without them. "
+                "Fix: pass with_labels=False, or include the target."
+            )
+        t = self.to
+        return _tensors(out, n, t.cat_names, t.cont_names, t.y_names, t.y_kind, with_labels)
 
     def test_dl(self, items, with_labels: bool = False, bs: int = 64, **kwargs) -> TensorLoader:
         """A loader over raw rows (DataFrame, CSV path, rows), processed as the validation rows were."""
-        to = self.process(items)
-        if with_labels and not all(y in to.items.columns for y in self.y_names):
-            raise DataError(
-                f"Expected the target column(s) {self.y_names} for with_labels=True. Received: columns "
-                f"{list(to._raw.columns)[:20]}. Fix: pass with_labels=False, or include the target."
-            )
-        return TensorLoader(*tabular_tensors(to, with_y=with_labels), bs=bs)
+        return TensorLoader(*self.tensors(items, with_labels=with_labels), bs=bs)
 
     def predict_dl(self, item) -> TensorLoader:
         return self.test_dl(item, bs=1)
@@ -167,23 +198,28 @@ class TabularRecipe(DataRecipe):
         return float(t.reshape(-1)[0]) if t.numel() == 1 else t.tolist()
 
     # ---------------------------------------------------------------- decoding / showing
-    def decode_frame(self, items: pd.DataFrame) -> pd.DataFrame:
-        """Processed columns back to categories and unnormalised values."""
+    def decode_columns(self, items) -> dict:
+        """Processed columns (a DataFrame or dict of arrays) back to categories and unnormalised values."""
         cols = {}
         classes = self.classes
         norm = next((p for p in self.to.procs if isinstance(p, Normalize)), None)
         for c in self.cat_names:
-            v = items[c].to_numpy()
+            v = np.asarray(items[c])
             cols[c] = np.asarray(classes[c], dtype=object)[v.astype(np.int64)] if c in classes else v
         for c in self.cont_names:
-            v = items[c].to_numpy().astype(np.float64)
-            cols[c] = (
-                (v * norm.stds[c] + norm.means[c]) if norm is not None and c in norm.means else v
-            ).astype(np.float32)
+            v = np.asarray(items[c], dtype=np.float64)
+            if norm is not None and c in norm.means:
+                v = v * norm.stds[c] + norm.means[c]
+            cols[c] = v.astype(np.float32)
+        keys = items.columns if isinstance(items, pd.DataFrame) else items.keys()
         for y in self.y_names:
-            if y in items.columns:
-                cols[y] = self._decode_y(items[y].to_numpy())
-        return pd.DataFrame(cols, index=items.index)
+            if y in keys:
+                cols[y] = self._decode_y(np.asarray(items[y]))
+        return cols
+
+    def decode_frame(self, items) -> pd.DataFrame:
+        """Processed columns back to categories and unnormalised values, as a DataFrame."""
+        return pd.DataFrame(self.decode_columns(items), index=getattr(items, "index", None))
 
     def _decode_y(self, v: np.ndarray):
         if self.to.y_kind == "category":

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 from ..exceptions import DataError, ModelError
@@ -14,7 +15,7 @@ from ..factory import n_out_from_data
 from ..learner import Learner
 from ..losses import loss_activation, loss_decodes
 from ..models.registry import create_model
-from .data import TabularRecipe, tabular_tensors
+from .data import TabularRecipe
 from .model import get_emb_sz, tabular_config
 
 __all__ = ["tabular_learner", "TabularLearner", "tabular_splitter"]
@@ -38,26 +39,26 @@ class TabularLearner(Learner):
         recipe = self.dls.recipe
         if not isinstance(recipe, TabularRecipe):
             return super().predict(row, with_input=with_input)
-        to = recipe.process(row)
-        if len(to.items) != 1:
+        out, n = recipe.encode(row)
+        if n != 1:
             raise DataError(
-                f"Expected one row for predict. Received: {len(to.items)} rows. Fix: use "
+                f"Expected one row for predict. Received: {n} rows. Fix: use "
                 "learn.get_preds(dl=learn.dls.test_dl(df)) for many rows."
             )
-        x_cat, x_cont = tabular_tensors(to, with_y=False)
+        x_cat, x_cont = recipe.encoded_tensors(out, n)
         self.model.eval()
         dev = next(self.model.parameters()).device
         with torch.no_grad():
-            out = self.model(x_cat.to(dev), x_cont.to(dev)).cpu()
-        probs = loss_activation(self.loss_func, out)
+            pred = self.model(x_cat.to(dev), x_cont.to(dev)).cpu()
+        probs = loss_activation(self.loss_func, pred)
         dec = loss_decodes(self.loss_func, probs, activated=True)
-        full = recipe.decode_frame(to.items[recipe.cat_names + recipe.cont_names])
+        decoded = recipe.decode_columns({c: out[c] for c in recipe.cat_names + recipe.cont_names})
         if recipe.to.y_kind == "category":
-            full[recipe.y_names[0]] = recipe.decode_pred(dec[0])
+            decoded[recipe.y_names[0]] = [recipe.decode_pred(dec[0])]
         else:
-            vals = dec[0].reshape(-1).tolist()
-            for name, v in zip(recipe.y_names, vals):
-                full[name] = v
+            for name, v in zip(recipe.y_names, dec[0].reshape(-1).tolist()):
+                decoded[name] = [v]
+        full = pd.DataFrame([[v[0] for v in decoded.values()]], columns=list(decoded)).infer_objects()
         res = (full, dec[0], probs[0])
         return (*res, (x_cat, x_cont)) if with_input else res
 

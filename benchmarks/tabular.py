@@ -301,10 +301,14 @@ def _run_child(args: list[str], python: str = sys.executable, script: str | None
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     cmd = [python, "-c", script, *args] if script else [python, __file__, "--child", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res: dict | str = f"failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}"
     for line in p.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return f"failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}"
+            res = json.loads(line[7:])
+            break
+    who = "fastai" if script else "learnkit"
+    print(f"[{who}] {' '.join(a for a in args if not a.startswith('/'))}: {json.dumps(res)}", file=sys.stderr)
+    return res
 
 
 def main() -> None:

@@ -369,7 +369,6 @@ class TabularPandas:
         splits=None,
         do_setup: bool = True,
         reduce_memory: bool = True,
-        inplace: bool = False,
     ):
         if not isinstance(df, pd.DataFrame):
             raise DataError(

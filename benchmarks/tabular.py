@@ -106,7 +106,7 @@ def child_learnkit_train(path: str, epoch_rows: int, epochs: int) -> dict:
     import pandas as pd
     import torch
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     from learnkit.metrics import accuracy
     from learnkit.tabular import TabularDataLoaders, tabular_learner
 
@@ -252,7 +252,7 @@ FASTAI_SCRIPT = textwrap.dedent(
         out['seconds'] = time.perf_counter() - t
         stop.append(1); th.join(); out['peak_extra_mb'] = (max(peak, rss()) - base) / 2**20
     elif what == 'train':
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
         df = df.iloc[:int(sys.argv[3])].reset_index(drop=True)
         n = len(df); idx = np.random.default_rng(0).permutation(n); k = n // 5
         dls = TabularDataLoaders.from_df(df, y_names='species', cat_names=CAT, cont_names=CONT,

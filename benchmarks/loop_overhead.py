@@ -124,8 +124,9 @@ def run_fastai_here(x, y):
     ds = TensorDataset(x, y)
     from fastai.data.load import DataLoader as FDataLoader
 
-    dls = FDataLoaders(FDataLoader(ds, bs=BS, shuffle=True), FDataLoader(TensorDataset(x[:BS], y[:BS]), bs=BS),
-                       device="cpu")
+    dls = FDataLoaders(
+        FDataLoader(ds, bs=BS, shuffle=True), FDataLoader(TensorDataset(x[:BS], y[:BS]), bs=BS), device="cpu"
+    )
     learn = FLearner(dls, make_model(), loss_func=nn.CrossEntropyLoss(), opt_func=FAdam)
 
     def go():
@@ -154,8 +155,13 @@ def run_fastai(threads: int):
     if py == sys.executable:
         torch.set_num_threads(threads)
         return best_of(run_fastai_here(*make_data()))
-    out = subprocess.run([py, __file__, "--fastai-only", str(threads)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": ""}, timeout=900)
+    out = subprocess.run(
+        [py, __file__, "--fastai-only", str(threads)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=900,
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])["fastai"]
@@ -183,8 +189,12 @@ def fixed_overhead_us(rounds=REPEATS) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    learn = Learner(DataLoaders.from_tensors((x, y), None, bs=8, device="cpu"), nn.Linear(2, 2),
-                    loss_func=nn.CrossEntropyLoss(), opt_func=sgd)
+    learn = Learner(
+        DataLoaders.from_tensors((x, y), None, bs=8, device="cpu"),
+        nn.Linear(2, 2),
+        loss_func=nn.CrossEntropyLoss(),
+        opt_func=sgd,
+    )
 
     def lk():
         with contextlib.redirect_stdout(_FakeTTY()):
@@ -192,9 +202,11 @@ def fixed_overhead_us(rounds=REPEATS) -> dict:
 
     hand(), lk()
     best = interleaved({"hand": hand, "learnkit": lk}, rounds)
-    return {"hand_us_per_step": round(best["hand"] / n_steps * 1e6, 1),
-            "learnkit_us_per_step": round(best["learnkit"] / n_steps * 1e6, 1),
-            "learnkit_overhead_us_per_step": round((best["learnkit"] - best["hand"]) / n_steps * 1e6, 1)}
+    return {
+        "hand_us_per_step": round(best["hand"] / n_steps * 1e6, 1),
+        "learnkit_us_per_step": round(best["learnkit"] / n_steps * 1e6, 1),
+        "learnkit_overhead_us_per_step": round((best["learnkit"] - best["hand"]) / n_steps * 1e6, 1),
+    }
 
 
 def main():
@@ -205,12 +217,18 @@ def main():
     x, y = make_data()
     steps = EPOCHS * ((N + BS - 1) // BS)
     default_threads = torch.get_num_threads()
-    results = {"task": f"MLP {D}-64-2, {N} x {D} tensors, bs {BS}, {EPOCHS} epochs ({steps} steps)",
-               "torch": torch.__version__, "runs": {}}
+    results = {
+        "task": f"MLP {D}-64-2, {N} x {D} tensors, bs {BS}, {EPOCHS} epochs ({steps} steps)",
+        "torch": torch.__version__,
+        "runs": {},
+    }
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
-        runs = {"hand_sliced": run_hand_sliced(x, y), "learnkit": run_learnkit(x, y),
-                "hand_torch_dataloader": run_hand_torch_dl(x, y)}
+        runs = {
+            "hand_sliced": run_hand_sliced(x, y),
+            "learnkit": run_learnkit(x, y),
+            "hand_torch_dataloader": run_hand_torch_dl(x, y),
+        }
         for go in runs.values():  # warm-up: first-step imports and allocations
             go()
         r = interleaved(runs)
@@ -221,8 +239,15 @@ def main():
         elif fa is not None:
             r["fastai_error"] = fa
         base = r["hand_sliced"]
-        res = {k: {"seconds": round(v, 4), "us_per_step": round(v / steps * 1e6, 1), "ratio_vs_hand": round(v / base, 3)}
-               for k, v in r.items() if isinstance(v, float)}
+        res = {
+            k: {
+                "seconds": round(v, 4),
+                "us_per_step": round(v / steps * 1e6, 1),
+                "ratio_vs_hand": round(v / base, 3),
+            }
+            for k, v in r.items()
+            if isinstance(v, float)
+        }
         if "fastai_error" in r:
             res["fastai"] = r["fastai_error"]
         results["runs"][f"threads={threads}"] = res

@@ -583,8 +583,11 @@ def load_learner(
     loss = loss_from_spec(st["loss"]) if st.get("loss") else None
     name = st.get("learner")
     if name is not None and name not in LEARNERS:
-        warnings.warn(f"{str(path)!r} was exported from the learner class {name!r}, which this learnkit does not "
-                      "know; it loads as a plain Learner.", stacklevel=2)
+        warnings.warn(
+            f"{str(path)!r} was exported from the learner class {name!r}, which this learnkit does not "
+            "know; it loads as a plain Learner.",
+            stacklevel=2,
+        )
     cls = _import_attr(LEARNERS.get(name)) if name in LEARNERS else Learner
     learn = cls(dls, model, loss_func=loss)
     learn.model.eval()

@@ -59,8 +59,13 @@ def test_compile_trains_and_freezing_still_works(wine_tensors):
     set_seed(0)
     model = mlp()
     dls = DataLoaders.from_tensors(*wine_tensors, bs=32, device="cpu")
-    learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), compile=True,
-                    splitter=lambda m: [m[0].parameters(), m[2].parameters()])
+    learn = Learner(
+        dls,
+        model,
+        loss_func=nn.CrossEntropyLoss(),
+        compile=True,
+        splitter=lambda m: [m[0].parameters(), m[2].parameters()],
+    )
     before = learn.validate()[0]
     learn.freeze()
     w0 = model[0].weight.clone()

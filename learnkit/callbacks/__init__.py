@@ -10,7 +10,24 @@ from .tracker import Checkpoint, EarlyStopping, MonitorCallback, ReduceLROnPlate
 from .training import BnFreeze, ChannelsLast, GradientAccumulation, GradientClip, MixedPrecision, ShortEpoch
 
 __all__ = [
-    "ALL_EVENTS", "EVENTS", "Callback", "GatherPreds", "ProgressCallback", "Recorder", "TrainEvalCallback",
-    "LRFinder", "ParamScheduler", "combined_cos", "minimum", "slide", "steep", "valley",
-    "Checkpoint", "EarlyStopping", "MonitorCallback", "ReduceLROnPlateau", "SaveModel", "TerminateOnNaN",
+    "ALL_EVENTS",
+    "EVENTS",
+    "Callback",
+    "GatherPreds",
+    "ProgressCallback",
+    "Recorder",
+    "TrainEvalCallback",
+    "LRFinder",
+    "ParamScheduler",
+    "combined_cos",
+    "minimum",
+    "slide",
+    "steep",
+    "valley",
+    "Checkpoint",
+    "EarlyStopping",
+    "MonitorCallback",
+    "ReduceLROnPlateau",
+    "SaveModel",
+    "TerminateOnNaN",
 ]

@@ -8,8 +8,10 @@ from it), so a name added here reaches every ``from learnkit.<app> import *``.
 
 __version__ = "0.1.0"
 
+from .callbacks.checkpoint import Resume
 from .callbacks.core import Callback
-from .callbacks.loggers import CSVLogger, TensorBoardLogger
+from .callbacks.graph import ShowGraph, ShowGraphCallback
+from .callbacks.loggers import CSVLogger, MLflowLogger, TensorBoardLogger
 from .callbacks.mixup import CutMix, MixUp
 from .callbacks.profile import Profile
 from .callbacks.progress import ProgressCallback, Recorder, TrainEvalCallback
@@ -20,13 +22,23 @@ from .callbacks.schedule import (
     SchedExp,
     SchedLin,
     SchedNo,
+    SuggestedLRs,
     combined_cos,
     minimum,
     slide,
     steep,
     valley,
 )
-from .callbacks.tracker import Checkpoint, EarlyStopping, ReduceLROnPlateau, SaveModel, TerminateOnNaN
+from .callbacks.tracker import (
+    Checkpoint,
+    EarlyStopping,
+    EarlyStoppingCallback,
+    ReduceLROnPlateau,
+    SaveModel,
+    SaveModelCallback,
+    TerminateOnNaN,
+    TerminateOnNaNCallback,
+)
 from .callbacks.training import BnFreeze, ChannelsLast, GradientAccumulation, GradientClip, MixedPrecision
 from .data import *
 from .data import __all__ as _data_all
@@ -35,13 +47,18 @@ from .device import default_device, set_seed, to_device
 from .exceptions import *
 from .exceptions import __all__ as _exc_all
 from .export import load_learner
+from .factory import finish_learner, n_out_from_data
+from .hooks import *
+from .hooks import __all__ as _hooks_all
 from .learner import Learner
 from .losses import *
 from .losses import __all__ as _loss_all
 from .metrics import *
 from .metrics import __all__ as _metric_all
 from .models.registry import create_model, list_models, register_model
-from .optim import SGD, Adam, RMSProp
+from .optim import *
+from .optim import __all__ as _optim_all
+from .utils import L, LPath, tensor
 
 __all__ = (
     [
@@ -72,6 +89,19 @@ __all__ = (
         "TerminateOnNaN",
         "CSVLogger",
         "TensorBoardLogger",
+        "MLflowLogger",
+        "ShowGraph",
+        "ShowGraphCallback",
+        "SuggestedLRs",
+        "Resume",
+        "SaveModelCallback",
+        "EarlyStoppingCallback",
+        "TerminateOnNaNCallback",
+        "finish_learner",
+        "n_out_from_data",
+        "L",
+        "LPath",
+        "tensor",
         "CutMix",
         "MixUp",
         "Profile",
@@ -83,9 +113,6 @@ __all__ = (
         "default_device",
         "set_seed",
         "to_device",
-        "Adam",
-        "SGD",
-        "RMSProp",
         "register_model",
         "create_model",
         "list_models",
@@ -94,4 +121,6 @@ __all__ = (
     + list(_exc_all)
     + list(_loss_all)
     + list(_metric_all)
+    + list(_hooks_all)
+    + list(_optim_all)
 )

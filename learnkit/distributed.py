@@ -334,16 +334,6 @@ def all_gather_objects(obj) -> list:
     return parts
 
 
-def _gather_preds_fallback(g) -> None:
-    """Merge a GatherPreds' lists across ranks (temporary: until GatherPreds implements the protocol)."""
-    cat = type(g)._cat
-    local = [cat(xs) for xs in (g._p, g._t, g._i, g._l)]
-    parts = all_gather_objects(local)
-    for j, attr in enumerate(("_p", "_t", "_i", "_l")):
-        pieces = [p[j] for p in parts if p[j] is not None]
-        setattr(g, attr, [cat(pieces)] if pieces else [])
-
-
 # ----------------------------------------------------------------------------------------------- sharding
 def _chunk(n: int, world: int, rank: int) -> tuple[int, int]:
     """Bounds of rank ``rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
@@ -745,8 +735,6 @@ class DistributedTrainer(Callback):
         for cb in self.learn.cbs:
             if isinstance(cb, GathersAcrossRanks):
                 cb.gather_across_ranks(all_gather_objects)
-            elif type(cb).__name__ == "GatherPreds":  # until GatherPreds implements gather_across_ranks
-                _gather_preds_fallback(cb)
 
     def after_fit(self):
         _LOCAL_PHASE["on"] = False

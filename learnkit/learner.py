@@ -514,8 +514,7 @@ class Learner:
     def _do_fit(self) -> None:
         for epoch in range(self.start_epoch, self.n_epoch):
             self.epoch = epoch
-            if hasattr(self.dls.train, "set_epoch"):
-                self.dls.train.set_epoch(epoch)
+            self.dls.train.set_epoch(epoch)
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
 
     def fit(
@@ -789,7 +788,7 @@ class Learner:
             return dl
         if isinstance(dl, torch.Tensor):
             return self.dls.test_dl(dl)
-        return DeviceLoader(dl, self.device, getattr(self.dls.recipe, "after_batch", None))
+        return self.dls.wrap(dl)
 
     def get_preds(
         self,
@@ -848,18 +847,14 @@ class Learner:
                 )
             dl = DeviceLoader([(item[None],)], self.device)
         else:
-            dl = self.dls.test_dl([item])
+            dl = self.dls.wrap(self.dls.recipe.predict_dl(item))
         try:
             inp, preds, _, dec = self.get_preds(dl=dl, with_input=True, with_decoded=True)
         except (RuntimeError, ModelError) as e:
             self._check_input_shape(dl, e)
             raise
         probs, dec_idx = preds[0], dec[0]
-        decoded = (
-            self.dls.recipe.decode_pred(dec_idx)
-            if self.dls.recipe is not None and hasattr(self.dls.recipe, "decode_pred")
-            else dec_idx
-        )
+        decoded = self.dls.recipe.decode_pred(dec_idx) if self.dls.recipe is not None else dec_idx
         return (decoded, dec_idx, probs, inp) if with_input else (decoded, dec_idx, probs)
 
     def _check_input_shape(self, dl, err: BaseException) -> None:
@@ -900,7 +895,7 @@ class Learner:
         """Show predictions next to targets on the first ``max_n`` items of loader ``ds_idx`` or ``dl``
         (applications draw them; mistakes are marked)."""
         recipe = self.dls.recipe
-        if recipe is None or not hasattr(recipe, "show_results"):
+        if recipe is None:
             raise DataError(
                 "These DataLoaders have no recipe that knows how to show results (plain tensors). "
                 "Expected DataLoaders from a DataBlock or an application factory."

@@ -354,10 +354,18 @@ def test_export_load_learner_gives_identical_predictions(wine_tensors, tmp_path)
     assert isinstance(loaded.loss_func, nn.CrossEntropyLoss)
 
 
+class _Twice(nn.Module):
+    """A custom layer: not a torch.nn layer, not registered, so a pickle-free export cannot rebuild it."""
+
+    def forward(self, x):
+        return 2 * x
+
+
 def test_export_of_unknown_model_explains_the_options(wine_tensors, tmp_path):
-    learn = _learner(wine_tensors, path=tmp_path)
-    with pytest.raises(ModelError, match="factory="):
+    learn = _learner(wine_tensors, model=nn.Sequential(mlp(), _Twice()), path=tmp_path)
+    with pytest.raises(ModelError, match="factory=") as e:
         learn.export("x.lk")
+    assert "_Twice" in str(e.value) and "@register_model" in str(e.value)
     f = learn.export("p.lk", pickle_model=True)
     with pytest.raises(UnsafeFileError, match="allow_pickle=True"):
         load_learner(f)

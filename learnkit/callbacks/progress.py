@@ -491,6 +491,15 @@ class GatherPreds(Callback):
             return {k: GatherPreds._cat([x[k] for x in xs]) for k in xs[0]}
         return xs
 
+    def gather_across_ranks(self, all_gather_objects) -> None:
+        """Merge every rank's gathered batches (the :class:`~learnkit.distributed.GathersAcrossRanks`
+        protocol, called by the distributed trainer after a sharded validation)."""
+        local = [self._cat(xs) for xs in (self._p, self._t, self._i, self._l)]
+        parts = all_gather_objects(local)
+        for j, attr in enumerate(("_p", "_t", "_i", "_l")):
+            pieces = [p[j] for p in parts if p[j] is not None]
+            setattr(self, attr, [self._cat(pieces)] if pieces else [])
+
     def preds(self):
         return self._cat(self._p)
 

@@ -1,22 +1,22 @@
-"""The notebook namespace for collaborative filtering: ``from learnkit.collab.all import *`` gives the whole
-public API of :mod:`learnkit.collab` plus ``np, pd, plt, torch, nn, F, Path, partial``.
+"""The collab notebook namespace: ``from learnkit.collab.all import *`` gives everything :mod:`learnkit.all`
+gives (the core's whole public API plus ``np``, ``pd``, ``plt``, ``torch``, ``nn``, ``F``, ``tensor``,
+``Path`` with ``.ls()``, ``partial``, ``math``, ``random``, ``re``, ``os``, ``SimpleNamespace``, ...) and the
+whole public API of :mod:`learnkit.collab`, as ``from fastai.collab.all import *`` does for course code.
 
 >>> from learnkit.collab.all import *
->>> callable(collab_learner), pd.__name__
-(True, 'pandas')
+>>> np.__name__, Path(".").ls() == sorted(Path(".").iterdir())
+('numpy', True)
 """
 
-from functools import partial
-from pathlib import Path
+# ruff: noqa: F401  (the names imported here are re-exported through the computed __all__)
+from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
+from .. import all as _core_all
+from ..all import public_names
 
-from . import *  # noqa: F403  (the notebook namespace is the point of this module)
-from . import __all__ as _collab_all
+_core = {name: getattr(_core_all, name) for name in _core_all.__all__}
+_app = public_names(["learnkit.collab"])
+globals().update(_core)
+globals().update({k: v for k, v in _app.items() if k not in _core_all.STANDARD_NAMES})
 
-__all__ = ["np", "pd", "plt", "torch", "nn", "F", "Path", "partial", *_collab_all]
+__all__ = sorted(set(_core) | set(_app))

@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 
 from ..exceptions import DataError, ModelError
-from ..factory import n_out_from_data
+from ..export import register_learner
+from ..factory import finish_learner, n_out_from_data
 from ..learner import Learner
 from ..losses import loss_activation, loss_decodes
 from ..models.registry import create_model
@@ -101,13 +102,15 @@ def tabular_learner(
         y_range=list(y_range) if y_range is not None else None,
         **config,
     )
-    splitter = kwargs.pop("splitter", None) or tabular_splitter
-    path = kwargs.pop("path", None)
-    return TabularLearner(
+    return finish_learner(
         dls,
         model,
+        default_splitter=tabular_splitter,
+        learner_cls=TabularLearner,
         loss_func=loss_func if loss_func is not None else recipe.loss_func,
-        splitter=splitter,
-        path=path if path is not None else getattr(dls, "path", "."),
         **kwargs,
     )
+
+
+# load_learner gives back a TabularLearner, so predict(row) returns (decoded row, class, probabilities)
+register_learner("tabular", "learnkit.tabular.learner:TabularLearner")

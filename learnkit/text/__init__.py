@@ -30,6 +30,16 @@ from .data import (
     tokenizer_from_spec,
 )
 from .data import __all__ as _data_all
+from .hf import (
+    HFSequenceClassifier,
+    HFTokenizer,
+    hf_cache_dir,
+    hf_learner,
+    hf_sequence_classifier,
+    hf_splitter,
+    save_pretrained,
+)
+from .hf import __all__ as _hf_all
 from .learner import (
     ENCODER_FORMAT,
     LMLearner,
@@ -105,4 +115,6 @@ _extra = [
     "SpacyTokenizer",
     "get_text_files",
 ]
-__all__ = list(dict.fromkeys([*_core_all, *_extra, *_tok_all, *_data_all, *_models_all, *_learner_all]))
+__all__ = list(
+    dict.fromkeys([*_core_all, *_extra, *_tok_all, *_data_all, *_models_all, *_learner_all, *_hf_all])
+)

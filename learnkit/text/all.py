@@ -1,43 +1,22 @@
-"""The text notebook namespace: ``from learnkit.text.all import *`` gives the whole text API plus the usual
-notebook names (``np``, ``pd``, ``plt``, ``torch``, ``nn``, ``F``, ``Path``, ``partial``, ...).
+"""The text notebook namespace: ``from learnkit.text.all import *`` gives everything :mod:`learnkit.all`
+gives (the core's whole public API plus ``np``, ``pd``, ``plt``, ``torch``, ``nn``, ``F``, ``tensor``,
+``Path`` with ``.ls()``, ``partial``, ``math``, ``random``, ``re``, ``os``, ``SimpleNamespace``, ...) and the
+whole public API of :mod:`learnkit.text`, as ``from fastai.text.all import *`` does for course code.
 
 >>> from learnkit.text.all import *
->>> Path, np.__name__, TextDataLoaders.__name__
-(<class 'pathlib.Path'>, 'numpy', 'TextDataLoaders')
+>>> np.__name__, Path(".").ls() == sorted(Path(".").iterdir())
+('numpy', True)
 """
 
-import math
-import os
-import random
-import re
-from collections import Counter, defaultdict
-from functools import partial
-from pathlib import Path
+# ruff: noqa: F401  (the names imported here are re-exported through the computed __all__)
+from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
+from .. import all as _core_all
+from ..all import public_names
 
-from . import *  # noqa: F403
-from . import __all__ as _text_all
+_core = {name: getattr(_core_all, name) for name in _core_all.__all__}
+_app = public_names(["learnkit.text"])
+globals().update(_core)
+globals().update({k: v for k, v in _app.items() if k not in _core_all.STANDARD_NAMES})
 
-__all__ = [
-    *_text_all,
-    "math",
-    "os",
-    "random",
-    "re",
-    "Counter",
-    "defaultdict",
-    "partial",
-    "Path",
-    "plt",
-    "np",
-    "pd",
-    "torch",
-    "F",
-    "nn",
-]
+__all__ = sorted(set(_core) | set(_app))

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from ..callbacks.core import Callback
 from ..data.external import URLs, untar_data
 from ..exceptions import DataError, ModelError
+from ..export import register_learner
+from ..factory import finish_learner
 from ..learner import Learner
 from ..metrics import Perplexity, accuracy
 from ..models.registry import create_model
@@ -346,15 +348,8 @@ def _learner_kwargs(kwargs: dict, extra_cbs: list) -> dict:
 
 
 def _finish(cls, dls, model, splitter, freeze: bool, **kwargs):
-    # the same finishing step as learnkit.factory.finish_learner, with a text Learner subclass
-    user_splitter = kwargs.pop("splitter", None)
-    path = kwargs.pop("path", None)
-    learn = cls(
-        dls, model, splitter=user_splitter or splitter, path=path if path is not None else dls.path, **kwargs
-    )
-    if freeze:
-        learn.freeze()
-    return learn
+    """The core's finishing step (:func:`learnkit.factory.finish_learner`) with a text Learner subclass."""
+    return finish_learner(dls, model, default_splitter=splitter, freeze=freeze, learner_cls=cls, **kwargs)
 
 
 def _pretrained_files(url: str, fnames) -> tuple[Path, Path]:
@@ -477,3 +472,8 @@ def text_classifier_learner(
     )
     kw = _learner_kwargs(learner_kwargs, [ModelResetter(), RNNRegularizer(alpha, beta)])
     return _finish(TextLearner, dls, model, awd_lstm_clas_split, pretrained, **kw)
+
+
+# load_learner gives back the class that was exported (generation needs LMLearner.predict)
+register_learner("text", "learnkit.text.learner:TextLearner")
+register_learner("text.lm", "learnkit.text.learner:LMLearner")

@@ -18,12 +18,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..data.datablock import DataBlockRecipe
+from ..data.loaders import DataLoaders
 from ..data.transforms import Normalize
 from ..exceptions import DataError, ModelError
 from ..factory import finish_learner, n_out_from_data
 from ..learner import Learner
 from ..models.registry import create_model, is_model, list_models, model_entrypoint, register_model
 from ..optim import Adam
+from .data import ImageBlock
 from .models import (
     create_body,
     create_unet_model,
@@ -188,17 +191,17 @@ def _check_arch_name(name: str) -> None:
     )
 
 
-def _recipe_blocks(dls) -> list:
-    recipe = getattr(dls, "recipe", None)
-    return list(getattr(recipe, "blocks", None) or [])
+def _datablock_recipe(dls) -> DataBlockRecipe | None:
+    """The DataBlock recipe behind ``dls`` (the one that holds blocks and batch transforms), or ``None``."""
+    recipe = dls.recipe if isinstance(dls, DataLoaders) else None
+    return recipe if isinstance(recipe, DataBlockRecipe) else None
 
 
 def _input_channels(dls) -> int:
     """Channels of the images the data yields: from the image block's mode, else from one batch."""
-    recipe = getattr(dls, "recipe", None)
-    n_inp = getattr(recipe, "n_inp", 1) or 1
-    for b in _recipe_blocks(dls)[:n_inp]:
-        if getattr(b, "kind", None) == "image" and getattr(b, "n_channels", None):
+    recipe = _datablock_recipe(dls)
+    for b in recipe.blocks[: recipe.n_inp] if recipe is not None else ():
+        if isinstance(b, ImageBlock) and b.n_channels:
             return int(b.n_channels)
     try:
         x = dls.one_batch()[0]
@@ -232,23 +235,19 @@ def add_normalize(dls, stats=imagenet_stats, n_in: int | None = None) -> bool:
     >>> add_normalize(dls)  # doctest: +SKIP
     True
     """
-    recipe = getattr(dls, "recipe", None)
+    if not isinstance(dls, DataLoaders) or dls.recipe is None:
+        return False
+    recipe = _datablock_recipe(dls)
     if recipe is None:
-        return False
-    pipe = getattr(recipe, "batch_pipe", None)
-    current = list(getattr(pipe, "tfms", []) or [])
-    if any(isinstance(t, Normalize) for t in current):
-        return False
-    n_in = _input_channels(dls) if n_in is None else n_in
-    norm = Normalize.from_stats(*_norm_stats(n_in, stats))
-    if hasattr(recipe, "add_batch_tfms"):
-        recipe.add_batch_tfms([norm])
-    else:
         raise DataError(
             "Expected DataLoaders from a DataBlock (whose recipe holds the batch transforms). Received: a recipe "
-            f"of type {type(recipe).__name__}. Fix: add Normalize.from_stats(*imagenet_stats) to batch_tfms "
+            f"of type {type(dls.recipe).__name__}. Fix: add Normalize.from_stats(*imagenet_stats) to batch_tfms "
             "yourself and pass normalize=False."
         )
+    if any(isinstance(t, Normalize) for t in recipe.batch_pipe.tfms):
+        return False
+    n_in = _input_channels(dls) if n_in is None else n_in
+    recipe.add_batch_tfms([Normalize.from_stats(*_norm_stats(n_in, stats))])
     return True
 
 

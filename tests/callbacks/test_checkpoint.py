@@ -157,16 +157,18 @@ def test_two_callbacks_of_one_class_keep_their_own_state(wine_tensors, tmp_path)
     learn.fit(2, quiet=True)
     st = torch.load(_ck(tmp_path), weights_only=True)
     keys = sorted(k for k in st["callbacks"] if k.startswith("EarlyStopping"))
-    assert keys == ["EarlyStopping(monitor='train_loss', patience=7)", "EarlyStopping(patience=5)"]
-    assert st["callbacks"][keys[0]]["best"] == b.best and st["callbacks"][keys[1]]["best"] == a.best
+    assert len(keys) == 2 and keys == sorted([a.state_key, b.state_key])  # monitors key by monitor and mode
+    assert "train_loss" in b.state_key and "train_loss" not in a.state_key
+    assert st["callbacks"][b.state_key]["best"] == b.best and st["callbacks"][a.state_key]["best"] == a.best
     assert a.best != b.best
     a2, b2 = EarlyStopping(patience=5), EarlyStopping(monitor="train_loss", patience=7)
     learn2 = _learner(wine_tensors, tmp_path, cbs=[b2, a2, Checkpoint()])  # another order: keys still match
     load_checkpoint(learn2, _ck(tmp_path))
     assert (a2.best, b2.best) == (a.best, b.best)
     # identical callbacks get deterministic suffixes
+    k = EarlyStopping().state_key
     keys = list(callback_state_keys([EarlyStopping(), EarlyStopping()]))
-    assert keys == ["EarlyStopping()", "EarlyStopping()#2"]
+    assert keys == [f"{k}()", f"{k}()#2"]
 
 
 def test_resume_is_a_callback_and_on_exception_sees_the_exception(wine_tensors, tmp_path):

@@ -48,7 +48,10 @@ def default_device(use: str | torch.device | None = None) -> torch.device:
 
 
 def to_device(b, device: torch.device | str | None = None, non_blocking: bool = True):
-    """Move a batch (tensor, or nested tuple/list/dict of tensors) to ``device``; other objects pass through."""
+    """Move a batch (tensor, or nested tuple/list/dict of tensors) to ``device``; other objects pass through.
+
+    Example: ``to_device((torch.zeros(2), {'y': torch.ones(2)}), 'cpu')`` -> the same nesting on the CPU.
+    """
     if device is None:
         device = default_device()
     if isinstance(b, torch.Tensor):

@@ -24,6 +24,8 @@ def n_out_from_data(dls, n_out: int | None = None, what: str = "n_out", allow_ot
 
     A given ``n_out`` that differs from the data's is an error (a head of the wrong size trains without a
     word on broadcasting losses) unless ``allow_other=True`` (e.g. a custom loss that wants more outputs).
+
+    Example: ``n_out_from_data(dls)`` -> ``dls.c``; ``n_out_from_data(dls, 2 * dls.c, allow_other=True)``.
     """
     c = getattr(dls, "c", None)
     if n_out is None:
@@ -62,7 +64,10 @@ def finish_learner(
     """Make the factory's :class:`~learnkit.Learner`: the user's ``splitter`` or the factory's default, the
     data's path unless ``path`` is given, and the body frozen when ``freeze`` (a pretrained model), so
     ``fit`` trains the head and ``fine_tune`` does both stages. ``learner_kw`` go to ``Learner``;
-    ``learner_cls`` is the class to make (an application's ``Learner`` subclass, e.g. ``CollabLearner``)."""
+    ``learner_cls`` is the class to make (an application's ``Learner`` subclass, e.g. ``CollabLearner``).
+
+    Example: ``learn = finish_learner(dls, model, default_splitter=my_splitter, freeze=True)``.
+    """
     learn = learner_cls(
         dls,
         model,

@@ -179,12 +179,19 @@ class Hooks:
 
 def hook_outputs(modules, detach: bool = True, cpu: bool = False, grad: bool = False) -> Hooks:
     """:class:`Hooks` keeping the output (``grad=True``: the output's gradient) of each module in ``modules``
-    (a list, or a model whose children are hooked)."""
+    (a list, or a model whose children are hooked).
+
+    Example: ``with hook_outputs(model) as hs: model(x)``; then ``[o.shape for o in hs.stored]``.
+    """
     return Hooks(modules, _grad_output if grad else _output, is_forward=not grad, detach=detach, cpu=cpu)
 
 
 def has_params(m: nn.Module) -> bool:
-    """Whether ``m`` has parameters of its own (not counting its children)."""
+    """Whether ``m`` has parameters of its own (not counting its children).
+
+    Example: ``has_params(nn.Linear(2, 3))`` -> ``True``;
+    ``has_params(nn.Sequential(nn.Linear(2, 3)))`` -> ``False``.
+    """
     return next(m.parameters(recurse=False), None) is not None
 
 

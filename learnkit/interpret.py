@@ -48,6 +48,8 @@ class Interpretation:
 
     Build it with :meth:`from_learner`. ``top_losses(k)`` gives the largest losses and their indices in the
     loader's dataset; ``plot_top_losses(k)`` draws those items with prediction, target, loss and probability.
+
+    Example: ``interp = Interpretation.from_learner(learn); losses, idxs = interp.top_losses(9)``.
     """
 
     def __init__(

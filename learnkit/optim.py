@@ -408,12 +408,18 @@ def ranger(
 
 
 def params(m: nn.Module) -> list[nn.Parameter]:
-    """All parameters of ``m`` as a list."""
+    """All parameters of ``m`` as a list.
+
+    Example: ``len(params(nn.Linear(2, 3)))`` -> ``2`` (weight and bias).
+    """
     return list(m.parameters())
 
 
 def trainable_params(m: nn.Module) -> list[nn.Parameter]:
-    """Parameters of ``m`` that require gradients."""
+    """Parameters of ``m`` that require gradients.
+
+    Example: ``torch.optim.SGD(trainable_params(model), lr=0.1)``.
+    """
     return [p for p in m.parameters() if p.requires_grad]
 
 
@@ -421,6 +427,8 @@ def param_groups(model: nn.Module, splitter: Callable | None = None) -> list[lis
     """Split ``model``'s parameters into groups with ``splitter(model)`` (default: one group).
 
     Checks that every parameter lands in exactly one group.
+
+    Example: ``param_groups(model)`` -> ``[list(model.parameters())]`` (one group).
     """
     groups = list(splitter(model)) if splitter is not None else [list(model.parameters())]
     if groups and all(isinstance(g, torch.Tensor) for g in groups):  # a flat list of parameters: one group
@@ -450,7 +458,10 @@ def param_groups(model: nn.Module, splitter: Callable | None = None) -> list[lis
 
 
 def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: float | None = None):
-    """Build the optimizer: one param group per parameter group, checking ``opt_func`` makes an optimizer."""
+    """Build the optimizer: one param group per parameter group, checking ``opt_func`` makes an optimizer.
+
+    Example: ``opt = make_opt(torch.optim.AdamW, param_groups(model), lr=1e-3, wd=0.01)``.
+    """
     if not callable(opt_func):
         raise ModelError(
             f"Expected opt_func to be a torch.optim optimizer class or a function returning one. "
@@ -480,7 +491,10 @@ def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: 
 
 def lr_spread(lr, n: int) -> list[float]:
     """Per-group learning rates: a float for all groups; ``slice(hi)`` -> hi/10 for all but the last group;
-    ``slice(lo, hi)`` -> geometric from lo to hi; a list as given."""
+    ``slice(lo, hi)`` -> geometric from lo to hi; a list as given.
+
+    Example: ``lr_spread(slice(1e-4, 1e-2), 3)`` -> ``[1e-4, 1e-3, 1e-2]`` (approximately).
+    """
     if isinstance(lr, slice):
         lo, hi = lr.start, lr.stop
         if hi is None:
@@ -498,7 +512,10 @@ def lr_spread(lr, n: int) -> list[float]:
 
 
 def set_hyper(opt, name: str, values) -> None:
-    """Set hyper-parameter ``name`` (e.g. 'lr') on every param group; ``values`` is a scalar or one per group."""
+    """Set hyper-parameter ``name`` (e.g. 'lr') on every param group; ``values`` is a scalar or one per group.
+
+    Example: ``set_hyper(opt, 'lr', [1e-4, 1e-3])`` (one value per group) or ``set_hyper(opt, 'lr', 1e-3)``.
+    """
     pgs = opt.param_groups
     if not isinstance(values, (list, tuple, np.ndarray)):
         values = [values] * len(pgs)
@@ -507,7 +524,10 @@ def set_hyper(opt, name: str, values) -> None:
 
 
 def get_mom(opt) -> float | None:
-    """The momentum of the last param group: ``momentum`` (SGD, RMSprop) or beta1 (Adam-like)."""
+    """The momentum of the last param group: ``momentum`` (SGD, RMSprop) or beta1 (Adam-like).
+
+    Example: ``get_mom(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))`` -> ``0.9``.
+    """
     pg = opt.param_groups[-1]
     if "betas" in pg:
         return pg["betas"][0]
@@ -515,7 +535,10 @@ def get_mom(opt) -> float | None:
 
 
 def set_mom(opt, values) -> None:
-    """Set momentum (SGD/RMSprop) or beta1 (Adam family) on every param group; a scalar or one per group."""
+    """Set momentum (SGD/RMSprop) or beta1 (Adam family) on every param group; a scalar or one per group.
+
+    Example: ``set_mom(opt, 0.85)`` sets ``betas[0]`` of an Adam optimizer to 0.85.
+    """
     pgs = opt.param_groups
     if not isinstance(values, (list, tuple, np.ndarray)):
         values = [values] * len(pgs)

@@ -367,6 +367,8 @@ class Resume(Callback):
     Runs first at ``before_fit``: verifies the file, checks it against the learner before changing anything,
     loads weights, optimizer and callback states, then sets the public position (``learn.start_epoch``,
     ``learn.train_iter``, ``learn.resume_at``) that the loop continues from.
+
+    Example: ``learn.fit(5, cbs=Resume('models/checkpoint.pth'))``, the same as ``learn.fit(5, resume=True)``.
     """
 
     order = -1000

@@ -19,7 +19,10 @@ __all__ = ["TrainEvalCallback", "Recorder", "ProgressCallback", "GatherPreds", "
 
 
 class TrainEvalCallback(Callback):
-    """Puts the model in train/eval mode for each phase and counts training iterations (``learn.train_iter``)."""
+    """Puts the model in train/eval mode for each phase and counts training iterations (``learn.train_iter``).
+
+    Example: ``Learner(dls, model).cbs`` includes one; ``learn.train_iter`` counts the batches.
+    """
 
     order = -10
 
@@ -81,6 +84,8 @@ class Recorder(Callback):
     Args:
         beta: smoothing of the displayed training loss (exponential moving average, debiased).
         train_metrics: also compute the metrics on the training set.
+
+    Example: ``learn.fit(1); learn.recorder.values[-1]; learn.recorder.plot_loss()``.
     """
 
     order = 50
@@ -337,6 +342,8 @@ class ProgressCallback(Callback):
 
     In a notebook the table is a live-updating HTML table. Silent under ``fit(..., quiet=True)``,
     ``learn.no_bar()``, with ``$LEARNKIT_QUIET=1``, and on every rank but 0 in distributed runs.
+
+    Example: every ``Learner`` has one (``learn.cbs``); ``learn.fit(1, quiet=True)`` hides it.
     """
 
     order = 60

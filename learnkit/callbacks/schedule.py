@@ -52,7 +52,10 @@ class _Sched:
 
 
 class SchedLin(_Sched):
-    """Linear from ``start`` to ``end``."""
+    """Linear from ``start`` to ``end``.
+
+    Example: ``SchedLin(0.0, 10.0)(0.5)`` -> ``5.0``.
+    """
 
     @staticmethod
     def _f(s, e, p):
@@ -60,7 +63,10 @@ class SchedLin(_Sched):
 
 
 class SchedCos(_Sched):
-    """Cosine from ``start`` to ``end`` (flat at both ends)."""
+    """Cosine from ``start`` to ``end`` (flat at both ends).
+
+    Example: ``SchedCos(0.0, 1.0)(0.5)`` -> ``0.5``.
+    """
 
     @staticmethod
     def _f(s, e, p):
@@ -68,7 +74,10 @@ class SchedCos(_Sched):
 
 
 class SchedNo(_Sched):
-    """Constant ``start``."""
+    """Constant ``start``.
+
+    Example: ``SchedNo(2.0, 5.0)(0.3)`` -> ``2.0``.
+    """
 
     @staticmethod
     def _f(s, e, p):
@@ -76,7 +85,10 @@ class SchedNo(_Sched):
 
 
 class SchedExp(_Sched):
-    """Exponential from ``start`` to ``end``."""
+    """Exponential from ``start`` to ``end``.
+
+    Example: ``SchedExp(1.0, 100.0)(0.5)`` -> ``10.0`` (approximately).
+    """
 
     @staticmethod
     def _f(s, e, p):
@@ -116,7 +128,10 @@ def combine_scheds(pcts, scheds):
 
 
 def combined_cos(pct: float, start, middle, end):
-    """Cosine from ``start`` to ``middle`` over the first ``pct`` of training, then cosine to ``end``."""
+    """Cosine from ``start`` to ``middle`` over the first ``pct`` of training, then cosine to ``end``.
+
+    Example: ``sched = combined_cos(0.25, 1e-4, 1e-3, 1e-6)``; ``sched(0.25)`` -> ``1e-3``.
+    """
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
 
@@ -125,6 +140,8 @@ class ParamScheduler(Callback):
 
     ``'lr'`` sets the learning rate, ``'mom'`` the momentum (SGD) or beta1 (Adam family); any other name
     sets that key of every parameter group (e.g. ``'weight_decay'``). Values are recorded in ``self.hps``.
+
+    Example: ``learn.fit(2, cbs=ParamScheduler({'lr': SchedCos(1e-3, 1e-5)}))``.
     """
 
     order = 1
@@ -193,7 +210,10 @@ def _prep(lrs, losses):
 
 
 def valley(lrs, losses) -> float:
-    """The LR two thirds of the way down the longest valley of the loss curve (robust default)."""
+    """The LR two thirds of the way down the longest valley of the loss curve (robust default).
+
+    Example: ``learn.lr_find(suggest_funcs=(valley, steep))``, or ``valley(lrs, losses)`` directly.
+    """
     lrs, losses = _prep(lrs, losses)
     n = len(losses)
     if n < 3:
@@ -215,7 +235,10 @@ def valley(lrs, losses) -> float:
 
 def slide(lrs, losses, min_drop: float = 0.0) -> float:
     """The LR in the middle (log scale) of the descending stretch that ends at the loss minimum: far enough
-    from both the flat start and the blow-up."""
+    from both the flat start and the blow-up.
+
+    Example: ``learn.lr_find(suggest_funcs=(slide,))``, or ``slide(lrs, losses)`` directly.
+    """
     lrs, losses = _prep(lrs, losses)
     n = len(losses)
     if n < 3:
@@ -229,13 +252,19 @@ def slide(lrs, losses, min_drop: float = 0.0) -> float:
 
 
 def minimum(lrs, losses) -> float:
-    """A tenth of the LR at the minimum loss."""
+    """A tenth of the LR at the minimum loss.
+
+    Example: ``learn.lr_find(suggest_funcs=(minimum, steep))``, or ``minimum(lrs, losses)``.
+    """
     lrs, losses = _prep(lrs, losses)
     return float(lrs[int(np.argmin(losses))] / 10) if len(lrs) else float("nan")
 
 
 def steep(lrs, losses) -> float:
-    """The LR where the loss falls fastest (steepest negative slope in log-LR)."""
+    """The LR where the loss falls fastest (steepest negative slope in log-LR).
+
+    Example: ``learn.lr_find(suggest_funcs=(steep,))``, or ``steep(lrs, losses)`` directly.
+    """
     lrs, losses = _prep(lrs, losses)
     if len(lrs) < 3:
         return float(lrs[0]) if len(lrs) else float("nan")
@@ -245,7 +274,10 @@ def steep(lrs, losses) -> float:
 
 class LRFinder(Callback):
     """Exponentially increases the LR from ``start_lr`` to ``end_lr`` over ``num_it`` batches, recording the
-    smoothed loss; stops when the loss exceeds 4x its minimum (``stop_div``). No validation runs."""
+    smoothed loss; stops when the loss exceeds 4x its minimum (``stop_div``). No validation runs.
+
+    Example: ``learn.lr_find()`` runs one (``learn.fit(1, cbs=LRFinder(num_it=50))`` by hand).
+    """
 
     order = 1
     run_valid = False

@@ -68,6 +68,8 @@ class CollabRecipe(DataRecipe):
     ``seen_items[seen_ptr[u]:seen_ptr[u+1]]``) so ``recommend`` can skip what a user already rated.
 
     Everything is plain data or tensors, so :meth:`spec` goes into a pickle-free export.
+
+    Example: ``dls = CollabDataLoaders.from_df(ratings, item_name='title'); dls.recipe.global_mean``.
     """
 
     kind = "collab"

@@ -39,6 +39,8 @@ class CollabLearner(Learner):
     and ``plot_item_factors``. The model is any module mapping ``(bs, 2)`` index pairs to ratings;
     ``most_similar`` and ``plot_item_factors`` need its item factors (:class:`EmbeddingDotBias`,
     :class:`EmbeddingNN`).
+
+    Example: ``learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5)); learn.recommend(42, n=5)``.
     """
 
     def __init__(self, dls, model: nn.Module, **kwargs):
@@ -173,7 +175,10 @@ class CollabLearner(Learner):
         )
 
     def plot_item_factors(self, items=None, n: int = 50, **kwargs):
-        """See :func:`plot_item_factors`."""
+        """See :func:`plot_item_factors`.
+
+        Example: ``ax, coords = plot_item_factors(learn, n=50)``.
+        """
         return plot_item_factors(self, items=items, n=n, **kwargs)
 
 

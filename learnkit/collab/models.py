@@ -45,7 +45,10 @@ def emb_sz_rule(n_cat: int) -> int:
 
 def get_emb_sz(dls, sz_dict: dict | None = None) -> list[tuple[int, int]]:
     """``[(n_users, size), (n_items, size)]`` for ``dls`` (a collab ``DataLoaders``): sizes from
-    :func:`emb_sz_rule` unless ``sz_dict`` names them by column."""
+    :func:`emb_sz_rule` unless ``sz_dict`` names them by column.
+
+    Example: ``get_emb_sz(dls, {'user': 20})`` -> ``[(n_users, 20), (n_items, emb_sz_rule(n_items))]``.
+    """
     sz_dict = sz_dict or {}
     recipe = dls.recipe
     return [

@@ -62,6 +62,8 @@ class DataBlockRecipe(DataRecipe):
     It runs batch transforms (``after_batch``), decodes and shows batches, builds ``test_dl`` loaders for
     new items, decodes predictions, supplies the loss (``loss_func``), and exports itself as plain data
     (``spec()`` / :func:`recipe_from_spec`). ``get_x``/``get_y`` stay in memory only (never exported).
+
+    Example: ``dls = block.dataloaders(path); dls.recipe.n_inp``; ``dls.recipe.test_dl(files)``.
     """
 
     kind = RECIPE_KIND

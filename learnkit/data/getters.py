@@ -189,7 +189,10 @@ def get_image_files(
 def get_text_files(
     path: str | os.PathLike, recurse: bool = True, folders: Iterable[str] | str | None = None, **kwargs
 ) -> L:
-    """Text files (extensions in :data:`text_extensions`) under ``path``, sorted."""
+    """Text files (extensions in :data:`text_extensions`) under ``path``, sorted.
+
+    Example: ``get_text_files(path, folders=['train', 'valid'])`` -> an ``L`` of ``Path``s.
+    """
     return get_files(path, extensions=text_extensions, recurse=recurse, folders=folders, **kwargs)
 
 
@@ -216,7 +219,10 @@ class FileGetter:
 
 
 class ImageGetter(FileGetter):
-    """A picklable ``get_items`` listing image files: ``ImageGetter(folders=['train', 'valid'])(path)``."""
+    """A picklable ``get_items`` listing image files: ``ImageGetter(folders=['train', 'valid'])(path)``.
+
+    Example: ``DataBlock(..., get_items=ImageGetter(folders=['train', 'valid']))``.
+    """
 
     def __init__(self, suffix: str = "", recurse: bool = True, folders=None, followlinks=True):
         super().__init__(suffix, image_extensions, recurse, folders, followlinks)

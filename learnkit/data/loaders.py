@@ -60,7 +60,10 @@ TARGET_KEYS = ("y", "label", "labels", "target", "targets")
 
 
 def default_num_workers() -> int:
-    """A sensible number of DataLoader workers for this machine: cores - 1, at most 8, and 0 on 1 core."""
+    """A sensible number of DataLoader workers for this machine: cores - 1, at most 8, and 0 on 1 core.
+
+    Example: ``DataLoader(ds, batch_size=64, num_workers=default_num_workers())``.
+    """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, n - 1))
 
@@ -274,6 +277,8 @@ class DeviceLoader:
     flipping it (test-time augmentation) gives batches transformed in that mode. On an accelerator the
     transforms run there, on whole batches, as usual; they also stay here when ``/dev/shm`` has less than
     :data:`MIN_SHM_BYTES` free.
+
+    Example: ``dl = DeviceLoader(DataLoader(ds, batch_size=8), device='cuda')``; ``next(iter(dl))``.
     """
 
     def __init__(

@@ -322,6 +322,8 @@ class BlockDataset(Dataset):
 
     ``train`` selects the random (training) or deterministic (validation) behaviour of item transforms.
     ``ds.items`` are the raw items of this split.
+
+    Example: ``ds = block.datasets(path).train; x, y = ds[0]; len(ds), ds.items[0]``.
     """
 
     def __init__(
@@ -431,6 +433,8 @@ class Datasets:
 
     ``dsets.train`` / ``dsets.valid`` are map-style torch Datasets (:class:`BlockDataset`) whose items are
     tuples of tensors; ``dsets.dataloaders(bs=...)`` batches them.
+
+    Example: ``dsets = block.datasets(path); x, y = dsets.train[0]; dls = dsets.dataloaders(bs=32)``.
     """
 
     def __init__(

@@ -51,6 +51,8 @@ class DataRecipe:
 
     Subclasses override what they support; the defaults make a recipe that trains but cannot show,
     infer on raw items or export until those members are written.
+
+    Example: ``class MyRecipe(DataRecipe): ...`` then ``DataLoaders(train_dl, valid_dl, recipe=MyRecipe())``.
     """
 
     #: registered name of the recipe for export (``spec()['kind']``)

@@ -86,7 +86,10 @@ def _code_dtype(n: int):
 # ---------------------------------------------------------------------------------------------- procs
 class TabularProc:
     """Base of the tabular procs: ``setup(to, train_idx)`` fits on the training rows, ``encode(df, out)``
-    writes processed columns into ``out`` (a dict of numpy arrays), ``state()``/``from_state`` for export."""
+    writes processed columns into ``out`` (a dict of numpy arrays), ``state()``/``from_state`` for export.
+
+    Example: ``class Clip(TabularProc): ...``, then ``TabularPandas(df, [Categorify, Clip], ...)``.
+    """
 
     order = 0
 

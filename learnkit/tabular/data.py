@@ -63,7 +63,10 @@ def _tensors(cols, n: int, cat_names, cont_names, y_names, y_kind, with_y: bool)
 
 
 def tabular_tensors(to: TabularPandas, with_y: bool = True) -> tuple:
-    """``(x_cat int64, x_cont float32[, y])`` tensors of a processed table (one copy each, no per-row Python)."""
+    """``(x_cat int64, x_cont float32[, y])`` tensors of a processed table (one copy each, no per-row Python).
+
+    Example: ``x_cat, x_cont, y = tabular_tensors(to.train)``.
+    """
     return _tensors(to.items, len(to.items), to.cat_names, to.cont_names, to.y_names, to.y_kind, with_y)
 
 
@@ -327,6 +330,9 @@ class TabularDataLoaders(DataLoaders):
     """Train/valid loaders over a preprocessed table; ``dls.recipe`` is a :class:`TabularRecipe`.
 
     Batches are ``(x_cat, x_cont, y)`` slices of tensors held once in memory (a permutation per epoch).
+
+    Example: ``TabularDataLoaders.from_df(df, procs=[Categorify, Normalize], cat_names=['a'],
+    cont_names=['b'], y_names='t', bs=64)``.
     """
 
     @classmethod

@@ -111,7 +111,10 @@ def random_forest(
 
 
 def get_oob(xs, y, **kwargs) -> float:
-    """The out-of-bag score of a forest fitted on ``xs, y`` (``kwargs`` to :func:`random_forest`)."""
+    """The out-of-bag score of a forest fitted on ``xs, y`` (``kwargs`` to :func:`random_forest`).
+
+    Example: ``get_oob(to.train.xs, to.train.y, n_estimators=40)`` -> the OOB score.
+    """
     kwargs.setdefault("random_state", 42)
     return float(random_forest(xs, y, oob_score=True, **kwargs).oob_score_)
 
@@ -128,6 +131,8 @@ def feature_importance(m, xs) -> pd.DataFrame:
     """The forest's impurity-based importances as a DataFrame ``cols, imp``, most important first.
 
     ``feature_importance(m, xs).plot('cols', 'imp', 'barh')`` draws them (or :func:`plot_fi`).
+
+    Example: ``fi = feature_importance(random_forest(xs, y), xs); fi[:10]``.
     """
     if not hasattr(m, "feature_importances_"):
         raise ModelError(
@@ -142,7 +147,10 @@ def feature_importance(m, xs) -> pd.DataFrame:
 
 
 def plot_fi(fi: pd.DataFrame, max_n: int = 30, figsize=(12, 7), ax=None):
-    """A horizontal bar plot of :func:`feature_importance`'s first ``max_n`` rows; returns the axes."""
+    """A horizontal bar plot of :func:`feature_importance`'s first ``max_n`` rows; returns the axes.
+
+    Example: ``plot_fi(feature_importance(m, xs), max_n=20)``.
+    """
     import matplotlib.pyplot as plt
 
     fi = fi.iloc[:max_n].iloc[::-1]
@@ -155,7 +163,10 @@ def plot_fi(fi: pd.DataFrame, max_n: int = 30, figsize=(12, 7), ax=None):
 
 def cluster_columns(xs: pd.DataFrame, figsize=(10, 6), font_size: int = 12, ax=None) -> dict:
     """A dendrogram of the columns by Spearman rank correlation (similar columns merge early); returns
-    scipy's dendrogram dict (``'ivl'`` is the column order)."""
+    scipy's dendrogram dict (``'ivl'`` is the column order).
+
+    Example: ``cluster_columns(xs)['ivl']`` -> the column order of the dendrogram.
+    """
     import matplotlib.pyplot as plt
 
     if xs.shape[1] < 2:
@@ -174,7 +185,10 @@ def cluster_columns(xs: pd.DataFrame, figsize=(10, 6), font_size: int = 12, ax=N
 
 def oob_drop_scores(xs: pd.DataFrame, y, cols, **kwargs) -> dict:
     """The out-of-bag score with every column (``'baseline'``) and after dropping each of ``cols`` in turn:
-    a column whose removal keeps the score is redundant. ``kwargs`` go to :func:`random_forest`."""
+    a column whose removal keeps the score is redundant. ``kwargs`` go to :func:`random_forest`.
+
+    Example: ``oob_drop_scores(xs, y, ['saleYear', 'saleElapsed'])['baseline']``.
+    """
     missing = [c for c in cols if c not in xs.columns]
     if missing:
         raise DataError(
@@ -187,7 +201,10 @@ def oob_drop_scores(xs: pd.DataFrame, y, cols, **kwargs) -> dict:
 
 
 def plot_partial_dependence(m, xs, cols, grid_resolution: int = 20, ax=None, **kwargs):
-    """Partial dependence of the prediction on ``cols`` (scikit-learn's ``PartialDependenceDisplay``)."""
+    """Partial dependence of the prediction on ``cols`` (scikit-learn's ``PartialDependenceDisplay``).
+
+    Example: ``plot_partial_dependence(m, valid_xs, ['YearMade', 'ProductSize'])``.
+    """
     from sklearn.inspection import PartialDependenceDisplay
 
     if isinstance(m, RandomForestClassifier) and len(m.classes_) > 2:
@@ -222,6 +239,8 @@ def tree_contributions(m, xs):
     Shapes (as the treeinterpreter package's): regression ``(n,)``, ``(n,)``, ``(n, n_features)`` (several
     outputs add a last axis); classification ``(n, n_classes)``, ``(n, n_classes)``,
     ``(n, n_features, n_classes)``.
+
+    Example: ``pred, bias, contribs = tree_contributions(m, valid_xs.iloc[:5])``.
     """
     ests = getattr(m, "estimators_", None)
     if ests is None:
@@ -271,7 +290,10 @@ def waterfall_plot(
     ax=None,
 ):
     """A waterfall of one row's contributions (from :func:`tree_contributions`) from the bias to the
-    prediction: green bars raise it, red bars lower it; features under ``threshold`` are merged."""
+    prediction: green bars raise it, red bars lower it; features under ``threshold`` are merged.
+
+    Example: ``waterfall_plot(contribs[0], valid_xs.columns, bias=bias[0], threshold=0.08)``.
+    """
     import matplotlib.pyplot as plt
 
     c = np.asarray(contributions, dtype=float).ravel()
@@ -302,7 +324,10 @@ def waterfall_plot(
 
 def out_of_domain(xs: pd.DataFrame, valid_xs: pd.DataFrame, **kwargs) -> pd.DataFrame:
     """Rank the features a forest uses to tell training rows from validation rows (``cols, imp``): the top
-    ones differ between the two sets, the usual reason a model does worse on the validation rows."""
+    ones differ between the two sets, the usual reason a model does worse on the validation rows.
+
+    Example: ``out_of_domain(xs, valid_xs)[:6]`` -> the features that tell the two sets apart.
+    """
     if list(xs.columns) != list(valid_xs.columns):
         raise DataError(
             f"Expected the same columns in xs and valid_xs. Received: {list(xs.columns)[:10]} and "
@@ -384,7 +409,10 @@ def save_forest(m, path: str | os.PathLike) -> Path:
 
 
 def load_forest(path: str | os.PathLike):
-    """Rebuild a forest written by :func:`save_forest` (read with ``weights_only=True``; nothing unpickled)."""
+    """Rebuild a forest written by :func:`save_forest` (read with ``weights_only=True``; nothing unpickled).
+
+    Example: ``save_forest(m, 'forest.pth'); m2 = load_forest('forest.pth'); m2.predict(xs)``.
+    """
     st = safe_load(path)
     if not isinstance(st, dict) or st.get("format") != FOREST_FORMAT:
         raise ModelError(

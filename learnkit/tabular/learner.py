@@ -23,13 +23,19 @@ __all__ = ["tabular_learner", "TabularLearner", "tabular_splitter"]
 
 
 def tabular_splitter(model) -> list:
-    """One parameter group: a tabular net is trained from scratch, all at one learning rate."""
+    """One parameter group: a tabular net is trained from scratch, all at one learning rate.
+
+    Example: ``Learner(dls, TabularModel(...), splitter=tabular_splitter)``.
+    """
     return [list(model.parameters())]
 
 
 class TabularLearner(Learner):
     """A :class:`~learnkit.Learner` whose ``predict`` takes one raw row and returns the fastai triple
-    ``(decoded row with the prediction, class index or value, probabilities)``."""
+    ``(decoded row with the prediction, class index or value, probabilities)``.
+
+    Example: ``row, idx, probs = tabular_learner(dls).predict(df.iloc[0])``.
+    """
 
     def predict(self, row, with_input: bool = False):
         """Predict one raw row (a Series, dict or one-row DataFrame).
@@ -75,6 +81,8 @@ def tabular_learner(
         y_range: ``(low, high)`` for a regression output through a sigmoid. loss_func: default from the target
             (``CrossEntropyLossFlat`` for categories, ``MSELossFlat`` for values).
         kwargs: go to :class:`~learnkit.Learner` (``metrics``, ``cbs``, ``opt_func``, ``wd``, ...).
+
+    Example: ``learn = tabular_learner(dls, layers=[200, 100], metrics=accuracy); learn.fit_one_cycle(3)``.
     """
     recipe = getattr(dls, "recipe", None)
     if not isinstance(recipe, TabularRecipe):

@@ -86,6 +86,8 @@ class TabularModel(nn.Module):
     Args:
         emb_szs: ``(n_categories, size)`` per categorical column. n_cont: number of continuous columns.
         out_sz: outputs. layers: hidden sizes. ps: dropout per hidden layer (a float for all).
+
+    Example: ``TabularModel([(10, 6)], n_cont=3, out_sz=2, layers=[200, 100])(x_cat, x_cont)`` -> ``(bs, 2)``.
     """
 
     def __init__(

@@ -110,7 +110,10 @@ def register_tokenizer(cls: type) -> type:
 
 
 def tokenizer_from_spec(spec: dict):
-    """Rebuild a tokenizer from a recipe's ``'tokenizer'`` spec (word pipeline or a registered class)."""
+    """Rebuild a tokenizer from a recipe's ``'tokenizer'`` spec (word pipeline or a registered class).
+
+    Example: ``tokenizer_from_spec({'name': 'Tokenizer', 'spec': Tokenizer().spec()})`` -> a ``Tokenizer``.
+    """
     if spec.get("name") == "Tokenizer":
         return Tokenizer.from_spec(spec["spec"])
     name = spec.get("name")
@@ -619,6 +622,8 @@ class TextLMRecipe(DataRecipe):
     """The data recipe of a language model (``dls.recipe``): tokenizer, vocab, ``seq_len``.
 
     ``vocab`` is the token list; ``c`` its length; the loss is flattened cross-entropy over the tokens.
+
+    Example: ``dls_lm = TextDataLoaders.from_folder(path, is_lm=True); dls_lm.recipe.vocab[:5]``.
     """
 
     kind = "text_lm"
@@ -685,6 +690,8 @@ class TextClassifierRecipe(DataRecipe):
     """The data recipe of a text classifier: tokenizer and vocab, the label block, ``max_len``.
 
     ``vocab`` is ``[text_vocab, label_vocab]`` (fastai's layout); ``c`` the number of classes.
+
+    Example: ``dls = TextDataLoaders.from_folder(path, text_vocab=dls_lm.vocab); dls.recipe.c``.
     """
 
     kind = "text_classifier"
@@ -822,6 +829,8 @@ class TextDataLoaders(DataLoaders):
     See the module docstring for the batches. ``text_vocab``: the LM's vocab (``dls_lm.vocab``) so the
     classifier numericalizes with the same ids as the encoder it reuses. ``tokenizer``: a tokenizer (see the
     module docstring); ``tok``/``rules`` customise the word pipeline. ``cache_dir``: cache tokenized texts.
+
+    Example: ``dls = TextDataLoaders.from_texts(texts, labels, valid_pct=0.2, bs=32)``.
     """
 
     @classmethod

@@ -59,7 +59,10 @@ ENCODER_FORMAT = "learnkit.text.encoder"
 
 class ModelResetter(Callback):
     """Reset the model's recurrent state (``model.reset()``) at each training epoch start, before validation
-    and after fit."""
+    and after fit.
+
+    Example: ``Learner(dls, model, cbs=[ModelResetter(), RNNRegularizer()])`` (the text learners add it).
+    """
 
     order = -5
 
@@ -80,7 +83,10 @@ class ModelResetter(Callback):
 
 class RNNRegularizer(Callback):
     """AR and TAR (Merity et al.): ``loss += alpha * mean(dropped_out**2) + beta * mean((raw[t+1] - raw[t])**2)``
-    while training. The model gives ``(raw, dropped)`` with ``rnn_outputs()`` (AWD-LSTM models do)."""
+    while training. The model gives ``(raw, dropped)`` with ``rnn_outputs()`` (AWD-LSTM models do).
+
+    Example: ``Learner(dls, model, cbs=[ModelResetter(), RNNRegularizer(alpha=2.0, beta=1.0)])``.
+    """
 
     order = 5
 
@@ -115,7 +121,10 @@ class _NoGlobals(pickle.Unpickler):
 
 def load_vocab_file(path: str | os.PathLike) -> list[str]:
     """A vocab (list of tokens) from ``.json`` (a list), ``.txt`` (one token a line) or ``.pkl`` (fastai's
-    ``itos``: read without executing anything: only lists and strings are accepted)."""
+    ``itos``: read without executing anything: only lists and strings are accepted).
+
+    Example: ``vocab = load_vocab_file('itos_wt103.pkl')``; ``vocab[:3]``.
+    """
     path = Path(path)
     if path.suffix == ".json":
         vocab = json.loads(path.read_text(encoding="utf-8"))
@@ -207,7 +216,10 @@ def decode_spec_tokens(tokens: list[str]) -> list[str]:
 
 class TextLearner(Learner):
     """A :class:`~learnkit.Learner` for AWD-LSTM models, with encoder transfer (``save_encoder`` /
-    ``load_encoder``) and vocab-aware pretrained loading (``load_pretrained``)."""
+    ``load_encoder``) and vocab-aware pretrained loading (``load_pretrained``).
+
+    Example: ``learn = text_classifier_learner(dls, AWD_LSTM); learn.load_encoder('finetuned')``.
+    """
 
     def _encoder(self):
         enc = getattr(self.model, "encoder", None)
@@ -290,7 +302,10 @@ class TextLearner(Learner):
 
 
 class LMLearner(TextLearner):
-    """The language-model learner: :meth:`predict` generates text."""
+    """The language-model learner: :meth:`predict` generates text.
+
+    Example: ``language_model_learner(dls_lm, AWD_LSTM).predict('I liked this movie', n_words=10)``.
+    """
 
     def predict(
         self,
@@ -397,6 +412,8 @@ def language_model_learner(
     ``pretrained_fnames=(weights, vocab)`` inside that download) and freezes all but the embeddings/decoder;
     ``pretrained=False`` trains from scratch. ``config`` overrides ``awd_lstm_lm_config``. The loss is
     flattened cross-entropy; ``metrics`` default to accuracy and :class:`~learnkit.metrics.Perplexity`.
+
+    Example: ``learn = language_model_learner(dls_lm, AWD_LSTM, drop_mult=0.3); learn.fine_tune(1, 2e-2)``.
     """
     _check_arch(arch)
     if backwards:
@@ -444,6 +461,8 @@ def text_classifier_learner(
     freezes all but the head, so ``fine_tune`` trains the head first; ``freeze_to(-2)``, ``freeze_to(-3)``,
     ``unfreeze()`` unfreeze gradually). Documents longer than ``max_len`` tokens are truncated to their first
     ``max_len`` tokens. ``config`` overrides ``awd_lstm_clas_config``.
+
+    Example: ``learn = text_classifier_learner(dls, AWD_LSTM, drop_mult=0.5, metrics=accuracy)``.
     """
     from ..factory import n_out_from_data
 

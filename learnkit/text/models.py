@@ -154,6 +154,9 @@ class AWD_LSTM(nn.Module):
     The hidden state carries over between calls (detached) until :meth:`reset`; a batch of another size
     starts from zeros. After each call, :meth:`rnn_outputs` gives the last layer's output (what AR/TAR
     regularisation uses).
+
+    Example: ``AWD_LSTM(100, emb_sz=20, n_hid=30, n_layers=2)(torch.randint(0, 100, (2, 5))).shape``
+    -> ``(2, 5, 20)``.
     """
 
     def __init__(
@@ -231,7 +234,10 @@ class AWD_LSTM(nn.Module):
 
 
 class LinearDecoder(nn.Module):
-    """Output dropout then a linear layer to the vocab; its weight tied to the embedding when given."""
+    """Output dropout then a linear layer to the vocab; its weight tied to the embedding when given.
+
+    Example: ``LinearDecoder(n_out=100, n_hid=20, tie_encoder=enc.encoder)``.
+    """
 
     def __init__(
         self,
@@ -257,7 +263,10 @@ class LinearDecoder(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """Encoder then decoder: ``(B, T)`` ids -> ``(B, T, vocab)`` next-token scores. ``reset()`` the state."""
+    """Encoder then decoder: ``(B, T)`` ids -> ``(B, T, vocab)`` next-token scores. ``reset()`` the state.
+
+    Example: ``lm = LanguageModel(encoder, decoder); lm(ids)``; ``lm.reset()`` between texts.
+    """
 
     def __init__(self, encoder: AWD_LSTM, decoder: LinearDecoder):
         super().__init__()
@@ -291,7 +300,10 @@ def masked_concat_pool(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class PoolingLinearClassifier(nn.Module):
-    """Masked concat pooling then [BatchNorm, Dropout, Linear, ReLU] blocks (``layers`` sizes, ``ps`` drops)."""
+    """Masked concat pooling then [BatchNorm, Dropout, Linear, ReLU] blocks (``layers`` sizes, ``ps`` drops).
+
+    Example: ``PoolingLinearClassifier(layers=[3 * 400, 50, 2], ps=[0.2, 0.1])``.
+    """
 
     def __init__(self, layers: list[int], ps: list[float]):
         super().__init__()
@@ -308,7 +320,10 @@ class PoolingLinearClassifier(nn.Module):
 
 class SentenceClassifier(nn.Module):
     """``(B, T)`` padded ids -> ``(B, n_class)``: the encoder over the first ``max_len`` tokens (documented
-    truncation), masked concat pooling over the real (non-``pad_idx``) tokens, the head."""
+    truncation), masked concat pooling over the real (non-``pad_idx``) tokens, the head.
+
+    Example: ``SentenceClassifier(encoder, head, max_len=720)(ids).shape`` -> ``(bs, n_class)``.
+    """
 
     def __init__(
         self, encoder: AWD_LSTM, head: PoolingLinearClassifier, max_len: int = 72 * 20, pad_idx: int = 1
@@ -358,7 +373,10 @@ def _check_arch(arch) -> None:
 def get_language_model(
     arch, vocab_sz: int, config: dict | None = None, drop_mult: float = 1.0
 ) -> LanguageModel:
-    """An AWD-LSTM language model for ``vocab_sz`` tokens (``config`` overrides ``awd_lstm_lm_config``)."""
+    """An AWD-LSTM language model for ``vocab_sz`` tokens (``config`` overrides ``awd_lstm_lm_config``).
+
+    Example: ``get_language_model(AWD_LSTM, vocab_sz=1000, drop_mult=0.3)``.
+    """
     _check_arch(arch)
     cfg = _config(awd_lstm_lm_config, config, drop_mult)
     enc = AWD_LSTM(
@@ -395,7 +413,10 @@ def get_text_classifier(
     pad_idx: int = 1,
     max_len: int = 72 * 20,
 ) -> SentenceClassifier:
-    """An AWD-LSTM classifier (``config`` overrides ``awd_lstm_clas_config``); head sizes ``lin_ftrs`` (50)."""
+    """An AWD-LSTM classifier (``config`` overrides ``awd_lstm_clas_config``); head sizes ``lin_ftrs`` (50).
+
+    Example: ``get_text_classifier(AWD_LSTM, vocab_sz=1000, n_class=2, drop_mult=0.5)``.
+    """
     _check_arch(arch)
     cfg = _config(awd_lstm_clas_config, config, drop_mult)
     cfg["pad_token"] = pad_idx
@@ -424,7 +445,10 @@ def get_text_classifier(
 
 @register_model(tags=("text",))
 def awd_lstm_lm(vocab_sz: int, config: dict | None = None, drop_mult: float = 1.0) -> LanguageModel:
-    """Registered factory of the AWD-LSTM language model (what exports name)."""
+    """Registered factory of the AWD-LSTM language model (what exports name).
+
+    Example: ``awd_lstm_lm(vocab_sz=1000, drop_mult=0.3)``.
+    """
     return get_language_model(AWD_LSTM, vocab_sz, config, drop_mult)
 
 
@@ -439,7 +463,10 @@ def awd_lstm_clas(
     pad_idx: int = 1,
     max_len: int = 72 * 20,
 ) -> SentenceClassifier:
-    """Registered factory of the AWD-LSTM classifier (what exports name)."""
+    """Registered factory of the AWD-LSTM classifier (what exports name).
+
+    Example: ``awd_lstm_clas(vocab_sz=1000, n_class=2, drop_mult=0.5)``.
+    """
     return get_text_classifier(
         AWD_LSTM,
         vocab_sz,
@@ -454,7 +481,10 @@ def awd_lstm_clas(
 
 
 def awd_lstm_lm_split(model: LanguageModel) -> list[list[nn.Parameter]]:
-    """Parameter groups of the LM: one per LSTM layer, then the embedding with the (tied) decoder."""
+    """Parameter groups of the LM: one per LSTM layer, then the embedding with the (tied) decoder.
+
+    Example: ``Learner(dls, model, splitter=awd_lstm_lm_split)``; ``len(awd_lstm_lm_split(model))``.
+    """
     enc = model.encoder
     groups = [list(r.parameters()) for r in enc.rnns]
     seen = {id(p) for g in groups for p in g}
@@ -469,7 +499,10 @@ def awd_lstm_lm_split(model: LanguageModel) -> list[list[nn.Parameter]]:
 
 def awd_lstm_clas_split(model: SentenceClassifier) -> list[list[nn.Parameter]]:
     """Parameter groups of the classifier: the embedding, each LSTM layer, the head (so ``freeze_to(-2)``
-    trains the last LSTM and the head)."""
+    trains the last LSTM and the head).
+
+    Example: ``Learner(dls, model, splitter=awd_lstm_clas_split)``, then ``learn.freeze_to(-2)``.
+    """
     enc = model.encoder
     return (
         [list(enc.encoder.parameters())]

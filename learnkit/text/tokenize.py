@@ -700,7 +700,10 @@ def tokenize_folder(
 
 
 def get_text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
-    """Text files under ``path`` (sorted), optionally only inside the sub-folders ``folders``."""
+    """Text files under ``path`` (sorted), optionally only inside the sub-folders ``folders``.
+
+    Example: ``get_text_files(path, folders=['train', 'test'])`` -> sorted ``.txt`` paths.
+    """
     path = Path(path)
     if not path.is_dir():
         raise DataError(

@@ -580,6 +580,8 @@ class Dihedral(SpatialTransform):
     """With probability ``p``, one of the 8 symmetries of the square (flips, transposition) per image.
 
     On non-square images a transposition swaps the axes around the centre (parts are padded).
+
+    Example: ``batch_tfms=[Dihedral(p=0.5)]`` in ``ImageDataLoaders.from_folder`` or a ``DataBlock``.
     """
 
     stage = 1
@@ -600,7 +602,10 @@ class Dihedral(SpatialTransform):
 
 
 class Rotate(SpatialTransform):
-    """Rotate by a random angle in ``[-max_deg, max_deg]`` degrees with probability ``p`` (around the centre)."""
+    """Rotate by a random angle in ``[-max_deg, max_deg]`` degrees with probability ``p`` (around the centre).
+
+    Example: ``batch_tfms=[Rotate(max_deg=15, p=0.75)]``.
+    """
 
     stage = 2
 
@@ -625,6 +630,8 @@ class Zoom(SpatialTransform):
     """Zoom by a random factor in ``[min_zoom, max_zoom]`` with probability ``p``, at a random position.
 
     A factor above 1 zooms in (the view moves anywhere inside the image); below 1 zooms out (padding).
+
+    Example: ``batch_tfms=[Zoom(max_zoom=1.2)]``.
     """
 
     stage = 3
@@ -658,6 +665,8 @@ class Warp(SpatialTransform):
     The warp is the homography ``(u, v) -> (u, v) / (1 + a u + b v)`` in normalized output coordinates with
     ``a, b`` uniform in ``[-magnitude, magnitude]`` (so corners move by about ``magnitude`` of the half size).
     Being projective, it joins the affine ops in one matrix and one ``grid_sample``.
+
+    Example: ``batch_tfms=[Warp(magnitude=0.1, p=0.75)]``.
     """
 
     stage = 4
@@ -704,6 +713,8 @@ class RandomResizedCropGPU(SpatialTransform):
     aspect (``(1, 1)``: never stretch). On valid: the largest centred box of the output aspect, resized
     (a centre crop). Inside :class:`AffineCoordTfm` this is the crop stage of the one sampling grid, so
     presizing costs no extra interpolation.
+
+    Example: ``batch_tfms=[RandomResizedCropGPU(224, min_scale=0.35)]``.
     """
 
     stage = 0
@@ -1006,7 +1017,10 @@ def _scale_shift(x: torch.Tensor, scale, shift) -> torch.Tensor:
 
 
 class Brightness(LightingTransform):
-    """Change brightness with probability ``p``: add ``logit(b)``, ``b`` uniform in ``0.5 * (1 ± max_lighting)``."""
+    """Change brightness with probability ``p``: add ``logit(b)``, ``b`` uniform in ``0.5 * (1 ± max_lighting)``.
+
+    Example: ``batch_tfms=[Brightness(max_lighting=0.3)]``.
+    """
 
     def affine(self, n: int, device) -> tuple[None, torch.Tensor, torch.Tensor]:
         m = self.max_lighting
@@ -1017,7 +1031,10 @@ class Brightness(LightingTransform):
 
 
 class Contrast(LightingTransform):
-    """Change contrast with probability ``p``: scale logits by a factor log-uniform in ``[1 - m, 1 / (1 - m)]``."""
+    """Change contrast with probability ``p``: scale logits by a factor log-uniform in ``[1 - m, 1 / (1 - m)]``.
+
+    Example: ``batch_tfms=[Contrast(max_lighting=0.3)]``.
+    """
 
     def affine(self, n: int, device) -> tuple[torch.Tensor, None, torch.Tensor]:
         lim = -math.log(1 - self.max_lighting)

@@ -311,13 +311,19 @@ class PILImage(Image.Image):
 
 
 class PILImageBW(PILImage):
-    """A grayscale (``'L'``) :class:`PILImage`: ``ImageBlock(cls=PILImageBW)`` is ``ImageBlock('L')``."""
+    """A grayscale (``'L'``) :class:`PILImage`: ``ImageBlock(cls=PILImageBW)`` is ``ImageBlock('L')``.
+
+    Example: ``PILImageBW.create('digit.png')``, or ``DataBlock(blocks=(ImageBlock(cls=PILImageBW), ...))``.
+    """
 
     _open_mode = "L"
 
 
 class PILMask:
-    """Opens segmentation masks: ``PILMask.create(path)`` (see :func:`open_mask`)."""
+    """Opens segmentation masks: ``PILMask.create(path)`` (see :func:`open_mask`).
+
+    Example: ``mask = PILMask.create('labels/img_P.png')``.
+    """
 
     @classmethod
     def create(cls, source) -> Image.Image:

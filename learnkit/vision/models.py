@@ -243,13 +243,19 @@ def xresnet34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU)
 
 @register_model(tags=("vision",))
 def xresnet50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
-    """XResNet-50 (bottleneck blocks [3, 4, 6, 3], expansion 4), trained from scratch."""
+    """XResNet-50 (bottleneck blocks [3, 4, 6, 3], expansion 4), trained from scratch.
+
+    Example: ``xresnet50(n_out=10)(torch.randn(2, 3, 64, 64)).shape`` -> ``(2, 10)``.
+    """
     return XResNet(4, [3, 4, 6, 3], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
 
 
 @register_model(tags=("vision",))
 def xresnet101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
-    """XResNet-101 (bottleneck blocks [3, 4, 23, 3], expansion 4), trained from scratch."""
+    """XResNet-101 (bottleneck blocks [3, 4, 23, 3], expansion 4), trained from scratch.
+
+    Example: ``xresnet101(n_out=10, n_in=1)(torch.randn(2, 1, 64, 64)).shape`` -> ``(2, 10)``.
+    """
     return XResNet(4, [3, 4, 23, 3], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
 
 
@@ -1018,6 +1024,9 @@ class DynamicUnet(nn.Module):
     hooks, nothing kept between calls). Other encoders get forward hooks whose outputs are collected
     during a forward and released at its end; :meth:`remove_hooks` removes them.
     Output: ``(B, n_out, H, W)`` with the input's H, W (resized when odd sizes do not divide evenly).
+
+    Example: ``DynamicUnet(encoder, n_out=3, img_size=(64, 64))(torch.randn(2, 3, 64, 64)).shape``
+    -> ``(2, 3, 64, 64)``.
     """
 
     def __init__(

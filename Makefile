@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv install test lint demo bench clean
+.PHONY: venv install test lint demo bench notebooks clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 	$(BIN)/ruff check learnkit tests benchmarks
 	$(BIN)/ruff format --check learnkit tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Executes every lecture notebook with a real Jupyter kernel (fails on any error) and shows each one's time.
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --timeout 600 --durations=0 tests/test_notebooks.py
 
 demo: $(STAMP)
 	$(BIN)/learnkit demo

@@ -27,6 +27,16 @@ PUBLIC_MODULES = [
     "learnkit.data.datablock",
     "learnkit.data.recipe",
     "learnkit.data.block",
+    "learnkit.hooks",
+    "learnkit.factory",
+    "learnkit.text",
+    "learnkit.tabular",
+    "learnkit.collab",
+    "learnkit.all",
+    "learnkit.vision.all",
+    "learnkit.text.all",
+    "learnkit.tabular.all",
+    "learnkit.collab.all",
 ]
 
 
@@ -40,9 +50,38 @@ def test_all_names_import_and_have_docstrings(modname):
         obj = getattr(mod, name)  # raises if missing
         if name.startswith("__") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
+        if not getattr(obj, "__module__", "").startswith(("learnkit", "torchvision")):
+            continue  # torch, numpy, ... re-exported by the notebook namespaces: documented upstream
         if not (inspect.getdoc(obj) or "").strip():
             undocumented.append(name)
     assert not undocumented, f"{modname}: no docstring for {undocumented}"
+
+
+@pytest.mark.parametrize("app", ["vision", "text", "tabular", "collab"])
+def test_notebook_namespace_gives_the_app_the_core_and_the_standard_names(app):
+    ns: dict = {}
+    exec(f"from learnkit.{app}.all import *", ns)
+    core = importlib.import_module("learnkit")
+    app_mod = importlib.import_module(f"learnkit.{app}")
+    missing = [n for n in [*core.__all__, *app_mod.__all__] if n not in ns and not n.startswith("__")]
+    assert not missing, f"learnkit.{app}.all lacks {missing[:10]}"
+    for name in (
+        "np",
+        "pd",
+        "plt",
+        "torch",
+        "nn",
+        "F",
+        "tensor",
+        "Path",
+        "partial",
+        "math",
+        "random",
+        "re",
+        "os",
+    ):
+        assert name in ns, name
+    assert hasattr(ns["Path"]("."), "ls")
 
 
 def test_star_import_is_safe():

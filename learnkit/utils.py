@@ -236,7 +236,7 @@ class L(list):
     >>> files.filter(lambda f: f.suffix == ".png").map(str)
     (#2) ['b.png', 'c.png']
     >>> L([10, 20, 30])[[0, 2]]
-    (#2) [10, 20]
+    (#2) [10, 30]
     """
 
     def __init__(self, items=None):

@@ -177,7 +177,7 @@ class CollabLearner(Learner):
     def plot_item_factors(self, items=None, n: int = 50, **kwargs):
         """See :func:`plot_item_factors`.
 
-        Example: ``ax, coords = plot_item_factors(learn, n=50)``.
+        Example: ``ax, coords = learn.plot_item_factors(n=50)``.
         """
         return plot_item_factors(self, items=items, n=n, **kwargs)
 
@@ -192,6 +192,8 @@ def plot_item_factors(
     factors, each labelled. The components are fitted on the ``n_pca`` most-rated items, as in the course.
 
     Returns ``(ax, coords)`` with ``coords`` a DataFrame of the plotted items' two coordinates.
+
+    Example: ``ax, coords = plot_item_factors(learn, n=50)``.
     """
     import matplotlib.pyplot as plt
 

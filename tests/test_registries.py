@@ -53,7 +53,7 @@ def test_applications_are_learnkit_modules_and_kinds_name_their_application():
 
 
 def test_no_core_module_keeps_its_own_list_of_application_modules():
-    """Application modules are named once, in registry.APPLICATIONS (vision's TRANSFORMS table aside)."""
+    """Application modules are named once, in registry.APPLICATIONS."""
     core = [p for p in (ROOT / "learnkit").rglob("*.py") if not any(a in p.parts for a in APPLICATIONS)]
     offenders = []
     for p in core:
@@ -64,7 +64,7 @@ def test_no_core_module_keeps_its_own_list_of_application_modules():
                 v = node.value
                 if any(v.startswith(f"learnkit.{a}.") or v == f"learnkit.{a}" for a in APPLICATIONS):
                     offenders.append((p.name, v))
-    assert offenders == [("transforms.py", "learnkit.vision.augment")], offenders
+    assert offenders == [], offenders
 
 
 def test_unknown_application_is_an_error_listing_the_known_ones():

@@ -39,7 +39,6 @@ Every transform describes itself as plain data with ``spec()`` (``{'name': ..., 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 import torch
@@ -521,20 +520,10 @@ TRANSFORM_REGISTRY = Registry(
 )
 for _cls in (ItemPipeline, BatchPipeline, IntToFloat, Normalize):
     TRANSFORM_REGISTRY.register(_cls)
-# learnkit.vision.augment publishes its classes as a ``TRANSFORMS`` dict (read when a name is missing);
-# TODO(vision): register them with @register_transform instead, then drop this tuple.
-_TRANSFORM_MODULES: tuple[str, ...] = ("learnkit.vision.augment",)
 
 
 def _registry() -> Registry:
-    for mod in _TRANSFORM_MODULES:
-        try:
-            table = importlib.import_module(mod).TRANSFORMS
-        except ModuleNotFoundError:
-            continue
-        for name, cls in table.items():
-            if name not in TRANSFORM_REGISTRY:
-                TRANSFORM_REGISTRY.register(cls, name=name)
+    """The transform registry; a name it lacks makes it import the applications (which register theirs)."""
     return TRANSFORM_REGISTRY
 
 

@@ -94,10 +94,16 @@ class TabularProc:
     order = 0
 
     def setup(self, df: pd.DataFrame, train_idx: np.ndarray, to: TabularPandas) -> None:
-        raise NotImplementedError
+        """Fit on the training rows ``train_idx`` of ``df``. Each proc subclass implements it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement setup() (TabularProc is an abstract base)."
+        )
 
     def encode(self, df: pd.DataFrame, out: dict, warn: bool = False) -> None:
-        raise NotImplementedError
+        """Write this proc's processed columns of ``df`` into ``out``. Each proc subclass implements it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement encode() (TabularProc is an abstract base)."
+        )
 
     def state(self) -> dict:
         return {}

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.transforms import BatchTransform, ItemTransform
+from ..data.transforms import BatchTransform, ItemTransform, register_transform
 from ..exceptions import DataError
 from ..utils import listify, suggest
 
@@ -1209,3 +1209,5 @@ TRANSFORMS: dict[str, type] = {
     )
 }
 """The transforms of this module by name, for :func:`learnkit.data.transforms.transform_from_spec`."""
+for _cls in TRANSFORMS.values():
+    register_transform(_cls)

@@ -258,13 +258,13 @@ class Metric:
 
     def reset(self) -> None:
         """Forget everything accumulated (called before each validation). Subclasses implement it."""
-        raise NotImplementedError(
+        raise NotImplementedError(  # abstract base: subclasses must implement it
             f"{type(self).__name__} must implement reset() (Metric is an abstract base)."
         )
 
     def accumulate(self, pred, *targs) -> None:
         """Add one batch: ``pred`` the raw (detached) model output, ``targs`` the targets. Subclasses implement it."""
-        raise NotImplementedError(
+        raise NotImplementedError(  # abstract base: subclasses must implement it
             f"{type(self).__name__} must implement accumulate(pred, *targs) (abstract base)."
         )
 

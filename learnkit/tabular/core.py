@@ -95,13 +95,13 @@ class TabularProc:
 
     def setup(self, df: pd.DataFrame, train_idx: np.ndarray, to: TabularPandas) -> None:
         """Fit on the training rows ``train_idx`` of ``df``. Each proc subclass implements it."""
-        raise NotImplementedError(
+        raise NotImplementedError(  # abstract base: subclasses must implement it
             f"{type(self).__name__} must implement setup() (TabularProc is an abstract base)."
         )
 
     def encode(self, df: pd.DataFrame, out: dict, warn: bool = False) -> None:
         """Write this proc's processed columns of ``df`` into ``out``. Each proc subclass implements it."""
-        raise NotImplementedError(
+        raise NotImplementedError(  # abstract base: subclasses must implement it
             f"{type(self).__name__} must implement encode() (TabularProc is an abstract base)."
         )
 

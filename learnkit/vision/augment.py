@@ -257,7 +257,7 @@ class _PILGeometry(ItemTransform):
 
     def params(self, w: int, h: int, train: bool) -> _Geom | None:
         """The geometry for one sample (``None``: leave it alone). Each item transform subclass implements it."""
-        raise NotImplementedError(
+        raise NotImplementedError(  # abstract base: subclasses must implement it
             f"{type(self).__name__} must implement params(w, h, train) (abstract base)."
         )
 

@@ -45,6 +45,7 @@ from .forest import (
     tree_contributions,
     waterfall_plot,
 )
+from .forest import __all__ as _forest_all
 from .learner import (
     TabularLearner,
     tabular_learner,
@@ -83,18 +84,6 @@ __all__ = [
     "tabular_learner",
     "TabularLearner",
     "tabular_splitter",
-    "random_forest",
-    "get_oob",
-    "feature_importance",
-    "plot_fi",
-    "cluster_columns",
-    "oob_drop_scores",
-    "plot_partial_dependence",
-    "tree_contributions",
-    "waterfall_plot",
-    "out_of_domain",
-    "save_forest",
-    "load_forest",
-    "FOREST_FORMAT",
+    *_forest_all,
 ]
 __all__ = list(dict.fromkeys([*__all__, *_core_all]))

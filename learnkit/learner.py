@@ -51,8 +51,8 @@ from .exceptions import (
 from .export import export_learner
 from .losses import loss_activation, loss_decodes
 from .metrics import AvgMetric, as_metric
-from .optim import Adam, lr_spread, make_opt, param_groups, set_hyper
-from .utils import atomic_save, listify, safe_load
+from .optim import Adam, lr_spread, make_opt, n_groups, no_decay_params, param_groups, set_hyper
+from .utils import all_finite, atomic_save, listify, safe_load
 
 __all__ = ["Learner", "load_state_checked"]
 
@@ -107,16 +107,24 @@ class Learner:
         wd: weight decay (``None``: the optimizer's default). path/model_dir: where ``save``/
             checkpoints go. device: overrides the data's device. compile: ``torch.compile`` the forward.
         train_bn: normalisation layers keep training when the rest is frozen. moms: the momentum cycle of
-            ``fit_one_cycle`` (fastai's default ``(0.95, 0.85, 0.95)``).
+            ``fit_one_cycle`` (fastai's default ``(0.95, 0.85, 0.95)``). wd_bn_bias: ``False`` keeps
+            normalisation layers and biases free of weight decay, as fastai does by default (each splitter
+            group then becomes two torch param groups, ``pg['group']`` naming its splitter group). learnkit's
+            default ``True`` keeps one param group per splitter group, as plain PyTorch code expects.
 
     State during ``fit`` (callbacks read and may change it): ``xb, yb, pred, loss, loss_grad, epoch,
     n_epoch, iter, n_iter, train_iter, training, dl``; the position API: :attr:`position`, ``start_epoch``,
     ``resume_at``, ``in_step``, ``stepped_at`` (:meth:`mark_stepped`) and ``exception``.
 
     Guards in the loop: the learning rate must be finite and > 0; an element-wise torch loss (MSE, L1,
-    BCE, ...) refuses an output and target of different shapes (they would broadcast); gradients are checked
-    for NaN/inf before each step with one fused kernel (``learn.check_grads = False`` turns it off) and a
-    :class:`~learnkit.exceptions.NonFiniteGradientError` stops training with the weights still finite.
+    BCE, ...) refuses an output and target of different shapes (they would broadcast); a NaN/inf loss stops
+    training before its step (:class:`~learnkit.callbacks.TerminateOnNaN`), and no checkpoint is ever
+    written with non-finite weights. A finite loss can still have NaN/inf *gradients* (``sqrt(0)``,
+    ``log(0)``): ``learn.check_grads`` (see :attr:`check_grads`) says how those are caught. By default
+    (``"lazy"``) the loop adds no per-step work: the weights are checked once per epoch and before every
+    checkpoint, and the NaN loss that follows a bad step stops training; ``True`` checks the gradients before
+    every step with one fused kernel (the weights stay finite; ~10 us a step on CPU, one device sync a step
+    on a GPU); ``False`` turns the epoch check off too.
 
     Example: ``learn = Learner(dls, nn.Linear(10, 2), metrics=accuracy); learn.fit_one_cycle(1)``.
     """
@@ -138,6 +146,7 @@ class Learner:
         compile: bool = False,
         train_bn: bool = True,
         moms=(0.95, 0.85, 0.95),
+        wd_bn_bias: bool = True,
     ):
         if not isinstance(model, nn.Module):
             raise ModelError(f"Expected model to be a torch.nn.Module. Received: {type(model).__name__}.")
@@ -156,6 +165,7 @@ class Learner:
         self.model = model.to(dls.device)
         self.loss_func = loss_func if loss_func is not None else dls.loss_func
         self.opt_func, self.lr, self.splitter, self.wd, self.moms = opt_func, lr, splitter, wd, moms
+        self.wd_bn_bias = wd_bn_bias
         self.metrics = metrics
         self.opt, self.compiled, self.train_bn, self.frozen_idx = None, compile, train_bn, 0
         self._fwd = torch.compile(self.model) if compile else self.model
@@ -179,7 +189,9 @@ class Learner:
             None,
             None,
         )
-        self.check_grads = True  # stop before a step whose gradients are NaN/inf (one fused check per step)
+        self.check_grads = (
+            "lazy"  # NaN/inf gradients: "lazy" (weights checked per epoch), True (every step), False
+        )
         self.ddp_model = None  # the DistributedDataParallel wrapper during a distributed fit
         self._quiet, self._n_inp, self._tables, self._bw_hooked, self._step_hooked = (
             None,
@@ -194,6 +206,32 @@ class Learner:
         self.add_cbs(auto_callbacks(self))
 
     # ------------------------------------------------------------------ position and state
+    @property
+    def check_grads(self) -> bool | str:
+        """How NaN/inf gradients behind a finite loss are caught: ``"lazy"`` (default), ``True`` or ``False``.
+
+        - ``"lazy"``: no per-step work. The weights are checked (one fused norm) at the end of every training
+          epoch, and :class:`~learnkit.callbacks.Checkpoint` never writes non-finite weights; the NaN loss
+          that a bad step causes on the next batch stops training, and the error says the weights are no longer
+          finite and where the last good checkpoint is.
+        - ``True``: the gradients are checked before every optimizer step, so training stops with the weights
+          of the last good batch (costs one fused kernel and a host read per step: ~10 us on CPU, a device sync
+          on a GPU).
+        - ``False``: no gradient or epoch check (the loss check of ``TerminateOnNaN`` still runs).
+
+        Example: ``learn.check_grads = True  # debugging a model that produces NaN gradients``.
+        """
+        return self._check_grads
+
+    @check_grads.setter
+    def check_grads(self, v) -> None:
+        if v is not True and v is not False and v != "lazy":
+            raise ValueError(
+                f"Expected learn.check_grads to be 'lazy', True or False. Received: {v!r}. Fix: True checks the "
+                "gradients before every step, 'lazy' (the default) checks the weights once per epoch."
+            )
+        self._check_grads = v
+
     @property
     def metrics(self) -> list:
         """The validation metrics; assigning functions, ``partial``s or Metric objects converts them."""
@@ -454,13 +492,13 @@ class Learner:
         self.loss_grad.backward()
 
     def _step(self) -> None:
-        if self.check_grads and not _grads_finite(self.opt):
+        if self._check_grads is True and not _grads_finite(self.opt):
             raise NonFiniteGradientError(
                 f"The gradients are NaN or infinite at epoch {self.epoch}, batch {self.iter} (the loss is "
                 f"{float(self.loss):.4g}); training stopped before the optimizer step, so the weights are those of "
                 "the last good batch. Expected finite gradients. Fix: look for operations with infinite slopes in the "
                 "model (sqrt or log at 0, division by a value near 0: add an epsilon), lower the learning rate, or clip "
-                "gradients with GradientClip. (learn.check_grads = False turns this check off.)"
+                "gradients with GradientClip. (learn.check_grads = 'lazy' checks once per epoch instead.)"
             )
         self.in_step = True
         self.opt.step()
@@ -498,6 +536,14 @@ class Learner:
         self.dl = self.dls.train
         self.training = True
         self._with_events(self._all_batches, "train", CancelTrainException)
+        if self._check_grads == "lazy" and not all_finite(unwrap_model(self.model).parameters()):
+            raise NonFiniteGradientError(
+                f"The weights became NaN or infinite during epoch {self.epoch} although every training loss was "
+                "finite: a step had NaN or infinite gradients. No checkpoint was written with these weights. "
+                "Expected finite gradients. Fix: look for operations with infinite slopes in the model (sqrt or "
+                "log at 0, division by a value near 0: add an epsilon), lower the learning rate, or clip gradients "
+                "with GradientClip; learn.check_grads = True stops at the first bad step with the weights intact."
+            )
 
     def _do_epoch_validate(self, ds_idx: int = 1, dl=None) -> None:
         if dl is None:
@@ -553,7 +599,7 @@ class Learner:
                 self.create_opt()
             if wd is not None:
                 set_hyper(self.opt, "weight_decay", wd)
-            set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups)))
+            set_hyper(self.opt, "lr", lr_spread(self.lr if lr is None else lr, n_groups(self.opt)))
             self.n_epoch, self.start_epoch, self.train_iter, self.loss = int(n_epoch), 0, 0, torch.tensor(0.0)
             self.resume_at, self.exception, self.stepped_at, self.in_step = None, None, None, False
             self._tables = None
@@ -564,7 +610,11 @@ class Learner:
         """Build the optimizer from ``opt_func`` with one param group per ``splitter`` group."""
         groups = param_groups(self.model, self.splitter)
         self.opt = make_opt(
-            self.opt_func, groups, lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop, wd=self.wd
+            self.opt_func,
+            groups,
+            lr=self.lr if not isinstance(self.lr, slice) else self.lr.stop,
+            wd=self.wd,
+            no_decay=None if self.wd_bn_bias else no_decay_params(self.model),
         )
         self._groups = groups
         self._apply_freeze()
@@ -622,7 +672,7 @@ class Learner:
         if self.opt is None:
             self.create_opt()
         moms = self.moms if moms is None else (moms or None)
-        lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
+        lr_max = lr_spread(self.lr if lr_max is None else lr_max, n_groups(self.opt))
         scheds = {
             "lr": combined_cos(pct_start, [v / div for v in lr_max], lr_max, [v / div_final for v in lr_max])
         }
@@ -653,7 +703,7 @@ class Learner:
         _check_lr(self.lr if lr is None else lr, "lr")
         if self.opt is None:
             self.create_opt()
-        lr = lr_spread(self.lr if lr is None else lr, len(self.opt.param_groups))
+        lr = lr_spread(self.lr if lr is None else lr, n_groups(self.opt))
         sched = {"lr": combined_cos(pct_start, lr, lr, [v / div_final for v in lr])}
         self.fit(
             n_epoch,
@@ -683,7 +733,7 @@ class Learner:
             if cycle_mult != 1
             else cycle_len * n_cycles
         )
-        lr_max = lr_spread(self.lr if lr_max is None else lr_max, len(self.opt.param_groups))
+        lr_max = lr_spread(self.lr if lr_max is None else lr_max, n_groups(self.opt))
         pcts = [cycle_len * cycle_mult**i / n_epoch for i in range(n_cycles)]
         scheds = [SchedCos(lr_max, 0) for _ in range(n_cycles)]
         self.fit(

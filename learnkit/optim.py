@@ -35,6 +35,8 @@ __all__ = [
     "SGDW",
     "RMSpropW",
     "make_opt",
+    "no_decay_params",
+    "n_groups",
     "param_groups",
     "trainable_params",
     "lr_spread",
@@ -457,8 +459,55 @@ def param_groups(model: nn.Module, splitter: Callable | None = None) -> list[lis
     return groups
 
 
-def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: float | None = None):
+def no_decay_params(model: nn.Module) -> set[int]:
+    """The ids of the parameters fastai's ``wd_bn_bias=False`` keeps free of weight decay: every parameter of
+    a normalisation layer (BatchNorm, LayerNorm, GroupNorm, InstanceNorm) and every bias.
+
+    >>> m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    >>> sorted(n for n, p in m.named_parameters() if id(p) in no_decay_params(m))
+    ['0.bias', '1.bias', '1.weight']
+    """
+    norm = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    ids = set()
+    for mod in model.modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if isinstance(mod, norm) or name.endswith("bias"):
+                ids.add(id(p))
+    return ids
+
+
+def n_groups(opt) -> int:
+    """How many parameter groups (splitter groups) ``opt`` has: param groups that :func:`make_opt` split for
+    ``wd_bn_bias=False`` count once.
+
+    >>> n_groups(torch.optim.SGD([{"params": [nn.Parameter(torch.ones(1))]}], lr=0.1))
+    1
+    """
+    pgs = opt.param_groups
+    return len({pg["group"] for pg in pgs}) if pgs and "group" in pgs[0] else len(pgs)
+
+
+def _per_group(pgs, values):
+    """Pair each torch param group with its value: one value per splitter group (``pg['group']``) or per pg."""
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        return [(pg, values) for pg in pgs]
+    if pgs and "group" in pgs[0] and len(values) != len(pgs):
+        return [(pg, values[pg["group"]]) for pg in pgs]
+    return list(zip(pgs, values))
+
+
+def make_opt(
+    opt_func,
+    groups: Sequence[Sequence[nn.Parameter]],
+    lr: float,
+    wd: float | None = None,
+    no_decay: set[int] | None = None,
+):
     """Build the optimizer: one param group per parameter group, checking ``opt_func`` makes an optimizer.
+
+    ``no_decay``: ids of parameters that get no weight decay (see :func:`no_decay_params`); each group holding
+    some is then split in two torch param groups (``pg['group']`` names the splitter group, and the hyper-
+    parameter setters here take one value per splitter group).
 
     Example: ``opt = make_opt(torch.optim.AdamW, param_groups(model), lr=1e-3, wd=0.01)``.
     """
@@ -470,7 +519,17 @@ def make_opt(opt_func, groups: Sequence[Sequence[nn.Parameter]], lr: float, wd: 
     kwargs = {"lr": lr}
     if wd is not None:
         kwargs["weight_decay"] = wd
-    pgs = [{"params": list(g)} for g in groups]
+    if no_decay:
+        pgs = []
+        for i, g in enumerate(groups):
+            decay = [p for p in g if id(p) not in no_decay]
+            nd = [p for p in g if id(p) in no_decay]
+            if decay or not nd:
+                pgs.append({"params": decay, "group": i})
+            if nd:
+                pgs.append({"params": nd, "group": i, "weight_decay": 0.0, "no_decay": True})
+    else:
+        pgs = [{"params": list(g)} for g in groups]
     try:
         opt = opt_func(pgs, **kwargs)
     except TypeError as e:
@@ -516,10 +575,9 @@ def set_hyper(opt, name: str, values) -> None:
 
     Example: ``set_hyper(opt, 'lr', [1e-4, 1e-3])`` (one value per group) or ``set_hyper(opt, 'lr', 1e-3)``.
     """
-    pgs = opt.param_groups
-    if not isinstance(values, (list, tuple, np.ndarray)):
-        values = [values] * len(pgs)
-    for pg, v in zip(pgs, values):
+    for pg, v in _per_group(opt.param_groups, values):
+        if name == "weight_decay" and pg.get("no_decay"):
+            continue  # wd_bn_bias=False: norm layers and biases stay free of weight decay
         pg[name] = float(v)
 
 
@@ -539,10 +597,7 @@ def set_mom(opt, values) -> None:
 
     Example: ``set_mom(opt, 0.85)`` sets ``betas[0]`` of an Adam optimizer to 0.85.
     """
-    pgs = opt.param_groups
-    if not isinstance(values, (list, tuple, np.ndarray)):
-        values = [values] * len(pgs)
-    for pg, v in zip(pgs, values):
+    for pg, v in _per_group(opt.param_groups, values):
         if "betas" in pg:
             pg["betas"] = (float(v), pg["betas"][1])
         elif "momentum" in pg:

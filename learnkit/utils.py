@@ -27,6 +27,7 @@ __all__ = [
     "suggest",
     "find_bs",
     "safe_load",
+    "all_finite",
     "owner_tag",
     "is_stale",
     "remove_stale",
@@ -192,6 +193,19 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
             f"Could not read {str(path)!r}: the file is truncated or corrupted ({type(e).__name__}: {msg[:200]}). "
             "Expected a complete file written by learnkit. Fix: use an earlier checkpoint or save again."
         ) from e
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor in ``tensors`` is free of NaN and inf (one fused norm per call).
+
+    >>> all_finite([torch.ones(2), torch.tensor([1, 2])]), all_finite([torch.tensor([1.0, float("nan")])])
+    (True, False)
+    """
+    ts = [t.detach() for t in tensors if t.is_floating_point() or t.is_complex()]
+    if not ts:
+        return True
+    dev = ts[0].device
+    return bool(torch.stack([n.float().to(dev) for n in torch._foreach_norm(ts)]).isfinite().all())
 
 
 def listify(o) -> list:

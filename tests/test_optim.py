@@ -141,3 +141,46 @@ def test_each_optimizer_trains_under_fit_one_cycle(wine_tensors, opt_func):
     assert learn.validate()[0] < first / 2
     moms = [m for m in learn.recorder.moms if m is not None]
     assert moms and max(moms) == pytest.approx(0.95) and min(moms) < 0.9
+
+
+def _bn_model():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(13, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in m.parameters():  # no zeros (BatchNorm's bias starts at 0, where decay cannot show)
+            p.copy_(torch.rand_like(p) + 0.5)
+    return m
+
+
+def _zero_grad_loss(pred, y):
+    return (pred * 0).sum()  # every gradient exactly 0: only weight decay moves the weights
+
+
+@pytest.mark.parametrize("wd_bn_bias", [False, True])
+def test_wd_bn_bias_false_keeps_norm_layers_and_biases_free_of_weight_decay(wine_tensors, wd_bn_bias):
+    train, valid = wine_tensors
+    model = _bn_model()
+    learn = Learner(
+        DataLoaders.from_tensors(train, valid, bs=16, device="cpu"),
+        model,
+        loss_func=_zero_grad_loss,
+        wd=0.5,
+        wd_bn_bias=wd_bn_bias,
+        splitter=lambda m: [m[:2], m[2:]],
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    learn.fit_one_cycle(1, lr_max=slice(1e-3, 1e-2), wd=0.5)
+    for name, p in model.named_parameters():
+        exempt = name.endswith("bias") or name.startswith("1.")
+        if exempt and not wd_bn_bias:
+            assert torch.equal(p, before[name]), name  # no decay at all
+        else:
+            assert (p.abs() < before[name].abs()).any() and (p.abs() <= before[name].abs()).all(), name
+    # the per-splitter-group learning rates still line up with the splitter's groups
+    lrs = {(pg["group"] if "group" in pg else i): pg["lr"] for i, pg in enumerate(learn.opt.param_groups)}
+    assert len(lrs) == 2 and lrs[0] < lrs[1]
+    if not wd_bn_bias:
+        assert len(learn.opt.param_groups) == 4
+        assert [pg["weight_decay"] for pg in learn.opt.param_groups] == [0.5, 0.0, 0.5, 0.0]
+    learn.freeze()
+    assert not any(p.requires_grad for p in model[0].parameters())

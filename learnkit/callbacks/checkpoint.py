@@ -27,12 +27,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..device import get_rng_state, set_rng_state
 from ..exceptions import CheckpointError, NonFiniteLossError
-from ..utils import atomic_save, safe_load
+from ..utils import all_finite, atomic_save, safe_load
 from .core import Callback
 
 __all__ = [
@@ -248,13 +247,6 @@ def load_checkpoint(learn, path: str | os.PathLike) -> dict:
     return st
 
 
-def _finite(tensors) -> bool:
-    ts = [t for t in tensors if t.is_floating_point() or t.is_complex()]
-    if not ts:
-        return True
-    return bool(torch.stack([n.float() for n in torch._foreach_norm(ts)]).isfinite().all())
-
-
 def clean_stale_tmp(path: Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
     """Remove ``.{name}.*.tmp`` files beside ``path`` left by a killed atomic write (older than ``max_age`` s)."""
     removed, now = [], time.time()
@@ -312,7 +304,7 @@ class Checkpoint(Callback):
 
         learn = self.learn
         if rank_distrib() == 0:
-            if not _finite(unwrap_model(learn.model).parameters()):
+            if not all_finite(unwrap_model(learn.model).parameters()):
                 warnings.warn(
                     f"The weights are not finite at epoch {learn.epoch}, batch {learn.iter}: the checkpoint "
                     f"{str(self.file)!r} was not overwritten (it keeps the last finite weights)."

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..distributed import rank_distrib
 from ..exceptions import CancelFitException, NonFiniteLossError
-from ..utils import suggest
-from .checkpoint import Checkpoint
+from ..utils import all_finite, suggest
+from .checkpoint import Checkpoint, unwrap_model
 from .core import Callback
 
 __all__ = [
@@ -53,11 +53,18 @@ class TerminateOnNaN(Callback):
             return
         v = float(loss) if loss.ndim == 0 else float(loss.sum())
         if not math.isfinite(v):
+            if all_finite(unwrap_model(learn.model).parameters()):
+                state = "so the weights are those of the last finite batch"
+            else:  # an earlier step had NaN/inf gradients behind a finite loss (learn.check_grads = "lazy")
+                state = (
+                    "but the weights are already NaN or infinite: an earlier step had NaN/inf gradients behind a "
+                    "finite loss (learn.check_grads = True stops at that step with the weights intact). No "
+                    "checkpoint was written with them; reload the last one with learn.fit(..., resume=path)"
+                )
             raise NonFiniteLossError(
                 f"The training loss is {v} at epoch {learn.epoch}, batch {learn.iter}; training stopped before the "
-                "optimizer step, so the weights are those of the last finite batch. Expected a finite loss. Fix: "
-                "lower the learning rate (see learn.lr_find()), check the inputs and targets for NaN/inf, or clip "
-                "gradients with GradientClip."
+                f"optimizer step, {state}. Expected a finite loss. Fix: lower the learning rate (see "
+                "learn.lr_find()), check the inputs and targets for NaN/inf, or clip gradients with GradientClip."
             )
 
 

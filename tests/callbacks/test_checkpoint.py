@@ -16,7 +16,7 @@ import learnkit.callbacks.tracker as tracker
 from learnkit import Callback, Checkpoint, DataLoaders, EarlyStopping, Learner, set_seed
 from learnkit.callbacks.checkpoint import Resume, callback_state_keys, load_checkpoint
 from learnkit.callbacks.core import ALL_EVENTS
-from learnkit.exceptions import CheckpointError, NonFiniteLossError
+from learnkit.exceptions import CheckpointError, NonFiniteGradientError, NonFiniteLossError
 from learnkit.optim import SGD
 
 
@@ -85,12 +85,63 @@ def test_nan_gradients_stop_before_the_step_and_the_checkpoint_keeps_finite_weig
     learn = _learner(
         wine_tensors, tmp_path, model=_SqrtModel(), cbs=[_Poison(), Checkpoint(every_n_batches=1)]
     )
+    learn.check_grads = True  # the strict check: before every step
     with pytest.raises(NonFiniteLossError, match=r"gradients are NaN or infinite at epoch 1, batch 2"):
         learn.fit(3, quiet=True)
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())  # the claim is true
     st = torch.load(_ck(tmp_path), weights_only=True)
     assert all(torch.isfinite(v).all() for v in st["model"].values())
     assert (st["epoch"], st["iter"]) == (1, 2)
+
+
+def test_nan_gradients_by_default_stop_training_and_never_reach_the_checkpoint(wine_tensors, tmp_path):
+    """The default lazy check: no per-step work; the NaN loss after the bad step stops training, the error says
+    the weights are gone, and the checkpoint on disk holds the last finite weights."""
+    learn = _learner(
+        wine_tensors, tmp_path, model=_SqrtModel(), cbs=[_Poison(), Checkpoint(every_n_batches=1)]
+    )
+    assert learn.check_grads == "lazy"
+    with pytest.warns(UserWarning, match="not overwritten"):
+        with pytest.raises(NonFiniteLossError, match=r"batch 3.*weights are already NaN.*check_grads = True"):
+            learn.fit(3, quiet=True)
+    st = torch.load(_ck(tmp_path), weights_only=True)
+    assert all(torch.isfinite(v).all() for v in st["model"].values())
+    assert (st["epoch"], st["iter"]) == (1, 2)  # resumes at batch 2, whose step made the weights NaN
+
+
+class _SqrtLast(nn.Module):
+    """NaN gradients on the last training batch only: no later loss can see them, only the epoch check."""
+
+    def __init__(self, n_batches):
+        super().__init__()
+        self.body, self.n, self.i = mlp(), n_batches, 0
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.training:
+            self.i += 1
+            if self.i == self.n:
+                out = out + torch.sqrt(out * 0)
+        return out
+
+
+def test_nan_gradients_on_the_last_batch_are_caught_by_the_epoch_check(wine_tensors, tmp_path):
+    n = len(_learner(wine_tensors, tmp_path).dls.train)
+    learn = _learner(wine_tensors, tmp_path, model=_SqrtLast(n))
+    with pytest.raises(
+        NonFiniteGradientError, match=r"during epoch 0 although every training loss was finite"
+    ):
+        learn.fit(1, quiet=True)
+    learn2 = _learner(wine_tensors, tmp_path, model=_SqrtLast(n))
+    learn2.check_grads = False
+    learn2.fit(1, quiet=True)  # off: nothing stops it
+    assert not all(torch.isfinite(p).all() for p in learn2.model.parameters())
+
+
+def test_check_grads_refuses_other_values(wine_tensors, tmp_path):
+    learn = _learner(wine_tensors, tmp_path)
+    with pytest.raises(ValueError, match=r"'lazy', True or False. Received: 'strict'"):
+        learn.check_grads = "strict"
 
 
 def test_checkpoint_never_writes_non_finite_weights_over_a_good_one(wine_tensors, tmp_path):

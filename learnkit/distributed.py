@@ -651,11 +651,9 @@ class DistributedTrainer(Callback):
         self.seed = self._shared_seed()
         if self._orig_train is not None:
             learn.dls.loaders[0] = self._sharded_train(self._orig_train)
-        if (
-            learn._start_epoch > 0 or learn._resume_state is not None
-        ):  # resuming: count in *this* world's steps
-            done = (learn._resume_state or {}).get("iter", 0)
-            learn.train_iter = learn._start_epoch * len(learn.dls.train) + done
+        if learn.start_epoch > 0 or learn.resume_at is not None:  # resuming: count in *this* world's steps
+            done = (learn.resume_at or {}).get("iter", 0)
+            learn.train_iter = learn.start_epoch * len(learn.dls.train) + done
         if self.sync_bn and learn.device.type == "cpu":
             raise ModelError(
                 "Expected a CUDA device for sync_bn=True (PyTorch's SyncBatchNorm runs on GPUs only). "

@@ -1036,14 +1036,33 @@ class Learner:
         with self._quiet_ctx(True):
             yield self
 
+    @contextlib.contextmanager
+    def _progress_parts(self, **off):
+        cbs = [cb for cb in self.cbs if isinstance(cb, ProgressCallback)]
+        old = [{k: getattr(cb, k) for k in off} for cb in cbs]
+        try:
+            for cb in cbs:
+                for k, v in off.items():
+                    setattr(cb, k, v)
+            yield self
+        finally:
+            for cb, o in zip(cbs, old):
+                for k, v in o.items():
+                    setattr(cb, k, v)
+
     def no_logging(self):
-        """Context manager (fastai's name): no metrics table inside. learnkit's ProgressCallback draws the
-        bars and the table together, so both are hidden (as :meth:`no_bar`)."""
-        return self.no_bar()
+        """Context manager (fastai's name): no metrics table inside; the progress bars still run.
+
+        Example: ``with learn.no_logging(): learn.fit(1)``.
+        """
+        return self._progress_parts(table=False)
 
     def no_mbar(self):
-        """Context manager (fastai's name): no progress bars inside (the table goes with them, as :meth:`no_bar`)."""
-        return self.no_bar()
+        """Context manager (fastai's name): no progress bars inside; the metrics table is still printed.
+
+        Example: ``with learn.no_mbar(): learn.fit(1)``.
+        """
+        return self._progress_parts(bars=False)
 
     def to_fp16(self, **kwargs) -> Learner:
         """Train in float16 mixed precision (autocast + gradient scaler): adds a

@@ -4,6 +4,8 @@ padded gathering, and the fastai-style API (Callback state properties, metrics s
 
 from __future__ import annotations
 
+import contextlib
+import io
 from functools import partial
 
 import pytest
@@ -330,9 +332,28 @@ def test_to_fp16_bf16_fp32_and_no_logging(wine_tensors, capsys):
     learn.to_bf16().fit(1, quiet=True)
     learn.to_fp32()
     assert not any(isinstance(c, MixedPrecision) for c in learn.cbs)
-    capsys.readouterr()
-    with learn.no_logging():
+
+
+class _TTY(io.StringIO):
+    def isatty(self):  # progress bars draw only on a terminal
+        return True
+
+
+def _printed(learn, ctx):
+    buf = _TTY()
+    with contextlib.redirect_stdout(buf), ctx:
         learn.fit(1)
-    with learn.no_mbar():
-        learn.fit(1)
-    assert "train_loss" not in capsys.readouterr().out
+    return buf.getvalue()
+
+
+def test_no_logging_hides_the_table_and_no_mbar_the_bars(wine_tensors):
+    learn = _learner(wine_tensors)
+    both = _printed(learn, contextlib.nullcontext())
+    assert "train_loss" in both and "epochs" in both
+    out = _printed(learn, learn.no_logging())
+    assert "train_loss" not in out and "epochs" in out  # bars only
+    out = _printed(learn, learn.no_mbar())
+    assert "train_loss" in out and "epochs" not in out  # table only
+    out = _printed(learn, learn.no_bar())
+    assert out.strip() == ""
+    assert learn.progress.bars and learn.progress.table  # restored after each block

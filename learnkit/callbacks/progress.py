@@ -343,13 +343,16 @@ class ProgressCallback(Callback):
     In a notebook the table is a live-updating HTML table. Silent under ``fit(..., quiet=True)``,
     ``learn.no_bar()``, with ``$LEARNKIT_QUIET=1``, and on every rank but 0 in distributed runs.
 
+    ``bars`` / ``table`` switch either part off alone (``learn.no_mbar()`` and ``learn.no_logging()`` do it for a
+    block).
+
     Example: every ``Learner`` has one (``learn.cbs``); ``learn.fit(1, quiet=True)`` hides it.
     """
 
     order = 60
 
-    def __init__(self, refresh_every: int = 25):
-        self.refresh_every = refresh_every
+    def __init__(self, refresh_every: int = 25, bars: bool = True, table: bool = True):
+        self.refresh_every, self.bars, self.table = refresh_every, bars, table
         self.mbar = self.pbar = None
 
     def _active(self) -> bool:
@@ -372,12 +375,12 @@ class ProgressCallback(Callback):
         # disable=None: no bars when stdout is not a terminal (a log file keeps just the table)
         self.mbar = tqdm(
             total=self.learn.n_epoch,
-            initial=self.learn._start_epoch,
+            initial=self.learn.start_epoch,
             desc="epochs",
             leave=False,
             file=sys.stdout,
             dynamic_ncols=True,
-            disable=None,
+            disable=None if self.bars else True,
             position=0,
         )
 
@@ -388,7 +391,9 @@ class ProgressCallback(Callback):
         self._start_bar("valid")
 
     def _start_bar(self, desc):
-        if not getattr(self, "on", False) or not self._active():  # e.g. validate() after a verbose fit
+        if (
+            not getattr(self, "on", False) or not self.bars or not self._active()
+        ):  # e.g. validate() after a fit
             self.pbar = None
             return
         self.pbar = self._tqdm(
@@ -430,6 +435,8 @@ class ProgressCallback(Callback):
             return
         if self.mbar is not None:
             self.mbar.update(1)
+        if not self.table:
+            return
         names, row = rec.metric_names, rec.log_rows[-1]
         cells = [str(row[0])] + [_fmt(v) for v in row[1:-1]] + [_fmt_time(row[-1])]
         if self.notebook:

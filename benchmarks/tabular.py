@@ -4,7 +4,8 @@ Prints one JSON object. learnkit is compared side by side with plain pandas doin
 with a hand-written PyTorch loop over the same tensors, and with fastai when ``$FASTAI_PYTHON`` names a python
 that has fastai (its half runs there, on the same table).
 
-    python benchmarks/tabular.py [--rows 1000000] [--epoch-rows 200000] [--quick]
+    python benchmarks/tabular.py [--rows 1000000] [--epoch-rows 200000] [--epochs 3] [--bs 1024]
+                                 [--parts preprocess,train,accuracy,predict] [--quick]
 
 Peak memory is the resident-set growth over the loaded table, sampled every 2 ms in a fresh process per
 measurement, so one measurement's garbage never counts against another.
@@ -338,6 +339,9 @@ def main() -> None:
     ap.add_argument(
         "--bs", type=int, default=1024, help="training batch size of the epoch-time run (both sides)"
     )
+    ap.add_argument(
+        "--parts", default="preprocess,train,accuracy,predict", help="comma-separated measurements to run"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
@@ -374,41 +378,56 @@ def main() -> None:
         df.to_pickle(big)
         del df
         res: dict = {"rows": a.rows, "epoch_rows": a.epoch_rows, "bs": a.bs, "cpu_threads": os.cpu_count()}
-        lk = _run_child(["preprocess", "learnkit", str(big)])
-        pdw = _run_child(["preprocess", "pandas", str(big)])
-        res["preprocess"] = {"learnkit": lk, "plain_pandas": pdw}
-        if isinstance(lk, dict) and isinstance(pdw, dict):
-            res["preprocess"]["time_vs_pandas"] = lk["seconds"] / pdw["seconds"]
-        res["train"] = {
-            "setup": (
-                "each side: the same rows and 80/20 split, TabularModel layers [200, 100] with BatchNorm (the "
-                f"same architecture and sizes), bs {a.bs} with drop_last (validation bs {2 * a.bs}), one shuffled pass then validation loss "
-                "and accuracy, AdamW(lr 1e-3, betas (0.9, 0.99), eps 1e-5, wd 0.01: each library's default "
-                "optimizer, written out in the hand loop), BENCH_THREADS torch threads (default 1), progress "
-                f"output off (fastai) or one line per epoch (learnkit); the fastest of {a.epochs} epochs after "
-                "a warm-up; learnkit and the hand loop interleaved in one process"
-            ),
-            "learnkit": _run_child(["train", str(big), str(a.epoch_rows), str(a.epochs)]),
-        }
-        res["accuracy"] = {"learnkit": _run_child(["accuracy", str(csv)])}
-        res["predict_ms"] = {"learnkit": {str(n): _run_child(["predict", str(n)]) for n in (10, 200)}}
-        if fastai_py:
-            res["preprocess"]["fastai"] = _run_child(["preprocess", str(big)], fastai_py, FASTAI_SCRIPT)
-            res["train"]["fastai"] = _run_child(
-                ["train", str(big), str(a.epoch_rows), str(a.epochs)], fastai_py, FASTAI_SCRIPT
-            )
-            res["accuracy"]["fastai"] = _run_child(["accuracy", str(csv)], fastai_py, FASTAI_SCRIPT)
-            res["predict_ms"]["fastai"] = {
-                str(n): _run_child(["predict", str(csv), str(n)], fastai_py, FASTAI_SCRIPT) for n in (10, 200)
+        parts = set(a.parts.split(","))
+
+        def fastai(args):  # each fastai measurement right after learnkit's, under the same load
+            return _run_child(args, fastai_py, FASTAI_SCRIPT) if fastai_py else None
+
+        if "preprocess" in parts:
+            lk = _run_child(["preprocess", "learnkit", str(big)])
+            pdw = _run_child(["preprocess", "pandas", str(big)])
+            res["preprocess"] = {
+                "learnkit": lk,
+                "plain_pandas": pdw,
+                "fastai": fastai(["preprocess", str(big)]),
             }
-            try:
-                lt, ft = res["train"]["learnkit"], res["train"]["fastai"]
+            if isinstance(lk, dict) and isinstance(pdw, dict):
+                res["preprocess"]["time_vs_pandas"] = lk["seconds"] / pdw["seconds"]
+            if isinstance(lk, dict) and isinstance(res["preprocess"]["fastai"], dict):
+                res["preprocess"]["time_vs_fastai"] = lk["seconds"] / res["preprocess"]["fastai"]["seconds"]
+        if "train" in parts:
+            lt = _run_child(["train", str(big), str(a.epoch_rows), str(a.epochs)])
+            ft = fastai(["train", str(big), str(a.epoch_rows), str(a.epochs)])
+            res["train"] = {
+                "setup": (
+                    "each side: the same rows and 80/20 split, TabularModel layers [200, 100] with BatchNorm "
+                    f"(the same architecture and sizes), bs {a.bs} with drop_last (validation bs {2 * a.bs}), "
+                    "one shuffled pass then the validation loss and accuracy, AdamW(lr 1e-3, betas (0.9, 0.99), "
+                    "eps 1e-5, wd 0.01): each library's default optimizer (learnkit's tabular_adam runs torch's "
+                    "foreach kernels, the hand loop torch.optim.AdamW's defaults, fastai its own Adam), "
+                    "BENCH_THREADS torch threads (default 1) on every side, progress output off (fastai) or one "
+                    f"line per epoch (learnkit); the fastest of {a.epochs} epochs after a warm-up; learnkit and "
+                    "the hand loop interleaved in one process, fastai right after"
+                ),
+                "learnkit": lt,
+                "fastai": ft,
+            }
+            if isinstance(lt, dict) and isinstance(ft, dict):
                 res["train"]["loader_vs_fastai"] = lt["loader_rows_per_s"] / ft["loader_rows_per_s"]
                 res["train"]["epoch_vs_fastai"] = lt["epoch_s"] / ft["epoch_s"]
-                res["preprocess"]["time_vs_fastai"] = lk["seconds"] / res["preprocess"]["fastai"]["seconds"]
-            except (KeyError, TypeError):
-                pass
-        else:
+                res["train"]["epoch_vs_fastai_no_grad_check"] = lt["epoch_s_no_grad_check"] / ft["epoch_s"]
+                res["train"]["hand_loop_vs_fastai"] = lt["hand_loop_epoch_s"] / ft["epoch_s"]
+        if "accuracy" in parts:
+            res["accuracy"] = {
+                "learnkit": _run_child(["accuracy", str(csv)]),
+                "fastai": fastai(["accuracy", str(csv)]),
+            }
+        if "predict" in parts:
+            res["predict_ms"] = {
+                "learnkit": {str(n): _run_child(["predict", str(n)]) for n in (10, 200)},
+                "fastai": {str(n): fastai(["predict", str(csv), str(n)]) for n in (10, 200)},
+            }
+        if not fastai_py:
             res["fastai"] = "not run: set FASTAI_PYTHON to a python with fastai installed"
     print(json.dumps(res, indent=2))
 

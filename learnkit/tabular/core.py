@@ -641,14 +641,14 @@ class TabularPandas:
         made = {f"{c}_na" for c in self.cont_names}
         return [c for c in self.cat_names if c not in made] + list(self.cont_names)
 
-    def encode_columns(self, cols, warn: bool = True) -> dict:
+    def encode_columns(self, cols, warn: bool = True, with_y: bool = True) -> dict:
         """Apply the fitted procs to ``cols`` (a DataFrame or a dict of column arrays): processed arrays by
-        name, the target's too when every target column is present."""
+        name, the target's too when every target column is present (and ``with_y``)."""
         _check_columns(cols, self.input_names, "input", at=" to process")
         out = self._encode(cols, warn=warn)
         self._check_missing_conts(out, "")
         keys = cols.columns if isinstance(cols, pd.DataFrame) else cols.keys()
-        if self.y_names and all(y in keys for y in self.y_names):
+        if with_y and self.y_names and all(y in keys for y in self.y_names):
             out.update(self._encode_y(cols, fit=False))
         return out
 

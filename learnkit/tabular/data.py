@@ -189,14 +189,15 @@ class TabularRecipe(DataRecipe):
             cols if isinstance(cols, pd.DataFrame) else pd.DataFrame(cols).infer_objects()
         ).process()
 
-    def encode(self, items) -> tuple[dict, int]:
-        """Raw rows -> (processed column arrays by name, number of rows), without building a DataFrame."""
+    def encode(self, items, with_y: bool = True) -> tuple[dict, int]:
+        """Raw rows -> (processed column arrays by name, number of rows), without building a DataFrame.
+        ``with_y=False`` leaves a target column in the rows alone (it is not checked or encoded)."""
         cols = _as_columns(items)
-        return self.to.encode_columns(cols), _n_rows(cols)
+        return self.to.encode_columns(cols, with_y=with_y), _n_rows(cols)
 
     def tensors(self, items, with_labels: bool = False) -> tuple:
         """Raw rows -> ``(x_cat, x_cont[, y])`` tensors."""
-        return self.encoded_tensors(*self.encode(items), with_labels=with_labels)
+        return self.encoded_tensors(*self.encode(items, with_y=with_labels), with_labels=with_labels)
 
     def encoded_tensors(self, out: dict, n: int, with_labels: bool = False) -> tuple:
         """:meth:`encode`'s columns -> ``(x_cat, x_cont[, y])`` tensors."""

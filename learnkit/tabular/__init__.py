@@ -48,6 +48,7 @@ from .forest import (
 from .forest import __all__ as _forest_all
 from .learner import (
     TabularLearner,
+    tabular_adam,
     tabular_learner,
     tabular_splitter,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "tabular_config",
     "tabular_learner",
     "TabularLearner",
+    "tabular_adam",
     "tabular_splitter",
     *_forest_all,
 ]

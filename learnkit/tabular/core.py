@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.block import CategoryBlock, RegressionBlock
+from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
 from ..exceptions import DataError
 from ..utils import suggest
 
@@ -352,10 +352,15 @@ class TabularPandas:
         df: the raw table (not modified).
         procs: e.g. ``[Categorify, FillMissing, Normalize]`` (classes or instances).
         cat_names, cont_names: categorical and continuous input columns.
-        y_names: the target column(s). y_block: ``CategoryBlock`` or ``RegressionBlock`` (default: regression
-            for float targets or several targets, categories otherwise).
+        y_names: the target column(s). y_block: ``CategoryBlock``, ``RegressionBlock`` or ``MultiCategoryBlock``
+            (default: regression for float targets or several targets, categories otherwise). Multi-label:
+            several 0/1 columns with ``MultiCategoryBlock(encoded=True, vocab=[...])`` (``vocab`` names the
+            labels, default the column names), or one column of label lists (or strings split by
+            ``label_delim``) with ``MultiCategoryBlock()``; its processed table then has one 0/1 column per
+            label (``.y_cols``).
         splits: ``(train_idx, valid_idx)`` positional indices (default: every row is training).
         do_setup: fit the procs now. reduce_memory: codes in the smallest int type, values in float32.
+        label_delim: for a multi-label column of strings, the separator between labels (``'a;b'``).
 
     ``.train`` / ``.valid`` are the splits, ``.xs`` the inputs (codes and values), ``.y`` the encoded target,
     ``.new(df)`` + ``.process()`` apply the fitted procs to new rows, ``.dataloaders(bs)`` makes loaders.
@@ -378,6 +383,7 @@ class TabularPandas:
         splits=None,
         do_setup: bool = True,
         reduce_memory: bool = True,
+        label_delim: str | None = None,
     ):
         if not isinstance(df, pd.DataFrame):
             raise DataError(
@@ -396,8 +402,11 @@ class TabularPandas:
                 f"Expected each column in cat_names or cont_names, not both. Received: {sorted(overlap)} "
                 "in both. Fix: keep it in one list."
             )
-        self.y_kind = self._y_kind(df, y_block)
+        self.label_delim = label_delim
+        self.multi_encoded = False
         self.vocab = None
+        self.y_kind = self._y_kind(df, y_block)
+        self.y_cols = list(self.y_names)
         n = len(df)
         if splits is None:
             splits = (np.arange(n), np.arange(0))
@@ -420,10 +429,35 @@ class TabularPandas:
                 return "category"
             if issubclass(blk, RegressionBlock):
                 return "regression"
-            raise DataError(f"Expected y_block=CategoryBlock or RegressionBlock. Received: {y_block!r}.")
+            if issubclass(blk, MultiCategoryBlock):
+                return self._multi_setup(y_block)
+            raise DataError(
+                f"Expected y_block=CategoryBlock, RegressionBlock or MultiCategoryBlock. Received: {y_block!r}."
+            )
         if len(self.y_names) > 1 or all(pd.api.types.is_float_dtype(df[y].dtype) for y in self.y_names):
             return "regression"
         return "category"
+
+    def _multi_setup(self, y_block) -> str:
+        """Multi-label targets: several 0/1 columns (encoded) or one column of label lists."""
+        blk = y_block if not isinstance(y_block, type) else y_block()
+        if blk.add_na:
+            raise DataError(
+                "Expected MultiCategoryBlock without add_na for a tabular target. Received: add_na=True. "
+                "Fix: list every label with MultiCategoryBlock(vocab=[...]) instead."
+            )
+        given = blk.vocab
+        self.multi_encoded = bool(blk.encoded) or len(self.y_names) > 1
+        if self.multi_encoded:
+            if given is not None and len(given) != len(self.y_names):
+                raise DataError(
+                    f"Expected one vocab name per 0/1 target column. Received: vocab={given} for "
+                    f"y_names={self.y_names}. Fix: MultiCategoryBlock(encoded=True, vocab={self.y_names})."
+                )
+            self.vocab = list(given) if given is not None else list(self.y_names)
+        elif given is not None:
+            self.vocab = list(given)
+        return "multicategory"
 
     def _cont_values(self, df, c) -> np.ndarray:
         """Column ``c`` of ``df`` (a DataFrame or a dict of arrays) as a new float array (NaN for missing)."""
@@ -491,7 +525,9 @@ class TabularPandas:
                     f"{y!r} (rows {rows}{' ...' if n_miss > 5 else ''}). Fix: drop those rows "
                     f"(df = df.dropna(subset=[{y!r}]).reset_index(drop=True)) or fill them."
                 )
-            if self.y_kind == "category":
+            if self.y_kind == "multicategory":
+                ys.update(self._encode_multi(y, s, fit))
+            elif self.y_kind == "category":
                 if fit:
                     tr = s.iloc[self.splits[0]] if len(self.splits[0]) < len(s) else s
                     if isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.ordered:
@@ -515,6 +551,57 @@ class TabularPandas:
                 ys[y] = self._cont_values(df, y).astype(np.float32)
         return ys
 
+    def _encode_multi(self, y: str, s: pd.Series, fit: bool) -> dict:
+        """A multi-label target column -> ``{processed column: int8 0/1 array}`` (vectorised)."""
+        if self.multi_encoded:
+            v = (
+                pd.to_numeric(s, errors="coerce")
+                if not pd.api.types.is_bool_dtype(s.dtype)
+                else s.astype(int)
+            )
+            ok = v.isin([0, 1]).to_numpy()
+            if not ok.all():
+                bad = pd.unique(s[~ok])[:5]
+                raise DataError(
+                    f"Expected 0/1 values in the multi-label target column {y!r}. Received: "
+                    f"{[_plain(b) for b in bad]}. Fix: one 0/1 column per label, or one column of label lists "
+                    "with MultiCategoryBlock() (encoded=False)."
+                )
+            return {y: v.to_numpy(dtype=np.int8)}
+        lists = s.reset_index(drop=True)
+        if self.label_delim is not None:
+            lists = lists.astype(str).str.split(self.label_delim)
+        ex = lists.explode()
+        ex = ex[ex.notna()]
+        if len(ex) and pd.api.types.infer_dtype(ex, skipna=True) == "string":
+            ex = ex.str.strip()
+            ex = ex[ex != ""]
+        rows = ex.index.to_numpy()
+        if fit:
+            if self.vocab is None:
+                tr = np.zeros(len(lists), dtype=bool)
+                tr[self.splits[0]] = True
+                vals = pd.unique(ex[tr[rows]])
+                try:
+                    vocab = sorted(vals)
+                except TypeError:
+                    vocab = sorted(vals, key=str)
+                self.vocab = [_plain(v) for v in vocab]
+            taken = set(self.cat_names) | set(self.cont_names) | set(self.y_names)
+            self.y_cols = [lab if lab not in taken else f"{y}_{lab}" for lab in self.vocab]
+        codes = pd.Index(self.vocab).get_indexer(ex.to_numpy())
+        if (codes < 0).any():
+            bad = pd.unique(ex[codes < 0])[:5]
+            hint = "" if self.label_delim else " (labels written as 'a;b' need label_delim=';')"
+            raise DataError(
+                f"Expected labels in the vocab {self.vocab[:10]}. Received: {[_plain(b) for b in bad]} in "
+                f"{y!r}{hint}. Fix: make sure every label appears in the training rows, or list them all "
+                "with MultiCategoryBlock(vocab=[...])."
+            )
+        hot = np.zeros((len(lists), len(self.vocab)), dtype=np.int8)
+        hot[rows, codes] = 1
+        return {c: hot[:, j] for j, c in enumerate(self.y_cols)}
+
     # ---------------------------------------------------------------- setup / process
     def setup(self) -> TabularPandas:
         """Fit the procs on the training rows and process the whole table."""
@@ -535,7 +622,7 @@ class TabularPandas:
             cols[c] = self._processed[c] if c in self._processed else df[c]
         for c in self.cont_names:
             cols[c] = self._processed[c]
-        for y in self.y_names:
+        for y in self.y_cols:
             cols[y] = self._processed[y] if y in self._processed else df[y]
         self.items = pd.DataFrame(cols, index=df.index, copy=False)
         self._processed = {}
@@ -554,26 +641,26 @@ class TabularPandas:
         made = {f"{c}_na" for c in self.cont_names}
         return [c for c in self.cat_names if c not in made] + list(self.cont_names)
 
-    def encode_columns(self, cols, warn: bool = True) -> dict:
+    def encode_columns(self, cols, warn: bool = True, with_y: bool = True) -> dict:
         """Apply the fitted procs to ``cols`` (a DataFrame or a dict of column arrays): processed arrays by
-        name, the target's too when every target column is present."""
+        name, the target's too when every target column is present (and ``with_y``)."""
         _check_columns(cols, self.input_names, "input", at=" to process")
         out = self._encode(cols, warn=warn)
         self._check_missing_conts(out, "")
         keys = cols.columns if isinstance(cols, pd.DataFrame) else cols.keys()
-        if self.y_names and all(y in keys for y in self.y_names):
+        if with_y and self.y_names and all(y in keys for y in self.y_names):
             out.update(self._encode_y(cols, fit=False))
         return out
 
     def process(self) -> TabularPandas:
         """Apply the fitted procs to this table's rows (after :meth:`new`)."""
         self._processed = self.encode_columns(self._raw)
-        if all(y in self._processed for y in self.y_names):
+        if all(y in self._processed for y in self.y_cols):
             self._finish()
         else:
-            ys, self.y_names = self.y_names, []
+            ys, self.y_cols = self.y_cols, []
             self._finish()
-            self.y_names = ys
+            self.y_cols = ys
         return self
 
     # ---------------------------------------------------------------- access
@@ -604,16 +691,19 @@ class TabularPandas:
 
     @property
     def y(self) -> pd.Series | pd.DataFrame:
-        """The encoded target (class indices, or values); a DataFrame for several targets."""
+        """The encoded target (class indices, or values); a DataFrame for several targets (and for multi-label
+        targets: one 0/1 column per label)."""
         if not self.y_names:
             raise DataError(
                 "Expected a table with a target. Received: y_names=None. Fix: pass y_names='column'."
             )
-        return self.items[self.y_names[0]] if len(self.y_names) == 1 else self.items[self.y_names]
+        if self.y_kind == "multicategory":
+            return self.items[self.y_cols]
+        return self.items[self.y_cols[0]] if len(self.y_cols) == 1 else self.items[self.y_cols]
 
     @property
     def ys(self) -> pd.DataFrame:
-        return self.items[self.y_names]
+        return self.items[self.y_cols]
 
     @property
     def cats(self) -> pd.DataFrame:
@@ -633,7 +723,7 @@ class TabularPandas:
 
     @property
     def c(self) -> int | None:
-        if self.y_kind == "category":
+        if self.y_kind in ("category", "multicategory"):
             return len(self.vocab)
         return len(self.y_names) if self.y_names else None
 

@@ -28,7 +28,8 @@ from ..data.loaders import DataLoaders, TensorLoader
 from ..data.recipe import DataRecipe
 from ..exceptions import DataError
 from ..export import register_recipe
-from ..losses import CrossEntropyLossFlat, MSELossFlat
+from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from ..metrics import accuracy_multi
 from .core import PROCS, Categorify, FillMissing, Normalize, TabularPandas, cont_cat_split
 
 __all__ = ["TabularDataLoaders", "TabularRecipe", "tabular_tensors"]
@@ -53,7 +54,12 @@ def _tensors(cols, n: int, cat_names, cont_names, y_names, y_kind, with_y: bool)
         x_cont[:, j] = arr(c)
     out = [torch.from_numpy(x_cat), torch.from_numpy(x_cont)]
     if with_y and y_names:
-        if y_kind == "category":
+        if y_kind == "multicategory":
+            y = np.empty((n, len(y_names)), dtype=np.float32)
+            for j, c in enumerate(y_names):
+                y[:, j] = arr(c)
+            out.append(torch.from_numpy(y))
+        elif y_kind == "category":
             out.append(torch.from_numpy(np.array(arr(y_names[0]), dtype=np.int64)))
         elif len(y_names) == 1:
             out.append(torch.from_numpy(np.array(arr(y_names[0]), dtype=np.float32)))
@@ -67,7 +73,7 @@ def tabular_tensors(to: TabularPandas, with_y: bool = True) -> tuple:
 
     Example: ``x_cat, x_cont, y = tabular_tensors(to.train)``.
     """
-    return _tensors(to.items, len(to.items), to.cat_names, to.cont_names, to.y_names, to.y_kind, with_y)
+    return _tensors(to.items, len(to.items), to.cat_names, to.cont_names, to.y_cols, to.y_kind, with_y)
 
 
 def _as_columns(items):
@@ -140,6 +146,16 @@ class TabularRecipe(DataRecipe):
         return self.to.y_names
 
     @property
+    def y_cols(self) -> list:
+        """The processed target columns (``y_names``, or one 0/1 column per label for a list-of-labels target)."""
+        return self.to.y_cols
+
+    @property
+    def is_multi(self) -> bool:
+        """A multi-label target (``MultiCategoryBlock``)."""
+        return self.to.y_kind == "multicategory"
+
+    @property
     def classes(self) -> dict:
         return self.to.classes
 
@@ -157,7 +173,13 @@ class TabularRecipe(DataRecipe):
             return CrossEntropyLossFlat()
         if self.to.y_kind == "regression":
             return MSELossFlat()
+        if self.is_multi:
+            return BCEWithLogitsLossFlat()
         return None
+
+    def default_metrics(self) -> list:
+        """``[accuracy_multi]`` for a multi-label target (what ``tabular_learner`` uses when given no metrics)."""
+        return [accuracy_multi] if self.is_multi else []
 
     # ---------------------------------------------------------------- inference
     def process(self, items) -> TabularPandas:
@@ -167,24 +189,25 @@ class TabularRecipe(DataRecipe):
             cols if isinstance(cols, pd.DataFrame) else pd.DataFrame(cols).infer_objects()
         ).process()
 
-    def encode(self, items) -> tuple[dict, int]:
-        """Raw rows -> (processed column arrays by name, number of rows), without building a DataFrame."""
+    def encode(self, items, with_y: bool = True) -> tuple[dict, int]:
+        """Raw rows -> (processed column arrays by name, number of rows), without building a DataFrame.
+        ``with_y=False`` leaves a target column in the rows alone (it is not checked or encoded)."""
         cols = _as_columns(items)
-        return self.to.encode_columns(cols), _n_rows(cols)
+        return self.to.encode_columns(cols, with_y=with_y), _n_rows(cols)
 
     def tensors(self, items, with_labels: bool = False) -> tuple:
         """Raw rows -> ``(x_cat, x_cont[, y])`` tensors."""
-        return self.encoded_tensors(*self.encode(items), with_labels=with_labels)
+        return self.encoded_tensors(*self.encode(items, with_y=with_labels), with_labels=with_labels)
 
     def encoded_tensors(self, out: dict, n: int, with_labels: bool = False) -> tuple:
         """:meth:`encode`'s columns -> ``(x_cat, x_cont[, y])`` tensors."""
-        if with_labels and not all(y in out for y in self.y_names):
+        if with_labels and not all(y in out for y in self.y_cols):
             raise DataError(
                 f"Expected the target column(s) {self.y_names} for with_labels=True. Received: rows without them. "
                 "Fix: pass with_labels=False, or include the target."
             )
         t = self.to
-        return _tensors(out, n, t.cat_names, t.cont_names, t.y_names, t.y_kind, with_labels)
+        return _tensors(out, n, t.cat_names, t.cont_names, t.y_cols, t.y_kind, with_labels)
 
     def test_dl(self, items, with_labels: bool = False, bs: int = 64, **kwargs) -> TensorLoader:
         """A loader over raw rows (DataFrame, CSV path, rows), processed as the validation rows were."""
@@ -194,8 +217,12 @@ class TabularRecipe(DataRecipe):
         return self.test_dl(item, bs=1)
 
     def decode_pred(self, decoded):
-        """A class index -> its label; a regression value -> a float (or list of floats)."""
+        """A class index -> its label; multi-label 0/1 (or bool) predictions -> the list of labels that are on;
+        a regression value -> a float (or list of floats)."""
         t = torch.as_tensor(decoded)
+        if self.is_multi:
+            on = t.reshape(-1).float() > 0.5
+            return [self.vocab[i] for i in torch.nonzero(on).flatten().tolist()]
         if self.to.y_kind == "category":
             return self.vocab[int(t)]
         return float(t.reshape(-1)[0]) if t.numel() == 1 else t.tolist()
@@ -215,10 +242,26 @@ class TabularRecipe(DataRecipe):
                 v = v * norm.stds[c] + norm.means[c]
             cols[c] = v.astype(np.float32)
         keys = items.columns if isinstance(items, pd.DataFrame) else items.keys()
+        if self.is_multi:
+            if all(y in keys for y in self.y_cols):
+                hot = np.stack([np.asarray(items[y]) for y in self.y_cols], 1)
+                cols.update(self._decode_multi(hot))
+            return cols
         for y in self.y_names:
             if y in keys:
                 cols[y] = self._decode_y(np.asarray(items[y]))
         return cols
+
+    def _decode_multi(self, hot: np.ndarray) -> dict:
+        """``(n, c)`` 0/1 (or bool) -> the target columns as users have them: each 0/1 column (several
+        encoded columns), or one column of label lists."""
+        hot = np.asarray(hot).astype(np.float32) > 0.5
+        if self.to.multi_encoded:
+            return {y: hot[:, j].astype(np.int8) for j, y in enumerate(self.y_names)}
+        vocab = np.asarray(self.vocab, dtype=object)
+        labels = np.empty(len(hot), dtype=object)
+        labels[:] = [list(vocab[r]) for r in hot]
+        return {self.y_names[0]: labels}
 
     def decode_frame(self, items) -> pd.DataFrame:
         """Processed columns back to categories and unnormalised values, as a DataFrame."""
@@ -238,9 +281,9 @@ class TabularRecipe(DataRecipe):
         if len(batch) > 2:
             y = batch[2][:n].numpy()
             if y.ndim == 1:
-                data[self.y_names[0]] = y
+                data[self.y_cols[0]] = y
             else:
-                data.update({name: y[:, j] for j, name in enumerate(self.y_names)})
+                data.update({name: y[:, j] for j, name in enumerate(self.y_cols)})
         return self.decode_frame(pd.DataFrame(data))
 
     def decode_batch(self, batch, max_n: int | None = None) -> list[tuple]:
@@ -261,7 +304,10 @@ class TabularRecipe(DataRecipe):
         """Decoded rows with their target and the prediction (``<y>_pred``) as a DataFrame."""
         df = self._batch_frame(batch, max_n)
         p = torch.as_tensor(decoded_preds).detach().cpu()[: len(df)].numpy()
-        if p.ndim == 1 or len(self.y_names) == 1:
+        if self.is_multi:
+            for name, v in self._decode_multi(p.reshape(len(df), -1)).items():
+                df[f"{name}_pred"] = v
+        elif p.ndim == 1 or len(self.y_names) == 1:
             df[f"{self.y_names[0]}_pred"] = self._decode_y(p.reshape(len(df), -1)[:, 0])
         else:
             for j, y in enumerate(self.y_names):
@@ -278,6 +324,9 @@ class TabularRecipe(DataRecipe):
             "cont_names": list(t.cont_names),
             "y_names": list(t.y_names),
             "y_kind": t.y_kind,
+            "y_cols": list(t.y_cols),
+            "multi_encoded": bool(t.multi_encoded),
+            "label_delim": t.label_delim,
             "vocab": list(t.vocab) if t.vocab is not None else None,
             "reduce_memory": bool(t.reduce_memory),
             "procs": [{"name": type(p).__name__, "state": p.state()} for p in t.procs],
@@ -300,6 +349,9 @@ class TabularRecipe(DataRecipe):
                 "cont_names": list(spec["cont_names"]),
                 "y_names": list(spec["y_names"]),
                 "y_kind": spec["y_kind"],
+                "y_cols": list(spec.get("y_cols", spec["y_names"])),
+                "multi_encoded": bool(spec.get("multi_encoded", False)),
+                "label_delim": spec.get("label_delim"),
                 "vocab": spec["vocab"],
                 "reduce_memory": spec["reduce_memory"],
                 "_raw": pd.DataFrame(),
@@ -391,6 +443,7 @@ class TabularDataLoaders(DataLoaders):
         seed: int | None = None,
         reduce_memory: bool = True,
         drop_last: bool = True,
+        label_delim: str | None = None,
         **kwargs,
     ) -> TabularDataLoaders:
         """Loaders from a DataFrame. ``procs`` default ``[Categorify, FillMissing, Normalize]``; column types not
@@ -432,6 +485,7 @@ class TabularDataLoaders(DataLoaders):
             y_block=y_block,
             splits=splits,
             reduce_memory=reduce_memory,
+            label_delim=label_delim,
         )
         return to.dataloaders(
             bs=bs,

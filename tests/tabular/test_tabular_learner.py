@@ -193,3 +193,24 @@ def test_multi_target_regression(diabetes, tmp_path):
         learn.get_preds(dl=learn.dls.test_dl(diabetes.iloc[:5]))[0],
         atol=1e-6,
     )
+
+
+def test_default_optimizer_is_foreach_adam_with_identical_results(penguins):
+    """tabular_learner's default optimizer (foreach kernels, faster on small nets) trains bit for bit like
+    learnkit's Adam."""
+    from learnkit.optim import Adam
+
+    dls = TabularDataLoaders.from_df(
+        penguins, y_names="species", cat_names=CAT, cont_names=CONT, bs=32, device="cpu", seed=0
+    )
+    learners = []
+    for opt_func in (None, Adam):
+        torch.manual_seed(0)
+        kw = {} if opt_func is None else {"opt_func": opt_func}
+        learn = tabular_learner(dls, layers=[32, 16], **kw)
+        learn.fit(2, 1e-2)
+        learners.append(learn)
+    fast, plain = learners
+    assert fast.opt.defaults["foreach"] is True and not plain.opt.defaults.get("foreach")
+    assert all(torch.equal(p, q) for p, q in zip(fast.model.parameters(), plain.model.parameters()))
+    assert fast.recorder.values[-1][0] == plain.recorder.values[-1][0]

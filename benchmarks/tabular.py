@@ -403,7 +403,7 @@ def main() -> None:
                     "each side: the same rows and 80/20 split, TabularModel layers [200, 100] with BatchNorm "
                     f"(the same architecture and sizes), bs {a.bs} with drop_last (validation bs {2 * a.bs}), "
                     "one shuffled pass then the validation loss and accuracy, AdamW(lr 1e-3, betas (0.9, 0.99), "
-                    "eps 1e-5, wd 0.01): each library's default optimizer (learnkit's tabular_adam runs torch's "
+                    "eps 1e-5, wd 0.01): each library's default optimizer (learnkit's Adam runs torch's "
                     "foreach kernels, the hand loop torch.optim.AdamW's defaults, fastai its own Adam), "
                     "BENCH_THREADS torch threads (default 1) on every side, progress output off (fastai) or one "
                     f"line per epoch (learnkit); the fastest of {a.epochs} epochs after a warm-up; learnkit and "

@@ -48,7 +48,6 @@ from .forest import (
 from .forest import __all__ as _forest_all
 from .learner import (
     TabularLearner,
-    tabular_adam,
     tabular_learner,
     tabular_splitter,
 )
@@ -84,7 +83,6 @@ __all__ = [
     "tabular_config",
     "tabular_learner",
     "TabularLearner",
-    "tabular_adam",
     "tabular_splitter",
     *_forest_all,
 ]

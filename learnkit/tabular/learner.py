@@ -16,25 +16,10 @@ from ..factory import finish_learner, n_out_from_data
 from ..learner import Learner
 from ..losses import loss_activation, loss_decodes
 from ..models.registry import create_model
-from ..optim import Adam
 from .data import TabularRecipe
 from .model import get_emb_sz, tabular_config
 
-__all__ = ["tabular_learner", "TabularLearner", "tabular_splitter", "tabular_adam"]
-
-
-def tabular_adam(params, lr: float = 1e-3, **kwargs):
-    """:func:`learnkit.optim.Adam` (fastai's defaults) with torch's ``foreach`` kernels: one call per step for all
-    parameters instead of a Python loop over them, the same numbers bit for bit. ``tabular_learner``'s default
-    ``opt_func``: a tabular net is small, so the per-parameter loop is a large share of each step on a CPU.
-
-    >>> import torch
-    >>> opt = tabular_adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-2)
-    >>> type(opt).__name__, opt.defaults["foreach"]
-    ('AdamW', True)
-    """
-    kwargs.setdefault("foreach", True)
-    return Adam(params, lr=lr, **kwargs)
+__all__ = ["tabular_learner", "TabularLearner", "tabular_splitter"]
 
 
 def tabular_splitter(model) -> list:
@@ -101,8 +86,7 @@ def tabular_learner(
         y_range: ``(low, high)`` for a regression output through a sigmoid. loss_func: default from the target
             (``CrossEntropyLossFlat`` for categories, ``MSELossFlat`` for values, ``BCEWithLogitsLossFlat`` for
             multi-label targets, whose default metrics are ``[accuracy_multi]``).
-        kwargs: go to :class:`~learnkit.Learner` (``metrics``, ``cbs``, ``opt_func``, ``wd``, ...); ``opt_func``
-            defaults to :func:`tabular_adam` (learnkit's Adam with foreach kernels, identical results).
+        kwargs: go to :class:`~learnkit.Learner` (``metrics``, ``cbs``, ``opt_func``, ``wd``, ...).
 
     Example: ``learn = tabular_learner(dls, layers=[200, 100], metrics=accuracy); learn.fit_one_cycle(3)``.
     """
@@ -132,7 +116,6 @@ def tabular_learner(
         y_range=list(y_range) if y_range is not None else None,
         **config,
     )
-    kwargs.setdefault("opt_func", tabular_adam)
     if kwargs.get("metrics") is None and recipe.default_metrics():
         kwargs["metrics"] = recipe.default_metrics()
     return finish_learner(

@@ -47,6 +47,7 @@ from a file).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections import Counter
@@ -413,6 +414,14 @@ class TextBlock:
 
 
 # ---------------------------------------------------------------------------------------------- loaders
+def _check_rank(num_replicas, rank) -> None:
+    if int(num_replicas) < 1 or not 0 <= int(rank) < int(num_replicas):
+        raise DataError(
+            f"Expected num_replicas >= 1 and 0 <= rank < num_replicas. Received: num_replicas={num_replicas}, "
+            f"rank={rank}. Fix: pass the process group's world size and this process's rank."
+        )
+
+
 class LMLoader:
     """Language-model batches: the documents joined into ``bs`` contiguous streams, ``seq_len`` windows.
 
@@ -444,24 +453,34 @@ class LMLoader:
         )
         self.n_tokens = int(sum(len(d) for d in self.docs))
         self.epoch, self._start_batch = 0, 0
+        # the stream is cut into n_rows rows and this loader yields rows [row_lo, row_hi): all of them
+        # unless sharded (shard: this rank's bs rows of bs * num_replicas; shard_eval: a share of the bs rows)
+        self.num_replicas, self.rank = 1, 0
+        self.n_rows, self.row_lo, self.row_hi = self.bs, 0, self.bs
         if self.bs < 1 or self.seq_len < 1:
             raise DataError(f"Expected bs >= 1 and seq_len >= 1. Received: bs={bs}, seq_len={seq_len}.")
+        self._check_tokens()
+
+    def _check_tokens(self) -> None:
         if self.row_len < 1:
             raise DataError(
-                f"Expected at least bs + 1 = {self.bs + 1} tokens for the language-model loader. Received: "
-                f"{self.n_tokens} tokens. Fix: use a smaller bs, or more text."
+                f"Expected at least {self.n_rows + 1} tokens for the language-model loader ({self.n_rows} "
+                f"rows; bs={self.bs}, replicas={self.num_replicas}). Received: {self.n_tokens} tokens. "
+                "Fix: use a smaller bs, or more text."
             )
 
     @property
     def row_len(self) -> int:
         """Tokens per stream (row) and epoch."""
-        return (self.n_tokens - 1) // self.bs
+        return (self.n_tokens - 1) // self.n_rows
 
     @property
     def dataset(self):
         return self.docs
 
     def __len__(self) -> int:
+        if self.row_hi <= self.row_lo:
+            return 0
         n = self.row_len / self.seq_len
         return int(n) if self.drop_last else math.ceil(n)
 
@@ -470,6 +489,47 @@ class LMLoader:
 
     def skip(self, n_batches: int) -> None:
         self._start_batch = n_batches
+
+    def shard(self, num_replicas: int, rank: int, seed: int = 0) -> LMLoader:
+        """Make this loader yield rank ``rank``'s share for distributed training (the sharding protocol of
+        :mod:`learnkit.data.loaders`).
+
+        Every rank draws the same document order (``seed + epoch``), cuts the stream into
+        ``bs * num_replicas`` rows and reads its own ``bs`` of them: ranks see disjoint tokens, every rank
+        has the same number of batches, and each row still continues from one batch to the next.
+
+        >>> dl = LMLoader([np.arange(41)], bs=2, seq_len=5).shard(2, 1)
+        >>> next(iter(dl))[0].tolist()
+        [[20, 21, 22, 23, 24], [30, 31, 32, 33, 34]]
+        """
+        _check_rank(num_replicas, rank)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.n_rows, self.row_lo, self.row_hi = (
+            self.bs * self.num_replicas,
+            self.bs * rank,
+            self.bs * (rank + 1),
+        )
+        if self.seed is None:
+            self.seed = seed
+        self._check_tokens()
+        return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> LMLoader:
+        """A copy reading rank ``rank``'s contiguous share of the ``bs`` rows (for evaluation): together the
+        ranks evaluate exactly the windows one process would, each once (a rank may get no rows).
+
+        >>> [len(LMLoader([np.arange(41)], bs=4, seq_len=5).shard_eval(3, r)) for r in range(3)]
+        [2, 2, 2]
+        """
+        _check_rank(num_replicas, rank)
+        if self.num_replicas != 1:
+            raise DataError(
+                "Expected an unsharded LMLoader for shard_eval. Received: one sharded for "
+                f"{self.num_replicas} replicas. Fix: call shard_eval on the original loader."
+            )
+        new = copy.copy(self)
+        new.row_lo, new.row_hi = self.bs * rank // num_replicas, self.bs * (rank + 1) // num_replicas
+        return new
 
     def _stream(self) -> torch.Tensor:
         if self.shuffle:
@@ -486,13 +546,14 @@ class LMLoader:
 
     def __iter__(self):
         s = self._stream()
-        n = self.row_len
-        x = s[: self.bs * n].view(self.bs, n)
-        y = s[1 : self.bs * n + 1].view(self.bs, n)
+        n, rows = self.row_len, self.n_rows
+        x = s[: rows * n].view(rows, n)[self.row_lo : self.row_hi]
+        y = s[1 : rows * n + 1].view(rows, n)[self.row_lo : self.row_hi]
         start, self._start_batch = self._start_batch, 0
+        stop = len(self) * self.seq_len if self.row_hi > self.row_lo else 0
         return (
             (x[:, i : i + self.seq_len], y[:, i : i + self.seq_len])
-            for i in range(start * self.seq_len, len(self) * self.seq_len, self.seq_len)
+            for i in range(start * self.seq_len, stop, self.seq_len)
         )
 
 
@@ -551,6 +612,7 @@ class SortedTextLoader:
         if max_len:
             self.lens = np.minimum(self.lens, max_len)
         self.epoch, self._start_batch = 0, 0
+        self.num_replicas, self.rank = 1, 0
         if self.bs < 1:
             raise DataError(f"Expected bs >= 1. Received: bs={bs}.")
 
@@ -559,7 +621,7 @@ class SortedTextLoader:
         return self.docs
 
     def __len__(self) -> int:
-        return math.ceil(len(self.docs) / self.bs)
+        return math.ceil(math.ceil(len(self.docs) / self.bs) / self.num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -567,8 +629,59 @@ class SortedTextLoader:
     def skip(self, n_batches: int) -> None:
         self._start_batch = n_batches
 
+    def shard(self, num_replicas: int, rank: int, seed: int = 0) -> SortedTextLoader:
+        """Make this loader yield rank ``rank``'s batches for distributed training (the sharding protocol of
+        :mod:`learnkit.data.loaders`).
+
+        Every rank builds the same epoch of length-sorted batches (``seed + epoch``) and takes every
+        ``num_replicas``-th of them, starting at ``rank``: disjoint documents, the same sort-by-length
+        batching as one process, and the same number of batches on every rank (the last round is filled
+        with batches from the start of the epoch, as ``DistributedSampler`` pads).
+
+        >>> dl = SortedTextLoader([np.arange(k + 1) for k in range(8)], torch.arange(8), bs=2).shard(2, 0)
+        >>> [y.tolist() for x, y in dl]
+        [[7, 6], [3, 2]]
+        """
+        _check_rank(num_replicas, rank)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        if self.seed is None:
+            self.seed = seed
+        return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> SortedTextLoader:
+        """A copy over rank ``rank``'s contiguous share of the documents in this loader's order (for
+        evaluation): concatenated in rank order, the ranks' batches give this loader's order, unpadded.
+
+        >>> dl = SortedTextLoader([np.arange(k + 1) for k in range(5)], torch.arange(5), bs=2)
+        >>> [y.tolist() for x, y in dl.shard_eval(2, 1)]
+        [[2, 1], [0]]
+        """
+        _check_rank(num_replicas, rank)
+        if self.num_replicas != 1 or self.shuffle:
+            raise DataError(
+                "Expected an unsharded, unshuffled SortedTextLoader for shard_eval. Received: "
+                f"num_replicas={self.num_replicas}, shuffle={self.shuffle}. Fix: call shard_eval on the "
+                "validation loader."
+            )
+        n = len(self.docs)
+        idx = np.argsort(-self.lens, kind="stable") if self.sort else np.arange(n)
+        part = idx[n * rank // num_replicas : n * (rank + 1) // num_replicas]
+        new = copy.copy(self)
+        new.docs, new.lens, new.sort = [self.docs[i] for i in part], self.lens[part], False
+        new.targets = None if self.targets is None else self.targets[torch.from_numpy(part)]
+        return new
+
     def batch_order(self) -> list[np.ndarray]:
-        """The index arrays of this epoch's batches."""
+        """The index arrays of this epoch's batches (this rank's, when sharded)."""
+        batches = self._all_batches()
+        if self.num_replicas == 1:
+            return batches
+        per_rank = math.ceil(len(batches) / self.num_replicas)
+        total = per_rank * self.num_replicas
+        batches = batches + batches[: total - len(batches)]  # fill the last round (as DistributedSampler)
+        return batches[self.rank :: self.num_replicas]
+
+    def _all_batches(self) -> list[np.ndarray]:
         n, bs = len(self.docs), self.bs
         if self.shuffle:
             rng = np.random.default_rng(

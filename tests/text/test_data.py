@@ -209,3 +209,69 @@ def test_numericalized_tokenizer_protocol_pads_with_its_pad_id(corpus_df):
     (xt,) = next(iter(again.test_dl(["abc"])))
     assert xt.tolist() == [[2, 3, 4]]
     assert dls.recipe.decode_batch((xt,))[0][0] == "abc"
+
+
+# ------------------------------------------------------------------------------------------ DDP sharding
+def _shards(dl, world, seed=0):
+    import copy
+
+    return [copy.copy(dl).shard(world, r, seed) for r in range(world)]  # what DistributedTrainer does
+
+
+def test_lm_loader_shard_disjoint_covering_equal_length_and_shard_eval_exact():
+    from learnkit.data.loaders import EvalShardable, Shardable
+
+    docs = [np.arange(i * 1000, i * 1000 + 50 + 7 * i) for i in range(20)]  # every token id unique
+    dl = LMLoader(docs, bs=3, seq_len=8, shuffle=True)
+    assert isinstance(dl, Shardable) and isinstance(dl, EvalShardable)
+    n_tok = sum(len(d) for d in docs)
+    for epoch in (0, 1):
+        ranks = _shards(dl, 2)
+        for r in ranks:
+            r.set_epoch(epoch)
+        lens = [len(r) for r in ranks]
+        batches = [list(r) for r in ranks]
+        assert len(set(lens)) == 1 and [len(b) for b in batches] == lens  # same number of steps
+        seen = [set(torch.cat([x.flatten() for x, _ in b]).tolist()) for b in batches]
+        assert not seen[0] & seen[1]  # disjoint
+        assert len(seen[0] | seen[1]) > n_tok - 2 * 3 - 1  # covering (all but < bs * world + 1 tokens)
+        for b in batches:  # each rank's rows are still contiguous and shifted by one
+            xs, ys = torch.cat([x for x, _ in b], 1), torch.cat([y for _, y in b], 1)
+            assert b[0][0].shape[0] == 3 and (xs[:, 1:] == ys[:, :-1]).all()
+    # validation: the ranks' rows together are exactly one process's batches
+    vdl = LMLoader(docs, bs=5, seq_len=8)
+    parts = [list(vdl.shard_eval(3, r)) for r in range(3)]
+    for k, (x, y) in enumerate(vdl):
+        assert torch.equal(torch.cat([p[k][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[k][1] for p in parts]), y)
+    with pytest.raises(DataError, match="rank < num_replicas"):
+        dl.shard(2, 2)
+
+
+def test_classifier_loader_shard_disjoint_sorted_equal_length_and_shard_eval_order():
+    rng = np.random.default_rng(0)
+    n = 203
+    docs = [np.full(int(k), 5) for k in rng.integers(1, 300, n)]
+    ids = torch.arange(n)  # the targets are the document indices, so a batch says which documents it holds
+    dl = SortedTextLoader(docs, ids, bs=8, pad_id=1, shuffle=True, seed=3)
+    ranks = _shards(dl, 3)
+    got = [[y.tolist() for _, y in r] for r in ranks]
+    assert len({len(r) for r in ranks}) == 1 and [len(g) for g in got] == [len(r) for r in ranks]
+    flat = [i for g in got for b in g for i in b]
+    assert set(flat) == set(range(n))  # covering
+    n_batches = -(-n // 8)
+    fill = 3 * len(ranks[0]) - n_batches  # batches repeated to give every rank as many
+    assert len(flat) - n == sum(len(b) for b in dl.batch_order()[:fill])
+    # apart from the batches that fill the last round, no document is on two ranks
+    firsts = [set(i for b in g[: len(g) - (1 if r >= 3 - fill else 0)] for i in b) for r, g in enumerate(got)]
+    assert not (firsts[0] & firsts[1]) and not (firsts[0] & firsts[2]) and not (firsts[1] & firsts[2])
+    # sorting by length still pays: each rank's padding is far below random batching's
+    lens = np.array([len(d) for d in docs])
+    pad = sum(int((lens[b].max() - lens[b]).sum()) for g in got for b in map(np.array, g))
+    rand = sum(int((lens[b].max() - lens[b]).sum()) for b in np.array_split(rng.permutation(n), n_batches))
+    assert pad < rand / 2
+    # validation: contiguous shares in the loader's order (longest first), unpadded
+    vdl = SortedTextLoader(docs, ids, bs=16, pad_id=1)
+    whole = [i for _, y in vdl for i in y.tolist()]
+    parts = [[i for _, y in vdl.shard_eval(3, r) for i in y.tolist()] for r in range(3)]
+    assert sum(parts, []) == whole and sorted(whole) == list(range(n))

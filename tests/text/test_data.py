@@ -275,3 +275,19 @@ def test_classifier_loader_shard_disjoint_sorted_equal_length_and_shard_eval_ord
     whole = [i for _, y in vdl for i in y.tolist()]
     parts = [[i for _, y in vdl.shard_eval(3, r) for i in y.tolist()] for r in range(3)]
     assert sum(parts, []) == whole and sorted(whole) == list(range(n))
+
+
+def test_text_dataloaders_shard_through_the_distributed_trainers_protocol(corpus_df):
+    # the functions DistributedTrainer calls on each rank, on real TextDataLoaders (LM and classifier)
+    from learnkit.distributed import _inner, _shard_train_inner, _shard_valid_inner
+
+    lm = TextDataLoaders.from_df(corpus_df, text_col="text", is_lm=True, bs=8, seq_len=20, seed=0)
+    clas = TextDataLoaders.from_df(corpus_df, text_col="text", label_col="label", valid_col="is_valid", bs=8)
+    for dls in (lm, clas):
+        train, valid = _inner(dls.train), _inner(dls.valid)
+        shards = [_shard_train_inner(train, 2, r, seed=5) for r in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) >= len(train) // 2
+        assert len(list(shards[0])) == len(shards[0])
+        parts = [list(_shard_valid_inner(valid, 2, r)) for r in (0, 1)]
+        assert sum(len(b[0]) for p in parts for b in p) > 0
+        assert train.num_replicas == 1  # the loaders themselves are untouched (sharded copies)

@@ -58,7 +58,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock, TransformBlock, block_from_spec
+from ..data.block import (
+    CategoryBlock,
+    MultiCategoryBlock,
+    RegressionBlock,
+    SamplePipeline,
+    TransformBlock,
+    block_from_spec,
+)
 from ..data.loaders import DataLoaders
 from ..data.recipe import DataRecipe
 from ..exceptions import DataError
@@ -69,6 +76,7 @@ from .tokenize import (
     UNK,
     Tokenizer,
     _check_texts,
+    _join_cols,
     defaults,
     get_text_files,
     read_text_file,
@@ -219,18 +227,36 @@ class Numericalize:
 
 
 # ---------------------------------------------------------------------------------------------- the block
-class TextBlock:
+class TextBlock(TransformBlock):
     """How texts become ids: the tokenizer (and its rules), the vocab and, for a language model, ``seq_len``.
 
     fastai's constructors: ``TextBlock.from_df(text_cols, vocab=None, is_lm=False, seq_len=72, min_freq=3,
-    max_vocab=60000, tok=None, rules=None, ...)`` and ``TextBlock.from_folder(path, ...)``. Pass it to
-    :meth:`TextDataLoaders.from_df` / ``from_folder`` as ``text_block=`` (the factories build one from their
-    own arguments otherwise). ``tokenizer=`` takes a numericalized tokenizer (see the module docstring).
+    max_vocab=60000, tok=None, rules=None, ...)`` and ``TextBlock.from_folder(path, ...)``. Two ways to use it:
+
+    - in a generic :class:`~learnkit.data.DataBlock`, as in fastai::
+
+        DataBlock(blocks=TextBlock.from_df('text', is_lm=True), get_x=ColReader('text'),
+                  splitter=ColSplitter()).dataloaders(df, bs=64, seq_len=72)
+        DataBlock(blocks=(TextBlock.from_df('text', vocab=dls_lm.vocab), CategoryBlock),
+                  get_x=ColReader('text'), get_y=ColReader('label'), splitter=ColSplitter()).dataloaders(df)
+
+      The block batches the data itself (``builds_loaders``): the texts (what ``get_x`` gives: a string, a
+      row, or a file path that is read) are tokenized together, and the loaders are the ones
+      :class:`TextDataLoaders` builds (a token stream for a language model, length-sorted padded batches
+      for a classifier), with the text recipes the text learners and exports use. The per-item ``encode``
+      of other blocks does not apply: :meth:`encode` takes a list of texts.
+    - as ``text_block=`` of :meth:`TextDataLoaders.from_df` / ``from_folder`` (the factories build one from
+      their own arguments otherwise).
+
+    ``tokenizer=`` takes a numericalized tokenizer (see the module docstring).
 
     >>> blk = TextBlock.from_df("text", is_lm=True, seq_len=36, min_freq=1)
     >>> blk.setup(["A first text.", "A second one."]).encode(["A text"])[0].tolist()
     [2, 8, 9, 12]
     """
+
+    kind = "text"
+    builds_loaders = True
 
     def __init__(
         self,
@@ -345,6 +371,81 @@ class TextBlock:
         )
         blk.encoding, blk.errors, blk.path = encoding, errors, path
         return blk
+
+    # ---------------------------------------------------------------- inside a generic DataBlock
+    def build_dataloaders(
+        self,
+        dblock,
+        items,
+        train_idx: list,
+        valid_idx: list,
+        bs: int = 64,
+        shuffle: bool = True,
+        device=None,
+        val_bs: int | None = None,
+        seed: int | None = None,
+        path=".",
+        seq_len: int | None = None,
+        num_workers=None,
+        pin_memory=None,
+        drop_last=None,
+        **kwargs,
+    ) -> TextDataLoaders:
+        """``DataBlock.dataloaders`` for a DataBlock with this block as its input: the texts of the split
+        items (through the DataBlock's ``get_x``/``get_y``) go to :meth:`TextDataLoaders.from_texts`.
+
+        ``seq_len`` overrides the block's (fastai's ``dataloaders(..., seq_len=80)``); ``num_workers``,
+        ``pin_memory`` and ``drop_last`` do not apply (the text loaders batch tensors held in memory).
+        """
+        blocks = dblock.blocks
+        if type(blocks[0]) is not type(self) or dblock.n_inp != 1 or len(blocks) > 2:
+            raise DataError(
+                "Expected a DataBlock with the TextBlock first, as its one input, and at most one target "
+                f"block. Received: blocks={[type(b).__name__ for b in blocks]}, n_inp={dblock.n_inp}. Fix: "
+                "DataBlock(blocks=(TextBlock.from_df('text'), CategoryBlock), ...)."
+            )
+        if self.is_lm and len(blocks) > 1:
+            raise DataError(
+                f"Expected no target block with TextBlock(is_lm=True) (the targets are the next tokens). "
+                f"Received: {type(blocks[1]).__name__}. Fix: blocks=TextBlock.from_df('text', is_lm=True)."
+            )
+        order = [int(i) for i in train_idx] + [int(i) for i in valid_idx]
+        mask = [False] * len(train_idx) + [True] * len(valid_idx)
+        pipe = SamplePipeline(blocks, 1, dblock.get_x, dblock.get_y)
+        raw = pipe.values_for(items, order, range(len(blocks)))
+        texts = self._texts_of(raw[0])
+        if seq_len is not None:
+            self.seq_len = int(seq_len)
+        y_block = copy.deepcopy(blocks[1]) if len(blocks) > 1 else None
+        return TextDataLoaders.from_texts(
+            texts,
+            raw.get(1),
+            path=path,
+            seed=seed,
+            valid_mask=mask,
+            y_block=y_block,
+            is_lm=self.is_lm,
+            bs=bs,
+            val_bs=val_bs,
+            text_block=self,
+            device=device,
+            shuffle=shuffle,
+            **kwargs,
+        )
+
+    def _texts_of(self, values: list) -> list:
+        """What ``get_x`` gave -> the texts: strings as they are, file paths read, rows' text columns."""
+        if values and all(isinstance(v, dict) for v in values):  # rows (get_x=None over a DataFrame)
+            cols = self.text_cols
+            multi = not isinstance(cols, (str, int)) and len(list(cols)) > 1
+            mark = multi if self.mark_fields is None else self.mark_fields
+            return _join_cols(pd.DataFrame(values), cols, mark)
+        return [
+            read_text_file(v if self.path is None else Path(self.path) / v, self.encoding, self.errors)
+            if isinstance(v, Path)
+            else v
+            for v in values
+        ]
 
     # ---------------------------------------------------------------- fitting and encoding
     @property
@@ -1092,8 +1193,6 @@ class TextDataLoaders(DataLoaders):
     ) -> TextDataLoaders:
         """From a DataFrame: ``text_col`` (name, index, or a list of columns joined with ``xxfld``), ``label_col``,
         ``valid_col`` (a boolean column marking validation rows) or a random ``valid_pct`` split."""
-        from .tokenize import _join_cols
-
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"Expected a pandas DataFrame. Received: {type(df).__name__}.")
         if isinstance(text_col, int) and text_col not in df.columns:

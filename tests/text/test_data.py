@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from learnkit.data import CategoryBlock
 from learnkit.exceptions import DataError
 from learnkit.text import (
     LMLoader,
@@ -291,3 +292,67 @@ def test_text_dataloaders_shard_through_the_distributed_trainers_protocol(corpus
         parts = [list(_shard_valid_inner(valid, 2, r)) for r in (0, 1)]
         assert sum(len(b[0]) for p in parts for b in p) > 0
         assert train.num_replicas == 1  # the loaders themselves are untouched (sharded copies)
+
+
+# ------------------------------------------------------------------------------------------ generic DataBlock
+def _batches(dl):
+    return [tuple(t.clone() for t in b) for b in dl]
+
+
+def test_text_block_in_a_generic_datablock_lm_and_classifier_match_the_factories(corpus_df):
+    from learnkit.data import ColReader, ColSplitter, DataBlock
+    from learnkit.text import TextClassifierRecipe, TextLMRecipe
+
+    lm_block = DataBlock(
+        blocks=TextBlock.from_df("text", is_lm=True),
+        get_x=ColReader("text"),
+        splitter=ColSplitter("is_valid"),
+    )
+    dls_lm = lm_block.dataloaders(corpus_df, bs=8, seq_len=20, seed=0)
+    assert isinstance(dls_lm.recipe, TextLMRecipe) and dls_lm.recipe.loss_func is not None
+    x, y = dls_lm.one_batch()
+    assert x.shape == (8, 20) and torch.equal(x[:, 1:], y[:, :-1])
+    ref_lm = TextDataLoaders.from_df(
+        corpus_df, text_col="text", is_lm=True, valid_col="is_valid", bs=8, seq_len=20, seed=0
+    )
+    assert dls_lm.vocab == ref_lm.vocab
+    assert all(map(torch.equal, *zip(*[(a[0], b[0]) for a, b in zip(dls_lm.valid, ref_lm.valid)])))
+
+    clas_block = DataBlock(
+        blocks=(TextBlock.from_df("text", vocab=dls_lm.vocab), CategoryBlock),
+        get_x=ColReader("text"),
+        get_y=ColReader("label"),
+        splitter=ColSplitter("is_valid"),
+    )
+    dls = clas_block.dataloaders(corpus_df, bs=16, seed=0)
+    assert isinstance(dls.recipe, TextClassifierRecipe)
+    assert dls.vocab[0] == dls_lm.vocab and dls.vocab[1] == ["pandas", "torch"]
+    ref = TextDataLoaders.from_df(
+        corpus_df, text_col="text", label_col="label", valid_col="is_valid", text_vocab=dls_lm.vocab, bs=16
+    )
+    got, want = _batches(dls.valid), _batches(ref.valid)  # same length-sorted, padded batches and labels
+    assert len(got) == len(want) and all(torch.equal(a, b) for g, w in zip(got, want) for a, b in zip(g, w))
+    assert clas_block.blocks[0].vocab == dls_lm.vocab  # the DataBlock's own block stays as it was given
+
+
+def test_text_block_from_folder_in_a_datablock_and_misuse_is_explained(tmp_path, corpus_df):
+    from learnkit.data import DataBlock, GrandparentSplitter, get_text_files, parent_label
+
+    for i, (t, lab, v) in enumerate(corpus_df[["text", "label", "is_valid"]].itertuples(index=False)):
+        f = tmp_path / ("valid" if v else "train") / lab / f"{i}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(t, encoding="utf-8")
+    block = DataBlock(
+        blocks=(TextBlock.from_folder(tmp_path), CategoryBlock),
+        get_items=get_text_files,
+        get_y=parent_label,
+        splitter=GrandparentSplitter(),
+    )
+    dls = block.dataloaders(tmp_path, bs=16)
+    assert dls.vocab[1] == ["pandas", "torch"] and len(dls.valid_ds) == int(corpus_df.is_valid.sum())
+    x, y = dls.one_batch()
+    assert x.shape[0] == 16 and set(y.tolist()) <= {0, 1}
+    with pytest.raises(DataError, match="batches its data itself"):
+        block.summary(tmp_path)
+    with pytest.raises(DataError, match="no target block"):
+        DataBlock(blocks=(TextBlock.from_df("text", is_lm=True), CategoryBlock)).dataloaders(corpus_df)

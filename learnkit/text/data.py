@@ -77,8 +77,8 @@ from .tokenize import (
     Tokenizer,
     _check_texts,
     _join_cols,
+    _text_files,
     defaults,
-    get_text_files,
     read_text_file,
     tokenize_texts,
 )
@@ -1037,6 +1037,24 @@ def _y_block(y_block, label_delim):
     return y_block
 
 
+def _column(df, col):
+    """A column given by name, or by position when no column has that (int) name (fastai's text_col=0)."""
+    if isinstance(col, int) and col not in df.columns and 0 <= col < df.shape[1]:
+        return df.columns[col]
+    return col
+
+
+def _fastai_aliases(kwargs: dict, tok_tfm=None, vocab=None, text_vocab=None) -> dict:
+    """The factories' keyword arguments with fastai's spellings mapped to ours (``tok_tfm`` -> ``tok``,
+    ``vocab`` -> ``text_vocab``), in one place for ``from_df`` / ``from_csv`` / ``from_folder``."""
+    out = dict(kwargs)
+    if tok_tfm is not None:
+        out.setdefault("tok", tok_tfm)
+    if text_vocab is not None or vocab is not None:
+        out["text_vocab"] = text_vocab if text_vocab is not None else vocab
+    return out
+
+
 class TextDataLoaders(DataLoaders):
     """Text ``DataLoaders`` for a language model (``is_lm=True``) or a classifier; fastai's factories.
 
@@ -1195,14 +1213,12 @@ class TextDataLoaders(DataLoaders):
         ``valid_col`` (a boolean column marking validation rows) or a random ``valid_pct`` split."""
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"Expected a pandas DataFrame. Received: {type(df).__name__}.")
-        if isinstance(text_col, int) and text_col not in df.columns:
-            text_col = df.columns[text_col] if text_col < df.shape[1] else text_col
+        text_col = _column(df, text_col)
         multi = not isinstance(text_col, (str, int)) and len(list(text_col)) > 1
         texts = _join_cols(df, text_col, multi)
         labels = None
         if not is_lm:
-            if isinstance(label_col, int) and label_col not in df.columns:
-                label_col = df.columns[label_col] if label_col < df.shape[1] else label_col
+            label_col = _column(df, label_col)
             if label_col not in df.columns:
                 raise DataError(
                     f"Expected a label column in the DataFrame. Received: label_col={label_col!r}; columns "
@@ -1210,8 +1226,7 @@ class TextDataLoaders(DataLoaders):
                 )
             labels = df[label_col].tolist()
         mask = _as_bool_col(df, valid_col) if valid_col is not None else None
-        if tok_tfm is not None:
-            kwargs.setdefault("tok", tok_tfm)
+        kwargs = _fastai_aliases(kwargs, tok_tfm=tok_tfm)
         return cls.from_texts(
             texts,
             labels,
@@ -1264,12 +1279,12 @@ class TextDataLoaders(DataLoaders):
         folder names), or a random ``valid_pct`` split of ``path/<label>/``. ``is_lm=True`` reads every text
         under ``path``. A file that is not valid ``encoding`` is an error naming it (``errors='replace'``)."""
         path = Path(path)
-        text_vocab = text_vocab if text_vocab is not None else vocab
+        kwargs = _fastai_aliases(kwargs, tok_tfm=tok_tfm, vocab=vocab, text_vocab=text_vocab)
         if is_lm or valid_pct is not None or not (path / train).is_dir():
-            files = get_text_files(path, extensions)
+            files = _text_files(path, extensions)
             roots = [path]
         else:
-            files = get_text_files(path, extensions, [train] + ([valid] if (path / valid).is_dir() else []))
+            files = _text_files(path, extensions, [train] + ([valid] if (path / valid).is_dir() else []))
             roots = [path / train, path / valid]
         if not files:
             raise DataError(f"Expected {'/'.join(extensions)} files under {str(path)!r}. Received: none.")
@@ -1278,8 +1293,6 @@ class TextDataLoaders(DataLoaders):
         mask = None
         if valid_pct is None and not is_lm and roots[0] != path:
             mask = [roots[1] in f.parents for f in files]
-        if tok_tfm is not None:
-            kwargs.setdefault("tok", tok_tfm)
         if valid_pct is None:
             valid_pct = 0.1 if is_lm else (0.0 if mask is not None else 0.2)
         return cls.from_texts(
@@ -1289,7 +1302,6 @@ class TextDataLoaders(DataLoaders):
             valid_pct=valid_pct if mask is None else 0.0,
             seed=seed,
             valid_mask=mask,
-            text_vocab=text_vocab,
             is_lm=is_lm,
             seq_len=seq_len,
             bs=bs,

@@ -50,6 +50,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import __version__
+from ..data.getters import get_files
 from ..data.loaders import default_num_workers
 from ..exceptions import DataError
 from ..utils import atomic_write_bytes
@@ -746,7 +747,7 @@ def tokenize_folder(
     >>> out = tokenize_folder("imdb/train")  # doctest: +SKIP
     """
     path = Path(path)
-    files = get_text_files(path, extensions, folders)
+    files = _text_files(path, extensions, folders)
     out = Path(output_dir) if output_dir is not None else path.parent / f"{path.name}_tok"
     texts = [read_text_file(f, encoding, errors) for f in files]
     toks = tokenize_texts(texts, n_workers=n_workers, rules=rules, tok=tok, cache_dir=out / ".cache")
@@ -760,24 +761,7 @@ def tokenize_folder(
     return out
 
 
-def get_text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
-    """Text files under ``path`` (sorted), optionally only inside the sub-folders ``folders``.
-
-    Example: ``get_text_files(path, folders=['train', 'test'])`` -> sorted ``.txt`` paths.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(
-            f"Expected a folder of text files. Received: path={str(path)!r}, which is not a folder."
-        )
-    exts = {e.lower() for e in extensions}
-    roots = [path / f for f in folders] if folders else [path]
-    files = sorted(
-        f
-        for r in roots
-        for f in r.rglob("*")
-        if f.is_file()
-        and f.suffix.lower() in exts
-        and not any(p.startswith(".") for p in f.relative_to(path).parts)
-    )
-    return files
+def _text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
+    """The text files under ``path`` (optionally only inside the sub-folders ``folders``): the core's
+    :func:`~learnkit.data.getters.get_files` (hidden files skipped, a deterministic order), empty allowed."""
+    return list(get_files(path, extensions=list(extensions), folders=folders, allow_empty=True))

@@ -110,7 +110,7 @@ def fix_html(t: str) -> str:
     return t.replace("nbsp;", " ").replace("\xa0", " ")
 
 
-_RE_REP = re.compile(r"(\S)\1{2,}")
+_RE_REP = re.compile(r"(\S)\1\1+")  # \1\1+ rather than \1{2,}: the same matches, found faster
 
 
 def _rep_sub(m: re.Match) -> str:
@@ -128,7 +128,7 @@ def replace_rep(t: str) -> str:
 
 # \b before a word char is "not after a word char"; the word is possessive (a shorter prefix can never be
 # followed by whitespace), so a word that is not repeated fails after one look
-_RE_WREP = re.compile(r"\b(\w++)(?:\s+\1(?!\w)){2,}")
+_RE_WREP = re.compile(r"\b(\w++)\s+\1(?!\w)(?:\s+\1(?!\w))+")  # one repeat, then one or more
 
 
 def _wrep_sub(m: re.Match) -> str:

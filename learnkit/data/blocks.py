@@ -307,6 +307,17 @@ class TransformBlock:
         _add_title(ax, f"{t}/{p}", color="green" if t == p else "red")
         return ax
 
+    # ---------------------------------------------------------------- blocks that batch their own data
+    #: True for a block whose data is not batched item by item (e.g. text: one token stream for a language
+    #: model, length-sorted padded batches for a classifier): ``DataBlock.dataloaders`` then hands it the
+    #: items and the split through :meth:`build_dataloaders`, and the per-item pipeline is not used.
+    builds_loaders: bool = False
+
+    def build_dataloaders(self, dblock, items, train_idx: list, valid_idx: list, **kwargs):
+        """The ``DataLoaders`` of ``dblock`` over ``items`` split into ``train_idx``/``valid_idx`` (called by
+        ``DataBlock.dataloaders`` with its keyword arguments when ``builds_loaders`` is True)."""
+        raise NotImplementedError(f"{type(self).__name__} sets builds_loaders but has no build_dataloaders")
+
     # ---------------------------------------------------------------- as a target
     def loss_func(self):
         """The loss that fits this block as a target (``None``: no default)."""

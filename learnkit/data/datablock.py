@@ -558,6 +558,7 @@ class DataBlock:
         Labels are read and encoded for all items here, so a failing ``get_y`` or an unknown validation
         label is reported now (naming the item), not in the middle of training.
         """
+        self._refuse_loader_block("datasets")
         items, split_source = self._items_and_split_source(source)
         train, valid = self._split(split_source)
         blocks = copy.deepcopy(self.blocks)  # fitted copies: this DataBlock stays reusable
@@ -595,6 +596,25 @@ class DataBlock:
         transforms run on the device (on the CPU: in the DataLoader workers, see
         :class:`~learnkit.data.loaders.DeviceLoader`); ``dls.loss_func`` is the target block's loss.
         """
+        owner = self._loader_block()
+        if (
+            owner is not None
+        ):  # e.g. TextBlock: it batches its data itself (see TransformBlock.builds_loaders)
+            items, split_source = self._items_and_split_source(source)
+            train, valid = self._split(split_source)
+            return copy.deepcopy(owner).build_dataloaders(
+                self,
+                items,
+                train,
+                valid,
+                bs=bs,
+                shuffle=shuffle,
+                device=device,
+                val_bs=val_bs,
+                seed=seed,
+                path=path if path is not None else (self._path(source) or "."),
+                **kwargs,
+            )
         return self.datasets(source).dataloaders(
             bs=bs,
             num_workers=num_workers,
@@ -609,6 +629,18 @@ class DataBlock:
         )
 
     # ---------------------------------------------------------------- summary
+    def _loader_block(self):
+        """The block that builds the loaders itself (``builds_loaders``), if any."""
+        return next((b for b in self.blocks if b.builds_loaders), None)
+
+    def _refuse_loader_block(self, what: str) -> None:
+        owner = self._loader_block()
+        if owner is not None:
+            raise DataError(
+                f"Expected blocks that go through the per-item pipeline for DataBlock.{what}. Received: "
+                f"{type(owner).__name__}, which batches its data itself. Fix: call dblock.dataloaders(source)."
+            )
+
     def summary(self, source, bs: int = 4, print_out: bool = True) -> str:
         """Run one item and one batch through the real pipeline, printing what each step produced.
 
@@ -617,6 +649,7 @@ class DataBlock:
         says which step, on which item, and why, and a :class:`~learnkit.exceptions.DataError` is raised
         with the same message. Returns the text.
         """
+        self._refuse_loader_block("summary")
         lines: list[str] = []
         st = _Step(lines, print_out)
         st.log(f"DataBlock summary: blocks={[type(b).__name__ for b in self.blocks]}, n_inp={self.n_inp}")

@@ -14,6 +14,7 @@
 from .. import *
 from .. import __all__ as _core_all
 from ..data.external import URLs, untar_data
+from ..data.getters import get_text_files
 from ..metrics import Perplexity, accuracy
 from ..models.registry import create_model, list_models, register_model
 from .data import (
@@ -67,6 +68,7 @@ from .models import (
     awd_lstm_lm,
     awd_lstm_lm_config,
     awd_lstm_lm_split,
+    dropout_mask,
     get_language_model,
     get_text_classifier,
     masked_concat_pool,
@@ -88,7 +90,6 @@ from .tokenize import (
     WordTokenizer,
     defaults,
     fix_html,
-    get_text_files,
     lowercase,
     read_text_file,
     register_rule,

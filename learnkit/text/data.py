@@ -47,6 +47,7 @@ from a file).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections import Counter
@@ -57,7 +58,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock, TransformBlock, block_from_spec
+from ..data.block import (
+    CategoryBlock,
+    MultiCategoryBlock,
+    RegressionBlock,
+    SamplePipeline,
+    TransformBlock,
+    block_from_spec,
+)
 from ..data.loaders import DataLoaders
 from ..data.recipe import DataRecipe
 from ..exceptions import DataError
@@ -68,8 +76,9 @@ from .tokenize import (
     UNK,
     Tokenizer,
     _check_texts,
+    _join_cols,
+    _text_files,
     defaults,
-    get_text_files,
     read_text_file,
     tokenize_texts,
 )
@@ -218,18 +227,36 @@ class Numericalize:
 
 
 # ---------------------------------------------------------------------------------------------- the block
-class TextBlock:
+class TextBlock(TransformBlock):
     """How texts become ids: the tokenizer (and its rules), the vocab and, for a language model, ``seq_len``.
 
     fastai's constructors: ``TextBlock.from_df(text_cols, vocab=None, is_lm=False, seq_len=72, min_freq=3,
-    max_vocab=60000, tok=None, rules=None, ...)`` and ``TextBlock.from_folder(path, ...)``. Pass it to
-    :meth:`TextDataLoaders.from_df` / ``from_folder`` as ``text_block=`` (the factories build one from their
-    own arguments otherwise). ``tokenizer=`` takes a numericalized tokenizer (see the module docstring).
+    max_vocab=60000, tok=None, rules=None, ...)`` and ``TextBlock.from_folder(path, ...)``. Two ways to use it:
+
+    - in a generic :class:`~learnkit.data.DataBlock`, as in fastai::
+
+        DataBlock(blocks=TextBlock.from_df('text', is_lm=True), get_x=ColReader('text'),
+                  splitter=ColSplitter()).dataloaders(df, bs=64, seq_len=72)
+        DataBlock(blocks=(TextBlock.from_df('text', vocab=dls_lm.vocab), CategoryBlock),
+                  get_x=ColReader('text'), get_y=ColReader('label'), splitter=ColSplitter()).dataloaders(df)
+
+      The block batches the data itself (``builds_loaders``): the texts (what ``get_x`` gives: a string, a
+      row, or a file path that is read) are tokenized together, and the loaders are the ones
+      :class:`TextDataLoaders` builds (a token stream for a language model, length-sorted padded batches
+      for a classifier), with the text recipes the text learners and exports use. The per-item ``encode``
+      of other blocks does not apply: :meth:`encode` takes a list of texts.
+    - as ``text_block=`` of :meth:`TextDataLoaders.from_df` / ``from_folder`` (the factories build one from
+      their own arguments otherwise).
+
+    ``tokenizer=`` takes a numericalized tokenizer (see the module docstring).
 
     >>> blk = TextBlock.from_df("text", is_lm=True, seq_len=36, min_freq=1)
     >>> blk.setup(["A first text.", "A second one."]).encode(["A text"])[0].tolist()
     [2, 8, 9, 12]
     """
+
+    kind = "text"
+    builds_loaders = True
 
     def __init__(
         self,
@@ -345,6 +372,81 @@ class TextBlock:
         blk.encoding, blk.errors, blk.path = encoding, errors, path
         return blk
 
+    # ---------------------------------------------------------------- inside a generic DataBlock
+    def build_dataloaders(
+        self,
+        dblock,
+        items,
+        train_idx: list,
+        valid_idx: list,
+        bs: int = 64,
+        shuffle: bool = True,
+        device=None,
+        val_bs: int | None = None,
+        seed: int | None = None,
+        path=".",
+        seq_len: int | None = None,
+        num_workers=None,
+        pin_memory=None,
+        drop_last=None,
+        **kwargs,
+    ) -> TextDataLoaders:
+        """``DataBlock.dataloaders`` for a DataBlock with this block as its input: the texts of the split
+        items (through the DataBlock's ``get_x``/``get_y``) go to :meth:`TextDataLoaders.from_texts`.
+
+        ``seq_len`` overrides the block's (fastai's ``dataloaders(..., seq_len=80)``); ``num_workers``,
+        ``pin_memory`` and ``drop_last`` do not apply (the text loaders batch tensors held in memory).
+        """
+        blocks = dblock.blocks
+        if type(blocks[0]) is not type(self) or dblock.n_inp != 1 or len(blocks) > 2:
+            raise DataError(
+                "Expected a DataBlock with the TextBlock first, as its one input, and at most one target "
+                f"block. Received: blocks={[type(b).__name__ for b in blocks]}, n_inp={dblock.n_inp}. Fix: "
+                "DataBlock(blocks=(TextBlock.from_df('text'), CategoryBlock), ...)."
+            )
+        if self.is_lm and len(blocks) > 1:
+            raise DataError(
+                f"Expected no target block with TextBlock(is_lm=True) (the targets are the next tokens). "
+                f"Received: {type(blocks[1]).__name__}. Fix: blocks=TextBlock.from_df('text', is_lm=True)."
+            )
+        order = [int(i) for i in train_idx] + [int(i) for i in valid_idx]
+        mask = [False] * len(train_idx) + [True] * len(valid_idx)
+        pipe = SamplePipeline(blocks, 1, dblock.get_x, dblock.get_y)
+        raw = pipe.values_for(items, order, range(len(blocks)))
+        texts = self._texts_of(raw[0])
+        if seq_len is not None:
+            self.seq_len = int(seq_len)
+        y_block = copy.deepcopy(blocks[1]) if len(blocks) > 1 else None
+        return TextDataLoaders.from_texts(
+            texts,
+            raw.get(1),
+            path=path,
+            seed=seed,
+            valid_mask=mask,
+            y_block=y_block,
+            is_lm=self.is_lm,
+            bs=bs,
+            val_bs=val_bs,
+            text_block=self,
+            device=device,
+            shuffle=shuffle,
+            **kwargs,
+        )
+
+    def _texts_of(self, values: list) -> list:
+        """What ``get_x`` gave -> the texts: strings as they are, file paths read, rows' text columns."""
+        if values and all(isinstance(v, dict) for v in values):  # rows (get_x=None over a DataFrame)
+            cols = self.text_cols
+            multi = not isinstance(cols, (str, int)) and len(list(cols)) > 1
+            mark = multi if self.mark_fields is None else self.mark_fields
+            return _join_cols(pd.DataFrame(values), cols, mark)
+        return [
+            read_text_file(v if self.path is None else Path(self.path) / v, self.encoding, self.errors)
+            if isinstance(v, Path)
+            else v
+            for v in values
+        ]
+
     # ---------------------------------------------------------------- fitting and encoding
     @property
     def vocab(self) -> list[str]:
@@ -413,6 +515,14 @@ class TextBlock:
 
 
 # ---------------------------------------------------------------------------------------------- loaders
+def _check_rank(num_replicas, rank) -> None:
+    if int(num_replicas) < 1 or not 0 <= int(rank) < int(num_replicas):
+        raise DataError(
+            f"Expected num_replicas >= 1 and 0 <= rank < num_replicas. Received: num_replicas={num_replicas}, "
+            f"rank={rank}. Fix: pass the process group's world size and this process's rank."
+        )
+
+
 class LMLoader:
     """Language-model batches: the documents joined into ``bs`` contiguous streams, ``seq_len`` windows.
 
@@ -444,24 +554,34 @@ class LMLoader:
         )
         self.n_tokens = int(sum(len(d) for d in self.docs))
         self.epoch, self._start_batch = 0, 0
+        # the stream is cut into n_rows rows and this loader yields rows [row_lo, row_hi): all of them
+        # unless sharded (shard: this rank's bs rows of bs * num_replicas; shard_eval: a share of the bs rows)
+        self.num_replicas, self.rank = 1, 0
+        self.n_rows, self.row_lo, self.row_hi = self.bs, 0, self.bs
         if self.bs < 1 or self.seq_len < 1:
             raise DataError(f"Expected bs >= 1 and seq_len >= 1. Received: bs={bs}, seq_len={seq_len}.")
+        self._check_tokens()
+
+    def _check_tokens(self) -> None:
         if self.row_len < 1:
             raise DataError(
-                f"Expected at least bs + 1 = {self.bs + 1} tokens for the language-model loader. Received: "
-                f"{self.n_tokens} tokens. Fix: use a smaller bs, or more text."
+                f"Expected at least {self.n_rows + 1} tokens for the language-model loader ({self.n_rows} "
+                f"rows; bs={self.bs}, replicas={self.num_replicas}). Received: {self.n_tokens} tokens. "
+                "Fix: use a smaller bs, or more text."
             )
 
     @property
     def row_len(self) -> int:
         """Tokens per stream (row) and epoch."""
-        return (self.n_tokens - 1) // self.bs
+        return (self.n_tokens - 1) // self.n_rows
 
     @property
     def dataset(self):
         return self.docs
 
     def __len__(self) -> int:
+        if self.row_hi <= self.row_lo:
+            return 0
         n = self.row_len / self.seq_len
         return int(n) if self.drop_last else math.ceil(n)
 
@@ -470,6 +590,47 @@ class LMLoader:
 
     def skip(self, n_batches: int) -> None:
         self._start_batch = n_batches
+
+    def shard(self, num_replicas: int, rank: int, seed: int = 0) -> LMLoader:
+        """Make this loader yield rank ``rank``'s share for distributed training (the sharding protocol of
+        :mod:`learnkit.data.loaders`).
+
+        Every rank draws the same document order (``seed + epoch``), cuts the stream into
+        ``bs * num_replicas`` rows and reads its own ``bs`` of them: ranks see disjoint tokens, every rank
+        has the same number of batches, and each row still continues from one batch to the next.
+
+        >>> dl = LMLoader([np.arange(41)], bs=2, seq_len=5).shard(2, 1)
+        >>> next(iter(dl))[0].tolist()
+        [[20, 21, 22, 23, 24], [30, 31, 32, 33, 34]]
+        """
+        _check_rank(num_replicas, rank)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.n_rows, self.row_lo, self.row_hi = (
+            self.bs * self.num_replicas,
+            self.bs * rank,
+            self.bs * (rank + 1),
+        )
+        if self.seed is None:
+            self.seed = seed
+        self._check_tokens()
+        return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> LMLoader:
+        """A copy reading rank ``rank``'s contiguous share of the ``bs`` rows (for evaluation): together the
+        ranks evaluate exactly the windows one process would, each once (a rank may get no rows).
+
+        >>> [len(LMLoader([np.arange(41)], bs=4, seq_len=5).shard_eval(3, r)) for r in range(3)]
+        [2, 2, 2]
+        """
+        _check_rank(num_replicas, rank)
+        if self.num_replicas != 1:
+            raise DataError(
+                "Expected an unsharded LMLoader for shard_eval. Received: one sharded for "
+                f"{self.num_replicas} replicas. Fix: call shard_eval on the original loader."
+            )
+        new = copy.copy(self)
+        new.row_lo, new.row_hi = self.bs * rank // num_replicas, self.bs * (rank + 1) // num_replicas
+        return new
 
     def _stream(self) -> torch.Tensor:
         if self.shuffle:
@@ -486,13 +647,14 @@ class LMLoader:
 
     def __iter__(self):
         s = self._stream()
-        n = self.row_len
-        x = s[: self.bs * n].view(self.bs, n)
-        y = s[1 : self.bs * n + 1].view(self.bs, n)
+        n, rows = self.row_len, self.n_rows
+        x = s[: rows * n].view(rows, n)[self.row_lo : self.row_hi]
+        y = s[1 : rows * n + 1].view(rows, n)[self.row_lo : self.row_hi]
         start, self._start_batch = self._start_batch, 0
+        stop = len(self) * self.seq_len if self.row_hi > self.row_lo else 0
         return (
             (x[:, i : i + self.seq_len], y[:, i : i + self.seq_len])
-            for i in range(start * self.seq_len, len(self) * self.seq_len, self.seq_len)
+            for i in range(start * self.seq_len, stop, self.seq_len)
         )
 
 
@@ -551,6 +713,7 @@ class SortedTextLoader:
         if max_len:
             self.lens = np.minimum(self.lens, max_len)
         self.epoch, self._start_batch = 0, 0
+        self.num_replicas, self.rank = 1, 0
         if self.bs < 1:
             raise DataError(f"Expected bs >= 1. Received: bs={bs}.")
 
@@ -559,7 +722,7 @@ class SortedTextLoader:
         return self.docs
 
     def __len__(self) -> int:
-        return math.ceil(len(self.docs) / self.bs)
+        return math.ceil(math.ceil(len(self.docs) / self.bs) / self.num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -567,8 +730,59 @@ class SortedTextLoader:
     def skip(self, n_batches: int) -> None:
         self._start_batch = n_batches
 
+    def shard(self, num_replicas: int, rank: int, seed: int = 0) -> SortedTextLoader:
+        """Make this loader yield rank ``rank``'s batches for distributed training (the sharding protocol of
+        :mod:`learnkit.data.loaders`).
+
+        Every rank builds the same epoch of length-sorted batches (``seed + epoch``) and takes every
+        ``num_replicas``-th of them, starting at ``rank``: disjoint documents, the same sort-by-length
+        batching as one process, and the same number of batches on every rank (the last round is filled
+        with batches from the start of the epoch, as ``DistributedSampler`` pads).
+
+        >>> dl = SortedTextLoader([np.arange(k + 1) for k in range(8)], torch.arange(8), bs=2).shard(2, 0)
+        >>> [y.tolist() for x, y in dl]
+        [[7, 6], [3, 2]]
+        """
+        _check_rank(num_replicas, rank)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        if self.seed is None:
+            self.seed = seed
+        return self
+
+    def shard_eval(self, num_replicas: int, rank: int) -> SortedTextLoader:
+        """A copy over rank ``rank``'s contiguous share of the documents in this loader's order (for
+        evaluation): concatenated in rank order, the ranks' batches give this loader's order, unpadded.
+
+        >>> dl = SortedTextLoader([np.arange(k + 1) for k in range(5)], torch.arange(5), bs=2)
+        >>> [y.tolist() for x, y in dl.shard_eval(2, 1)]
+        [[2, 1], [0]]
+        """
+        _check_rank(num_replicas, rank)
+        if self.num_replicas != 1 or self.shuffle:
+            raise DataError(
+                "Expected an unsharded, unshuffled SortedTextLoader for shard_eval. Received: "
+                f"num_replicas={self.num_replicas}, shuffle={self.shuffle}. Fix: call shard_eval on the "
+                "validation loader."
+            )
+        n = len(self.docs)
+        idx = np.argsort(-self.lens, kind="stable") if self.sort else np.arange(n)
+        part = idx[n * rank // num_replicas : n * (rank + 1) // num_replicas]
+        new = copy.copy(self)
+        new.docs, new.lens, new.sort = [self.docs[i] for i in part], self.lens[part], False
+        new.targets = None if self.targets is None else self.targets[torch.from_numpy(part)]
+        return new
+
     def batch_order(self) -> list[np.ndarray]:
-        """The index arrays of this epoch's batches."""
+        """The index arrays of this epoch's batches (this rank's, when sharded)."""
+        batches = self._all_batches()
+        if self.num_replicas == 1:
+            return batches
+        per_rank = math.ceil(len(batches) / self.num_replicas)
+        total = per_rank * self.num_replicas
+        batches = batches + batches[: total - len(batches)]  # fill the last round (as DistributedSampler)
+        return batches[self.rank :: self.num_replicas]
+
+    def _all_batches(self) -> list[np.ndarray]:
         n, bs = len(self.docs), self.bs
         if self.shuffle:
             rng = np.random.default_rng(
@@ -823,6 +1037,24 @@ def _y_block(y_block, label_delim):
     return y_block
 
 
+def _column(df, col):
+    """A column given by name, or by position when no column has that (int) name (fastai's text_col=0)."""
+    if isinstance(col, int) and col not in df.columns and 0 <= col < df.shape[1]:
+        return df.columns[col]
+    return col
+
+
+def _fastai_aliases(kwargs: dict, tok_tfm=None, vocab=None, text_vocab=None) -> dict:
+    """The factories' keyword arguments with fastai's spellings mapped to ours (``tok_tfm`` -> ``tok``,
+    ``vocab`` -> ``text_vocab``), in one place for ``from_df`` / ``from_csv`` / ``from_folder``."""
+    out = dict(kwargs)
+    if tok_tfm is not None:
+        out.setdefault("tok", tok_tfm)
+    if text_vocab is not None or vocab is not None:
+        out["text_vocab"] = text_vocab if text_vocab is not None else vocab
+    return out
+
+
 class TextDataLoaders(DataLoaders):
     """Text ``DataLoaders`` for a language model (``is_lm=True``) or a classifier; fastai's factories.
 
@@ -979,18 +1211,14 @@ class TextDataLoaders(DataLoaders):
     ) -> TextDataLoaders:
         """From a DataFrame: ``text_col`` (name, index, or a list of columns joined with ``xxfld``), ``label_col``,
         ``valid_col`` (a boolean column marking validation rows) or a random ``valid_pct`` split."""
-        from .tokenize import _join_cols
-
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"Expected a pandas DataFrame. Received: {type(df).__name__}.")
-        if isinstance(text_col, int) and text_col not in df.columns:
-            text_col = df.columns[text_col] if text_col < df.shape[1] else text_col
+        text_col = _column(df, text_col)
         multi = not isinstance(text_col, (str, int)) and len(list(text_col)) > 1
         texts = _join_cols(df, text_col, multi)
         labels = None
         if not is_lm:
-            if isinstance(label_col, int) and label_col not in df.columns:
-                label_col = df.columns[label_col] if label_col < df.shape[1] else label_col
+            label_col = _column(df, label_col)
             if label_col not in df.columns:
                 raise DataError(
                     f"Expected a label column in the DataFrame. Received: label_col={label_col!r}; columns "
@@ -998,8 +1226,7 @@ class TextDataLoaders(DataLoaders):
                 )
             labels = df[label_col].tolist()
         mask = _as_bool_col(df, valid_col) if valid_col is not None else None
-        if tok_tfm is not None:
-            kwargs.setdefault("tok", tok_tfm)
+        kwargs = _fastai_aliases(kwargs, tok_tfm=tok_tfm)
         return cls.from_texts(
             texts,
             labels,
@@ -1052,12 +1279,12 @@ class TextDataLoaders(DataLoaders):
         folder names), or a random ``valid_pct`` split of ``path/<label>/``. ``is_lm=True`` reads every text
         under ``path``. A file that is not valid ``encoding`` is an error naming it (``errors='replace'``)."""
         path = Path(path)
-        text_vocab = text_vocab if text_vocab is not None else vocab
+        kwargs = _fastai_aliases(kwargs, tok_tfm=tok_tfm, vocab=vocab, text_vocab=text_vocab)
         if is_lm or valid_pct is not None or not (path / train).is_dir():
-            files = get_text_files(path, extensions)
+            files = _text_files(path, extensions)
             roots = [path]
         else:
-            files = get_text_files(path, extensions, [train] + ([valid] if (path / valid).is_dir() else []))
+            files = _text_files(path, extensions, [train] + ([valid] if (path / valid).is_dir() else []))
             roots = [path / train, path / valid]
         if not files:
             raise DataError(f"Expected {'/'.join(extensions)} files under {str(path)!r}. Received: none.")
@@ -1066,8 +1293,6 @@ class TextDataLoaders(DataLoaders):
         mask = None
         if valid_pct is None and not is_lm and roots[0] != path:
             mask = [roots[1] in f.parents for f in files]
-        if tok_tfm is not None:
-            kwargs.setdefault("tok", tok_tfm)
         if valid_pct is None:
             valid_pct = 0.1 if is_lm else (0.0 if mask is not None else 0.2)
         return cls.from_texts(
@@ -1077,7 +1302,6 @@ class TextDataLoaders(DataLoaders):
             valid_pct=valid_pct if mask is None else 0.0,
             seed=seed,
             valid_mask=mask,
-            text_vocab=text_vocab,
             is_lm=is_lm,
             seq_len=seq_len,
             bs=bs,

@@ -356,9 +356,14 @@ class LMLearner(TextLearner):
         return block.tokenizer.sep.join(decoder(toks))
 
 
+#: the one-cycle momentum cycle of the text learners (fastai's TextLearner; the core's default is 0.95-0.85)
+TEXT_MOMS = (0.8, 0.7, 0.8)
+
+
 def _learner_kwargs(kwargs: dict, extra_cbs: list) -> dict:
     kw = dict(kwargs)
     kw["cbs"] = listify(kw.get("cbs")) + extra_cbs
+    kw.setdefault("moms", TEXT_MOMS)
     return kw
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "AWD_LSTM",
     "awd_lstm_lm_config",
     "awd_lstm_clas_config",
+    "dropout_mask",
     "RNNDropout",
     "EmbeddingDropout",
     "WeightDropout",
@@ -80,6 +81,17 @@ awd_lstm_clas_config = dict(
 _DROPS = ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")
 
 
+def dropout_mask(x: torch.Tensor, size, p: float) -> torch.Tensor:
+    """A dropout mask like ``x`` (dtype, device) of shape ``size``: zeros with probability ``p``, the rest
+    ``1 / (1 - p)`` (fastai's name). Both dropouts below draw theirs here and differ only in its shape.
+
+    >>> m = dropout_mask(torch.ones(1), (1000,), 0.5)
+    >>> sorted(set(m.tolist()))
+    [0.0, 2.0]
+    """
+    return x.new_empty(size).bernoulli_(1 - p).div_(1 - p)
+
+
 class RNNDropout(nn.Module):
     """Variational dropout on ``(B, T, C)``: one mask per sequence and channel, shared over time.
 
@@ -95,8 +107,7 @@ class RNNDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - self.p).div_(1 - self.p)
-        return x * mask
+        return x * dropout_mask(x, (x.size(0), 1, x.size(2)), self.p)
 
 
 class EmbeddingDropout(nn.Module):
@@ -117,8 +128,7 @@ class EmbeddingDropout(nn.Module):
     def forward(self, words: torch.Tensor, emb: nn.Embedding) -> torch.Tensor:
         w = emb.weight
         if self.training and self.embed_p:
-            mask = w.new_empty(w.size(0), 1).bernoulli_(1 - self.embed_p).div_(1 - self.embed_p)
-            w = w * mask
+            w = w * dropout_mask(w, (w.size(0), 1), self.embed_p)
         return F.embedding(
             words, w, emb.padding_idx, emb.max_norm, emb.norm_type, emb.scale_grad_by_freq, emb.sparse
         )

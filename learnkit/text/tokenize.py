@@ -7,9 +7,9 @@ A text goes through the *rules* (plain ``str -> str`` functions, run in order), 
 rule                   what it does
 =====================  ==============================================================================
 ``fix_html``           HTML entities and leftovers (``&amp;``, ``<br />``, ``\\n`` written out) to text
-``replace_rep``        a character repeated 4+ times -> ``xxrep <n> <char>`` (``cccc`` -> ``xxrep 4 c``)
-``replace_wrep``       a word repeated 4+ times -> ``xxwrep <n> <word>``
-``spec_add_spaces``    spaces around ``/``, ``#`` and ``@`` so they become tokens of their own
+``replace_rep``        a character repeated 3+ times -> ``xxrep <n> <char>`` (``cccc`` -> ``xxrep 4 c``)
+``replace_wrep``       a word repeated 3+ times -> ``xxwrep <n> <word>`` (``a a a`` -> ``xxwrep 3 a``)
+``spec_add_spaces``    spaces around ``/``, ``#`` and ``\\`` so they become tokens of their own
 ``rm_useless_spaces``  runs of spaces -> one space
 ``replace_all_caps``   an all-caps word -> ``xxup <word lowercased>``
 ``replace_maj``        a capitalised word -> ``xxmaj <word lowercased>``
@@ -50,6 +50,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import __version__
+from ..data.getters import get_files
 from ..data.loaders import default_num_workers
 from ..exceptions import DataError
 from ..utils import atomic_write_bytes
@@ -109,31 +110,38 @@ def fix_html(t: str) -> str:
     return t.replace("nbsp;", " ").replace("\xa0", " ")
 
 
-_RE_REP = re.compile(r"(\S)(\1{3,})")
+_RE_REP = re.compile(r"(\S)\1\1+")  # \1\1+ rather than \1{2,}: the same matches, found faster
+
+
+def _rep_sub(m: re.Match) -> str:
+    return f" {TK_REP} {len(m.group(0))} {m.group(1)} "
 
 
 def replace_rep(t: str) -> str:
-    """A non-space character repeated 4 or more times -> `` xxrep <n> <char> ``.
+    """A non-space character repeated 3 or more times -> `` xxrep <n> <char> `` (fastai v2's rule).
 
-    >>> replace_rep("cooool!!!!")
-    'c xxrep 4 o l xxrep 4 ! '
+    >>> replace_rep("cooool!!!")
+    'c xxrep 4 o l xxrep 3 ! '
     """
-    return _RE_REP.sub(lambda m: f" {TK_REP} {len(m.group(0))} {m.group(1)} ", t)
+    return _RE_REP.sub(_rep_sub, t)
 
 
-_RE_WREP = re.compile(r"(?<!\w)(\w+)(?:\s+\1(?!\w)){3,}")
+# \b before a word char is "not after a word char"; the word is possessive (a shorter prefix can never be
+# followed by whitespace), so a word that is not repeated fails after one look
+_RE_WREP = re.compile(r"\b(\w++)\s+\1(?!\w)(?:\s+\1(?!\w))+")  # one repeat, then one or more
+
+
+def _wrep_sub(m: re.Match) -> str:
+    return f" {TK_WREP} {len(m.group(0).split())} {m.group(1)} "
 
 
 def replace_wrep(t: str) -> str:
-    """A word repeated 4 or more times in a row -> `` xxwrep <n> <word> ``.
+    """A word repeated 3 or more times in a row -> `` xxwrep <n> <word> `` (fastai v2's rule).
 
-    >>> replace_wrep("this is so so so so good")
-    'this is  xxwrep 4 so  good'
+    >>> replace_wrep("this is so so so good")
+    'this is  xxwrep 3 so  good'
     """
-    return _RE_WREP.sub(lambda m: f" {TK_WREP} {len(m.group(0).split())} {m.group(1)} ", t)
-
-
-_RE_SPEC = re.compile(r"([/#\\])")
+    return _RE_WREP.sub(_wrep_sub, t)
 
 
 def spec_add_spaces(t: str) -> str:
@@ -142,7 +150,8 @@ def spec_add_spaces(t: str) -> str:
     >>> spec_add_spaces("#fun/times")
     ' # fun / times'
     """
-    return _RE_SPEC.sub(r" \1 ", t)
+    # three C-speed replacements (no regex pass): the characters are distinct, so the order does not matter
+    return t.replace("/", " / ").replace("#", " # ").replace("\\", " \\ ")
 
 
 _RE_SPACES = re.compile(" {2,}")
@@ -154,10 +163,18 @@ def rm_useless_spaces(t: str) -> str:
     >>> rm_useless_spaces("a   b  c")
     'a b c'
     """
-    return _RE_SPACES.sub(" ", t)
+    return _RE_SPACES.sub(" ", t) if "  " in t else t
 
 
-_RE_ALLCAPS = re.compile(r"(?<![\w'])([^\W\d_a-z]{2,})(?![\w'])")
+# The capitalisation rules look for a letter that is not lowercase ASCII ([^\W\d_a-z]) and only then
+# check that it starts a word (the lookbehind comes second: the regex engine skips ahead over every other
+# character at C speed instead of trying the lookbehind at each position).
+_RE_ALLCAPS = re.compile(r"[^\W\d_a-z](?<![\w'].)[^\W\d_a-z]+(?![\w'])")
+
+
+def _caps_sub(m: re.Match) -> str:
+    w = m.group(0)
+    return f"{TK_UP} {w.lower()}" if w.isupper() else w
 
 
 def replace_all_caps(t: str) -> str:
@@ -166,12 +183,17 @@ def replace_all_caps(t: str) -> str:
     >>> replace_all_caps("I LOVE it")
     'I xxup love it'
     """
-    return _RE_ALLCAPS.sub(
-        lambda m: f"{TK_UP} {m.group(1).lower()}" if m.group(1).isupper() else m.group(0), t
-    )
+    return _RE_ALLCAPS.sub(_caps_sub, t)
 
 
-_RE_MAJ = re.compile(r"(?<![\w'])([^\W\d_a-z])([^\W\d_]*)")  # not lowercase ASCII first: fewer calls
+_RE_MAJ = re.compile(r"([^\W\d_a-z])(?<![\w'].)([^\W\d_]*)")
+
+
+def _maj_sub(m: re.Match) -> str:
+    a, b = m.group(1), m.group(2)
+    if a.isupper() and (not b or b.islower()):
+        return f"{TK_MAJ} {a.lower()}{b}"
+    return m.group(0)
 
 
 def replace_maj(t: str) -> str:
@@ -180,14 +202,24 @@ def replace_maj(t: str) -> str:
     >>> replace_maj("The Cat sat")
     'xxmaj the xxmaj cat sat'
     """
+    return _RE_MAJ.sub(_maj_sub, t)
 
-    def _sub(m):
-        a, b = m.group(1), m.group(2)
-        if a.isupper() and (not b or b.islower()):
-            return f"{TK_MAJ} {a.lower()}{b}"
-        return m.group(0)
 
-    return _RE_MAJ.sub(_sub, t)
+def _caps_maj_sub(m: re.Match) -> str:
+    a, b = m.group(1), m.group(2)
+    w = m.group(0)
+    end, s = m.end(), m.string
+    if len(w) > 1 and w.isupper() and (end == len(s) or not (s[end].isalnum() or s[end] in "_'")):
+        # what replace_all_caps writes; replace_maj then runs over it as it would in sequence
+        return replace_maj(f"{TK_UP} {w.lower()}")
+    if a.isupper() and (not b or b.islower()):
+        return f"{TK_MAJ} {a.lower()}{b}"
+    return w
+
+
+def _caps_then_maj(t: str) -> str:
+    """``replace_maj(replace_all_caps(t))`` in one pass (both rules start at the same words)."""
+    return _RE_MAJ.sub(_caps_maj_sub, t)
 
 
 def lowercase(t: str, add_bos: bool = True, add_eos: bool = False) -> str:
@@ -264,21 +296,28 @@ def _rule_from_name(name: str):
 
 
 # ------------------------------------------------------------------------------------------- tokenizers
+# The first two branches are fast paths that give exactly what the full list below them would: a special
+# token or a run of letters/digits followed by a character none of the later branches can continue with (a plain word), and a
+# punctuation character no later branch can start with. Only the case-insensitive parts are marked (?i:...)
+# (case folding on every character class slows the whole pattern down); quantifiers are possessive where
+# giving characters back could never produce a match.
 _WORD_RE = re.compile(
     r"""
-    (?:https?://|www\.)[^\s<>"']+[^\s<>"'.,;:!?)\]]      # URLs
-  | [\w.+-]+@[\w-]+(?:\.[\w-]+)+                           # e-mail addresses
+    (?:(?i:xx[a-z]++)|(?!(?i:xx))[^\W_]++)(?![\w.+@'\-:,])   # fast path: a plain word or special token
+  | [^\w\s.+\-@#']                                          # fast path: punctuation, emoji, symbols
+  | (?i:https?://|www\.)[^\s<>"']+[^\s<>"'.,;:!?)\]]       # URLs
+  | [\w.+-]++@[\w-]++(?:\.[\w-]++)+                         # e-mail addresses
   | [@#][^\W_][\w]*                                        # mentions and hashtags
-  | \d+(?:[.,]\d+)+                                        # 1,000.5 and 3.14
-  | [^\W\d_]+(?=n't\b)                                     # do|n't
-  | n't\b                                                  # n't
-  | '(?:s|re|ve|ll|d|m)\b                                  # 's 're 've 'll 'd 'm
-  | xx[a-z]+                                               # special tokens
+  | \d++(?:[.,]\d++)+                                       # 1,000.5 and 3.14
+  | (?=[^\W\d_]++(?i:'t)\b)[^\W\d_]+(?=(?i:n't)\b)          # do|n't (the lookahead skips other words fast)
+  | (?i:n't)\b                                             # n't
+  | '(?i:s|re|ve|ll|d|m)\b                                 # 's 're 've 'll 'd 'm
+  | (?i:xx[a-z]+)                                          # special tokens
   | [^\W_]+                                                # words and numbers, any script
   | _+                                                     # underscores
-  | \S                                                     # anything else: punctuation, emoji, symbols
+  | \S                                                     # anything else
     """,
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE,
 )
 
 
@@ -416,6 +455,21 @@ def _tok_from_spec(spec: dict):
     )
 
 
+#: adjacent rules run as one pass with the same result (``Tokenizer`` keeps the rules themselves for its spec)
+_FUSED = {(replace_all_caps, replace_maj): _caps_then_maj}
+
+
+def _fuse(rules: list[Callable]) -> list[Callable]:
+    out: list[Callable] = []
+    for r in rules:
+        fused = _FUSED.get((out[-1], r)) if out else None
+        if fused is not None:
+            out[-1] = fused
+        else:
+            out.append(r)
+    return out
+
+
 class Tokenizer:
     """Rules then a tokenizer: ``Tokenizer()(text) -> list of tokens`` (``Tokenizer(tok, rules)``).
 
@@ -432,9 +486,12 @@ class Tokenizer:
         self.tok = WordTokenizer() if tok is None else tok
         self.rules = list(defaults.text_proc_rules if rules is None else rules)
         self.sep = sep
+        self._fused_from, self._steps = list(self.rules), _fuse(self.rules)
 
     def __call__(self, text: str) -> list[str]:
-        for r in self.rules:
+        if self.rules != self._fused_from:  # the rules list was edited after construction
+            self._fused_from, self._steps = list(self.rules), _fuse(self.rules)
+        for r in self._steps:
             text = r(text)
         return self.tok(text)
 
@@ -487,9 +544,14 @@ def _run(tok: Tokenizer, texts: list[str], n_workers: int) -> list[list[str]]:
     return out
 
 
+#: bumped whenever a built-in rule or the word tokenizer changes its output (old caches are then not reused)
+TOKENIZER_REVISION = 2
+
+
 def _cache_key(tok: Tokenizer, texts: list[str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"v": __version__, "tok": _spec_for_key(tok)}, sort_keys=True).encode())
+    key = {"v": __version__, "rev": TOKENIZER_REVISION, "tok": _spec_for_key(tok)}
+    h.update(json.dumps(key, sort_keys=True).encode())
     for t in texts:
         b = t.encode("utf-8", "surrogatepass")
         h.update(len(b).to_bytes(8, "little"))
@@ -685,7 +747,7 @@ def tokenize_folder(
     >>> out = tokenize_folder("imdb/train")  # doctest: +SKIP
     """
     path = Path(path)
-    files = get_text_files(path, extensions, folders)
+    files = _text_files(path, extensions, folders)
     out = Path(output_dir) if output_dir is not None else path.parent / f"{path.name}_tok"
     texts = [read_text_file(f, encoding, errors) for f in files]
     toks = tokenize_texts(texts, n_workers=n_workers, rules=rules, tok=tok, cache_dir=out / ".cache")
@@ -699,24 +761,7 @@ def tokenize_folder(
     return out
 
 
-def get_text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
-    """Text files under ``path`` (sorted), optionally only inside the sub-folders ``folders``.
-
-    Example: ``get_text_files(path, folders=['train', 'test'])`` -> sorted ``.txt`` paths.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(
-            f"Expected a folder of text files. Received: path={str(path)!r}, which is not a folder."
-        )
-    exts = {e.lower() for e in extensions}
-    roots = [path / f for f in folders] if folders else [path]
-    files = sorted(
-        f
-        for r in roots
-        for f in r.rglob("*")
-        if f.is_file()
-        and f.suffix.lower() in exts
-        and not any(p.startswith(".") for p in f.relative_to(path).parts)
-    )
-    return files
+def _text_files(path, extensions=(".txt",), folders=None) -> list[Path]:
+    """The text files under ``path`` (optionally only inside the sub-folders ``folders``): the core's
+    :func:`~learnkit.data.getters.get_files` (hidden files skipped, a deterministic order), empty allowed."""
+    return list(get_files(path, extensions=list(extensions), folders=folders, allow_empty=True))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from learnkit.data import CategoryBlock
 from learnkit.exceptions import DataError
 from learnkit.text import (
     LMLoader,
@@ -209,3 +210,149 @@ def test_numericalized_tokenizer_protocol_pads_with_its_pad_id(corpus_df):
     (xt,) = next(iter(again.test_dl(["abc"])))
     assert xt.tolist() == [[2, 3, 4]]
     assert dls.recipe.decode_batch((xt,))[0][0] == "abc"
+
+
+# ------------------------------------------------------------------------------------------ DDP sharding
+def _shards(dl, world, seed=0):
+    import copy
+
+    return [copy.copy(dl).shard(world, r, seed) for r in range(world)]  # what DistributedTrainer does
+
+
+def test_lm_loader_shard_disjoint_covering_equal_length_and_shard_eval_exact():
+    from learnkit.data.loaders import EvalShardable, Shardable
+
+    docs = [np.arange(i * 1000, i * 1000 + 50 + 7 * i) for i in range(20)]  # every token id unique
+    dl = LMLoader(docs, bs=3, seq_len=8, shuffle=True)
+    assert isinstance(dl, Shardable) and isinstance(dl, EvalShardable)
+    n_tok = sum(len(d) for d in docs)
+    for epoch in (0, 1):
+        ranks = _shards(dl, 2)
+        for r in ranks:
+            r.set_epoch(epoch)
+        lens = [len(r) for r in ranks]
+        batches = [list(r) for r in ranks]
+        assert len(set(lens)) == 1 and [len(b) for b in batches] == lens  # same number of steps
+        seen = [set(torch.cat([x.flatten() for x, _ in b]).tolist()) for b in batches]
+        assert not seen[0] & seen[1]  # disjoint
+        assert len(seen[0] | seen[1]) > n_tok - 2 * 3 - 1  # covering (all but < bs * world + 1 tokens)
+        for b in batches:  # each rank's rows are still contiguous and shifted by one
+            xs, ys = torch.cat([x for x, _ in b], 1), torch.cat([y for _, y in b], 1)
+            assert b[0][0].shape[0] == 3 and (xs[:, 1:] == ys[:, :-1]).all()
+    # validation: the ranks' rows together are exactly one process's batches
+    vdl = LMLoader(docs, bs=5, seq_len=8)
+    parts = [list(vdl.shard_eval(3, r)) for r in range(3)]
+    for k, (x, y) in enumerate(vdl):
+        assert torch.equal(torch.cat([p[k][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[k][1] for p in parts]), y)
+    with pytest.raises(DataError, match="rank < num_replicas"):
+        dl.shard(2, 2)
+
+
+def test_classifier_loader_shard_disjoint_sorted_equal_length_and_shard_eval_order():
+    rng = np.random.default_rng(0)
+    n = 203
+    docs = [np.full(int(k), 5) for k in rng.integers(1, 300, n)]
+    ids = torch.arange(n)  # the targets are the document indices, so a batch says which documents it holds
+    dl = SortedTextLoader(docs, ids, bs=8, pad_id=1, shuffle=True, seed=3)
+    ranks = _shards(dl, 3)
+    got = [[y.tolist() for _, y in r] for r in ranks]
+    assert len({len(r) for r in ranks}) == 1 and [len(g) for g in got] == [len(r) for r in ranks]
+    flat = [i for g in got for b in g for i in b]
+    assert set(flat) == set(range(n))  # covering
+    n_batches = -(-n // 8)
+    fill = 3 * len(ranks[0]) - n_batches  # batches repeated to give every rank as many
+    assert len(flat) - n == sum(len(b) for b in dl.batch_order()[:fill])
+    # apart from the batches that fill the last round, no document is on two ranks
+    firsts = [set(i for b in g[: len(g) - (1 if r >= 3 - fill else 0)] for i in b) for r, g in enumerate(got)]
+    assert not (firsts[0] & firsts[1]) and not (firsts[0] & firsts[2]) and not (firsts[1] & firsts[2])
+    # sorting by length still pays: each rank's padding is far below random batching's
+    lens = np.array([len(d) for d in docs])
+    pad = sum(int((lens[b].max() - lens[b]).sum()) for g in got for b in map(np.array, g))
+    rand = sum(int((lens[b].max() - lens[b]).sum()) for b in np.array_split(rng.permutation(n), n_batches))
+    assert pad < rand / 2
+    # validation: contiguous shares in the loader's order (longest first), unpadded
+    vdl = SortedTextLoader(docs, ids, bs=16, pad_id=1)
+    whole = [i for _, y in vdl for i in y.tolist()]
+    parts = [[i for _, y in vdl.shard_eval(3, r) for i in y.tolist()] for r in range(3)]
+    assert sum(parts, []) == whole and sorted(whole) == list(range(n))
+
+
+def test_text_dataloaders_shard_through_the_distributed_trainers_protocol(corpus_df):
+    # the functions DistributedTrainer calls on each rank, on real TextDataLoaders (LM and classifier)
+    from learnkit.distributed import _inner, _shard_train_inner, _shard_valid_inner
+
+    lm = TextDataLoaders.from_df(corpus_df, text_col="text", is_lm=True, bs=8, seq_len=20, seed=0)
+    clas = TextDataLoaders.from_df(corpus_df, text_col="text", label_col="label", valid_col="is_valid", bs=8)
+    for dls in (lm, clas):
+        train, valid = _inner(dls.train), _inner(dls.valid)
+        shards = [_shard_train_inner(train, 2, r, seed=5) for r in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) >= len(train) // 2
+        assert len(list(shards[0])) == len(shards[0])
+        parts = [list(_shard_valid_inner(valid, 2, r)) for r in (0, 1)]
+        assert sum(len(b[0]) for p in parts for b in p) > 0
+        assert train.num_replicas == 1  # the loaders themselves are untouched (sharded copies)
+
+
+# ------------------------------------------------------------------------------------------ generic DataBlock
+def _batches(dl):
+    return [tuple(t.clone() for t in b) for b in dl]
+
+
+def test_text_block_in_a_generic_datablock_lm_and_classifier_match_the_factories(corpus_df):
+    from learnkit.data import ColReader, ColSplitter, DataBlock
+    from learnkit.text import TextClassifierRecipe, TextLMRecipe
+
+    lm_block = DataBlock(
+        blocks=TextBlock.from_df("text", is_lm=True),
+        get_x=ColReader("text"),
+        splitter=ColSplitter("is_valid"),
+    )
+    dls_lm = lm_block.dataloaders(corpus_df, bs=8, seq_len=20, seed=0)
+    assert isinstance(dls_lm.recipe, TextLMRecipe) and dls_lm.recipe.loss_func is not None
+    x, y = dls_lm.one_batch()
+    assert x.shape == (8, 20) and torch.equal(x[:, 1:], y[:, :-1])
+    ref_lm = TextDataLoaders.from_df(
+        corpus_df, text_col="text", is_lm=True, valid_col="is_valid", bs=8, seq_len=20, seed=0
+    )
+    assert dls_lm.vocab == ref_lm.vocab
+    assert all(map(torch.equal, *zip(*[(a[0], b[0]) for a, b in zip(dls_lm.valid, ref_lm.valid)])))
+
+    clas_block = DataBlock(
+        blocks=(TextBlock.from_df("text", vocab=dls_lm.vocab), CategoryBlock),
+        get_x=ColReader("text"),
+        get_y=ColReader("label"),
+        splitter=ColSplitter("is_valid"),
+    )
+    dls = clas_block.dataloaders(corpus_df, bs=16, seed=0)
+    assert isinstance(dls.recipe, TextClassifierRecipe)
+    assert dls.vocab[0] == dls_lm.vocab and dls.vocab[1] == ["pandas", "torch"]
+    ref = TextDataLoaders.from_df(
+        corpus_df, text_col="text", label_col="label", valid_col="is_valid", text_vocab=dls_lm.vocab, bs=16
+    )
+    got, want = _batches(dls.valid), _batches(ref.valid)  # same length-sorted, padded batches and labels
+    assert len(got) == len(want) and all(torch.equal(a, b) for g, w in zip(got, want) for a, b in zip(g, w))
+    assert clas_block.blocks[0].vocab == dls_lm.vocab  # the DataBlock's own block stays as it was given
+
+
+def test_text_block_from_folder_in_a_datablock_and_misuse_is_explained(tmp_path, corpus_df):
+    from learnkit.data import DataBlock, GrandparentSplitter, get_text_files, parent_label
+
+    for i, (t, lab, v) in enumerate(corpus_df[["text", "label", "is_valid"]].itertuples(index=False)):
+        f = tmp_path / ("valid" if v else "train") / lab / f"{i}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(t, encoding="utf-8")
+    block = DataBlock(
+        blocks=(TextBlock.from_folder(tmp_path), CategoryBlock),
+        get_items=get_text_files,
+        get_y=parent_label,
+        splitter=GrandparentSplitter(),
+    )
+    dls = block.dataloaders(tmp_path, bs=16)
+    assert dls.vocab[1] == ["pandas", "torch"] and len(dls.valid_ds) == int(corpus_df.is_valid.sum())
+    x, y = dls.one_batch()
+    assert x.shape[0] == 16 and set(y.tolist()) <= {0, 1}
+    with pytest.raises(DataError, match="batches its data itself"):
+        block.summary(tmp_path)
+    with pytest.raises(DataError, match="no target block"):
+        DataBlock(blocks=(TextBlock.from_df("text", is_lm=True), CategoryBlock)).dataloaders(corpus_df)

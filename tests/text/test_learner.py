@@ -271,3 +271,14 @@ def test_cli_trains_and_exports(tmp_path, corpus_df):
     assert rc == 0
     label, _, probs = load_learner(out).predict("Returns a tensor filled with zeros.")
     assert label in ("pandas", "torch") and abs(float(probs.sum()) - 1) < 1e-5
+
+
+def test_text_learners_use_fastais_momentum_cycle(ulmfit):
+    # fastai's TextLearner cycles momentum 0.8 -> 0.7 -> 0.8 (the core's default is 0.95 -> 0.85 -> 0.95)
+    lm, learn = ulmfit["lm"], ulmfit["learn"]
+    assert lm.moms == learn.moms == (0.8, 0.7, 0.8)
+    assert learn.opt.param_groups[-1]["betas"][0] == pytest.approx(0.8, abs=1e-3)  # where the cycle ends
+    other = language_model_learner(
+        ulmfit["dls_lm"], AWD_LSTM, config=CFG, pretrained=False, moms=(0.9, 0.8, 0.9)
+    )
+    assert other.moms == (0.9, 0.8, 0.9)

@@ -42,14 +42,20 @@ def test_fix_html_entities_and_breaks():
 
 
 def test_replace_rep_counts_characters():
+    # fastai v2: three or more of the same character
+    assert replace_rep("cccc") == " xxrep 4 c "
     assert replace_rep("I loooove it!!!!!") == "I l xxrep 4 o ve it xxrep 5 ! "
-    assert replace_rep("good!!!") == "good!!!"  # fewer than 4: unchanged
+    assert replace_rep("good!!!") == "good xxrep 3 ! "
+    assert replace_rep("good!! too") == "good!! too"  # two: unchanged
 
 
 def test_replace_wrep_counts_words():
+    # fastai v2: a word three or more times in a row
+    assert replace_wrep("word word word").split() == ["xxwrep", "3", "word"]
     out = replace_wrep("this is very very very very good")
     assert out.split() == ["this", "is", "xxwrep", "4", "very", "good"]
-    assert replace_wrep("very very very good") == "very very very good"
+    assert replace_wrep("very very good") == "very very good"  # twice: unchanged
+    assert replace_wrep("so so sorry") == "so so sorry"  # a longer word is not a repeat
 
 
 def test_spec_add_spaces_and_rm_useless_spaces():
@@ -121,6 +127,87 @@ def test_word_tokenizer_never_loses_a_non_space_character(text):
 def test_full_tokenizer_never_crashes(text):
     toks = Tokenizer()(text)
     assert toks[0] == "xxbos" and all(isinstance(t, str) and t for t in toks)
+
+
+# The straightforward tokenizer regex (no fast paths, case-insensitive throughout): the oracle that
+# WordTokenizer's faster pattern must agree with token for token.
+_REFERENCE_WORD_RE = re.compile(
+    r"""
+    (?:https?://|www\.)[^\s<>"']+[^\s<>"'.,;:!?)\]]
+  | [\w.+-]+@[\w-]+(?:\.[\w-]+)+
+  | [@#][^\W_][\w]*
+  | \d+(?:[.,]\d+)+
+  | [^\W\d_]+(?=n't\b)
+  | n't\b
+  | '(?:s|re|ve|ll|d|m)\b
+  | xx[a-z]+
+  | [^\W_]+
+  | _+
+  | \S
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+# text made of the pieces the rules and the tokenizer react to, so the examples hit their edges
+_tricky = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "B",
+            "Ab",
+            "CD",
+            "É",
+            "é",
+            "東",
+            "Σ",
+            "İ",
+            "ϒ",
+            "xx",
+            "XX",
+            "n't",
+            "'s",
+            "'",
+            "1",
+            "3.14",
+            "1,0",
+            " ",
+            "  ",
+            "\n",
+            "!",
+            ".",
+            ",",
+            "-",
+            "_",
+            "/",
+            "#",
+            "@",
+            "\\",
+            ":",
+            "http://a.b",
+            "www.",
+            "&amp;",
+            "<br />",
+            "so so so",
+            "aaa",
+            "@b",
+            "#c",
+            "x@y.z",
+        ]  # fmt: skip
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_tricky, st.text(max_size=120)))
+def test_fast_pipeline_equals_rules_one_by_one_and_reference_regex(text):
+    # Tokenizer fuses replace_all_caps+replace_maj and WordTokenizer uses fast paths: same tokens as
+    # running each rule in order and then the plain reference regex
+    slow = text
+    for rule in defaults.text_proc_rules:
+        slow = rule(slow)
+    assert Tokenizer()(text) == _REFERENCE_WORD_RE.findall(slow)
+    assert WordTokenizer()(text) == _REFERENCE_WORD_RE.findall(text)
 
 
 # ------------------------------------------------------------------------------------------ many texts

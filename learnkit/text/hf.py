@@ -5,7 +5,7 @@
 >>> dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", tokenizer=tok)  # doctest: +SKIP
 >>> learn = hf_learner(dls, "microsoft/deberta-v3-small", metrics=accuracy)           # doctest: +SKIP
 >>> learn.fine_tune(2, 2e-5)                                                           # doctest: +SKIP
->>> learn.export("reviews.lk"); save_pretrained(learn, "reviews-hf")                   # doctest: +SKIP
+>>> learn.export("reviews.lk"); learn.save_pretrained("reviews-hf")                    # doctest: +SKIP
 
 - :class:`HFTokenizer` wraps ``AutoTokenizer`` in the numericalized-tokenizer protocol of
   :mod:`learnkit.text.data`: fast batched encoding, ids cached per text, ``pad_id`` for the classifier
@@ -18,7 +18,8 @@
   so ``freeze``, ``fine_tune`` and ``lr=slice(...)`` work as for every other pretrained model.
 - ``learn.export`` stores the model as the registered factory ``'hf_sequence_classifier'`` with the model's
   config as plain data plus the weights (pickle-free; ``trust_remote_code`` is never set), and
-  :func:`save_pretrained` writes an HF-format folder (safetensors) for the HF ecosystem.
+  ``learn.save_pretrained(dir)`` (:class:`HFLearner`, what :func:`hf_learner` returns; also the function
+  :func:`save_pretrained`) writes an HF-format folder (safetensors) for the HF ecosystem.
 
 Where models come from: a local folder written by ``save_pretrained``, or a hub name looked up in the HF
 cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``); with ``HF_HUB_OFFLINE=1``
@@ -48,12 +49,15 @@ from torch import nn
 from ..data.recipe import DataRecipe
 from ..distributed import rank_distrib
 from ..exceptions import DataError, ModelError
+from ..export import register_learner
 from ..factory import finish_learner, n_out_from_data
+from ..learner import Learner
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
 from ..models.registry import register_model
 from .data import register_tokenizer
 
 __all__ = [
+    "HFLearner",
     "HFTokenizer",
     "HFSequenceClassifier",
     "hf_learner",
@@ -530,6 +534,30 @@ def _data_tokenizer(dls):
     return tok if getattr(tok, "numericalized", False) else None
 
 
+class HFLearner(Learner):
+    """The :class:`~learnkit.Learner` that :func:`hf_learner` returns: a Learner in every way, plus
+    :meth:`save_pretrained` to hand the fine-tuned transformer to the Hugging Face ecosystem.
+
+    ``load_learner`` on an export of it gives an ``HFLearner`` back.
+
+    >>> learn = hf_learner(dls, "bert-base-uncased", metrics=accuracy)  # doctest: +SKIP
+    >>> learn.fine_tune(2, 2e-5); learn.save_pretrained("reviews-hf")  # doctest: +SKIP
+    """
+
+    def save_pretrained(self, path, tokenizer: HFTokenizer | None = None) -> Path:
+        """Write the model as an HF-format folder (``config.json`` with the data's labels,
+        ``model.safetensors``, and the data's tokenizer files) that
+        ``AutoModelForSequenceClassification.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``
+        load. Relative paths go under ``learn.path``; under DDP only rank 0 writes. Returns the folder.
+
+        >>> learn.save_pretrained("reviews-hf")  # doctest: +SKIP
+        """
+        return save_pretrained(self, path, tokenizer=tokenizer)
+
+
+# load_learner gives back an HFLearner (so save_pretrained works on a loaded export too)
+register_learner("text.hf", "learnkit.text.hf:HFLearner")
+
 _TASK_LOSS = {
     "single_label_classification": CrossEntropyLossFlat,
     "multi_label_classification": BCEWithLogitsLossFlat,
@@ -569,8 +597,8 @@ def hf_learner(
         pad_id: the id the batches are padded with (default: the data's tokenizer's, else the model config's).
         loss_func, splitter, **learner_kwargs: passed to the Learner (default loss: the target block's).
 
-    ``num_labels``, ``id2label`` and ``label2id`` come from the data, so ``save_pretrained`` writes a model
-    whose labels read as the data's classes.
+    Returns an :class:`HFLearner`. ``num_labels``, ``id2label`` and ``label2id`` come from the data, so
+    ``learn.save_pretrained(dir)`` writes a model whose labels read as the data's classes.
 
     >>> learn = hf_learner(dls, "bert-base-uncased", metrics=accuracy)  # doctest: +SKIP
     >>> learn.fine_tune(2, 2e-5)                                          # doctest: +SKIP
@@ -620,6 +648,7 @@ def hf_learner(
         default_splitter=partial(hf_splitter, n_layer_groups=n_layer_groups),
         freeze=pretrained if freeze is None else freeze,
         splitter=splitter,
+        learner_cls=HFLearner,
         loss_func=loss_func,
         metrics=metrics,
         **learner_kwargs,
@@ -630,7 +659,8 @@ def save_pretrained(learn, path, tokenizer: HFTokenizer | None = None) -> Path:
     """Write ``learn``'s transformer as an HF-format folder (``config.json`` with the data's labels,
     ``model.safetensors``, and the data's HF tokenizer files), for ``from_pretrained`` in the HF ecosystem.
 
-    Relative paths go under ``learn.path``; under DDP only rank 0 writes. Returns the folder.
+    Relative paths go under ``learn.path``; under DDP only rank 0 writes. Returns the folder. Same as the
+    method ``learn.save_pretrained(path)`` of the :class:`HFLearner` that :func:`hf_learner` returns.
 
     >>> save_pretrained(learn, "reviews-hf")                                        # doctest: +SKIP
     >>> AutoModelForSequenceClassification.from_pretrained(learn.path / "reviews-hf")  # doctest: +SKIP

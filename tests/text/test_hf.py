@@ -32,7 +32,14 @@ from learnkit import (
     set_seed,
 )
 from learnkit.text.data import TextDataLoaders
-from learnkit.text.hf import HFSequenceClassifier, HFTokenizer, hf_learner, hf_splitter, save_pretrained
+from learnkit.text.hf import (
+    HFLearner,
+    HFSequenceClassifier,
+    HFTokenizer,
+    hf_learner,
+    hf_splitter,
+    save_pretrained,
+)
 from learnkit.utils import safe_load
 
 HERE = Path(__file__).parent
@@ -160,9 +167,8 @@ def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
     assert "trust_remote_code" not in str(st["model"]["kwargs"])
 
     learn2 = load_learner(path)
-    assert isinstance(learn2.model, HFSequenceClassifier) and isinstance(
-        learn2.dls.recipe.block.tokenizer, HFTokenizer
-    )
+    assert isinstance(learn2, HFLearner) and isinstance(learn2.model, HFSequenceClassifier)
+    assert isinstance(learn2.dls.recipe.block.tokenizer, HFTokenizer)
     p2 = learn2.get_preds(dl=learn2.dls.test_dl(texts))[0]
     torch.testing.assert_close(p1, p2)
     for t, b in zip(texts[:3], before):
@@ -171,25 +177,40 @@ def test_export_reload_predict_same_probabilities(trained, corpus, tmp_path):
         assert lab == trained.predict(t)[0]
 
 
-def test_save_pretrained_writes_an_hf_folder(trained, corpus, tmp_path):
-    out = save_pretrained(trained, tmp_path / "hf")
-    assert (
-        (out / "model.safetensors").exists()
-        and (out / "config.json").exists()
-        and (out / "tokenizer.json").exists()
-    )
-    m = transformers.AutoModelForSequenceClassification.from_pretrained(str(out))
-    tok = transformers.AutoTokenizer.from_pretrained(str(out))
-    assert m.config.id2label == {0: "numpy", 1: "pandas", 2: "torch"}
-    texts = list(corpus["text"][:5])
+def _hf_logits(folder, texts):
+    """Logits of HF's own classes loaded from ``folder`` (safetensors), on HF's own tokenization."""
+    m = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True)
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
     enc = tok(texts, padding=True, return_tensors="pt")
     m.eval()
+    with torch.no_grad():
+        return m(**enc).logits, enc["input_ids"], m
+
+
+def test_save_pretrained_writes_an_hf_folder(trained, corpus, tmp_path):
+    """``learn.save_pretrained(dir)`` (the method users expect) writes a folder HF's from_pretrained loads to
+    the same logits; the function form and a learner rebuilt by load_learner do the same."""
+    assert isinstance(trained, HFLearner)
+    out = trained.save_pretrained(tmp_path / "hf")
+    assert out == tmp_path / "hf"
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {f.name for f in out.iterdir()}
+    assert not any(f.suffix in (".bin", ".pt", ".pkl") for f in out.iterdir())  # no pickled weights
+    texts = list(corpus["text"][:5])
+    got, ids, m = _hf_logits(out, texts)
+    assert m.config.id2label == {0: "numpy", 1: "pandas", 2: "torch"}
+    assert m.config.problem_type == "single_label_classification"
     trained.model.eval()
     with torch.no_grad():
-        want = trained.model(enc["input_ids"])
-        got = m(**enc).logits
+        want = trained.model(ids)
     torch.testing.assert_close(got, want)
-    # the wrapper's own method writes the same kind of folder (model only)
+    # relative paths go under learn.path; the function form writes the same folder
+    rel = save_pretrained(trained, "hf-rel")
+    assert rel == trained.path / "hf-rel"
+    torch.testing.assert_close(_hf_logits(rel, texts)[0], want)
+    # an export loaded back is an HFLearner too, and its save_pretrained gives the same model
+    learn2 = load_learner(trained.export(tmp_path / "docs.lk"))
+    torch.testing.assert_close(_hf_logits(learn2.save_pretrained(tmp_path / "hf3"), texts)[0], want)
+    # the wrapper's own method writes the model only
     trained.model.save_pretrained(tmp_path / "hf2")
     assert (tmp_path / "hf2" / "model.safetensors").exists() and not (
         tmp_path / "hf2" / "tokenizer.json"
@@ -293,18 +314,61 @@ class CountSteps(Callback):
         self.n += 1
 
 
-def test_mixed_precision_and_gradient_accumulation(corpus, model_dir):
+class PredDtypes(Callback):
+    """The dtypes of the training forward's outputs."""
+
+    def before_fit(self):
+        self.dtypes = set()
+
+    def after_pred(self):
+        if self.learn.training:
+            self.dtypes.add(self.learn.pred.dtype)
+
+
+def test_mixed_precision_bf16_when_asked_float32_by_default_on_cpu(corpus, model_dir):
+    small = corpus.groupby(["lib", "is_valid"]).head(24).reset_index(drop=True)  # 72 train, 72 valid
     set_seed(0)
-    learn = hf_learner(lib_dls(corpus, model_dir), model_dir, metrics=accuracy)
+    learn = hf_learner(lib_dls(small, model_dir, bs=24), model_dir, metrics=accuracy)
     learn.unfreeze()
     before = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
-    steps = CountSteps()
-    learn.fit(1, 3e-3, cbs=[MixedPrecision("bf16"), GradientAccumulation(n_acc=64), steps], quiet=True)
-    n_train = int((~corpus["is_valid"]).sum())
-    assert steps.n == n_train // 64 < len(learn.dls.train)  # one step per 64 items (2 batches of 32)
-    assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values[-1])
+    seen = PredDtypes()
+    learn.fit(2, 3e-3, cbs=[MixedPrecision("bf16"), seen], quiet=True)
+    assert seen.dtypes == {torch.bfloat16}  # the transformer ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # master weights stay float32
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values)
     assert sum(not torch.equal(p, before[n]) for n, p in learn.model.named_parameters()) > 10
-    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+    probs = learn.get_preds()[0]
+    assert probs.dtype == torch.float32 and torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    # MixedPrecision() without a dtype leaves a CPU in float32 (bf16 only when asked) and says so
+    with pytest.warns(UserWarning, match="float32"):
+        learn.fit(1, 1e-3, cbs=[MixedPrecision(), seen], quiet=True)
+    assert seen.dtypes == {torch.float32}
+
+
+def _bs_learner(model_dir, path, bs):
+    """The tiny model on the corpus's id tensors, batches of ``bs`` (the order depends only on the seed)."""
+    set_seed(0)
+    dls, _ = F.tensor_task(model_dir, bs_global=bs)
+    learn = hf_learner(
+        dls, model_dir, task="classification", num_labels=3, metrics=accuracy, path=path, pad_id=0
+    )
+    learn.unfreeze()
+    return learn
+
+
+def test_gradient_accumulation_equals_one_big_batch(model_dir, tmp_path):
+    """Batches of 16 accumulated to 32 samples take the same optimizer steps as batches of 32."""
+    small = _bs_learner(model_dir, tmp_path, 16)
+    steps = CountSteps()
+    small.fit(1, 1e-3, cbs=[GradientAccumulation(n_acc=32), steps], quiet=True)
+    big = _bs_learner(model_dir, tmp_path, 32)
+    big_steps = CountSteps()
+    big.fit(1, 1e-3, cbs=[big_steps], quiet=True)
+    assert steps.n == big_steps.n == len(big.dls.train) == len(small.dls.train) // 2 == 4
+    sd_small, sd_big = small.model.state_dict(), big.model.state_dict()
+    start = _bs_learner(model_dir, tmp_path, 32).model.state_dict()
+    assert max((sd_small[k] - start[k]).abs().max().item() for k in start) > 1e-4  # it did train
+    assert max((sd_small[k] - sd_big[k]).abs().max().item() for k in sd_big) < 1e-5
 
 
 @pytest.mark.slow
@@ -341,6 +405,43 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
     sd = single.model.state_dict()
     assert max((r0["weights"][k] - sd[k]).abs().max().item() for k in sd) < 1e-4
     assert (out / "hf-out" / "model.safetensors").exists()
+
+
+def test_model_wrapper_under_distributed_data_parallel(model_dir, tmp_path):
+    """The module the loop sees works inside torch's DistributedDataParallel (a 1-process gloo group, in this
+    process): same logits and gradients as without it, keyword batches (input_ids + attention_mask) too, and
+    the Learner trains and saves through it with ``learn.model`` still the plain module."""
+    import copy
+
+    import torch.distributed as dist
+    import torch.nn.functional as nnf
+
+    learn = F.ddp_learner(model_dir, tmp_path)
+    model = learn.model
+    ref = copy.deepcopy(model)
+    x, y = next(iter(learn.dls.train))
+    dist.init_process_group("gloo", init_method=(tmp_path / "pg").as_uri(), rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        out = ddp(x)
+        nnf.cross_entropy(out, y).backward()
+        want = ref(x)
+        nnf.cross_entropy(want, y).backward()
+        torch.testing.assert_close(out, want)
+        grads = dict(ref.named_parameters())
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, grads[n].grad, msg=n)
+        torch.testing.assert_close(ddp(input_ids=x, attention_mask=(x != 0).long()), want)
+        model.zero_grad()
+        # the Learner with a process group up: trains, save_pretrained writes on rank 0
+        before = copy.deepcopy(model.state_dict())
+        learn.fit(1, 1e-3, quiet=True)
+        assert learn.model is model and any(
+            not torch.equal(v, before[k]) for k, v in model.state_dict().items()
+        )
+        assert (learn.save_pretrained("hf-ddp") / "model.safetensors").exists()
+    finally:
+        dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------ other data and errors

@@ -219,6 +219,11 @@ class HFTokenizer:
             docstring for where it is looked up).
         max_len: cut encoded texts to this many tokens (special tokens included). ``None``: the tokenizer's
             own ``model_max_length`` when it has one, else no cut.
+        sort_batches: ``False`` (default): classifier loaders built with this tokenizer draw random training
+            batches, as the HF Trainer does; ``True``: batches of similar lengths (less padding, faster), as
+            for AWD-LSTM. A transformer masks padding, so grouping by length only saves time, and where length
+            goes with the label it makes batches lopsided in the labels (measured: lower accuracy; see
+            ``benchmarks/transformers.py``). Each batch is padded to its longest text either way.
 
     Texts are encoded in fast batched calls; the ids of each text are cached, so the same texts encode once.
     ``pad_id`` is the tokenizer's pad token (its end-of-text token when it has none, as for GPT-2).
@@ -231,10 +236,16 @@ class HFTokenizer:
 
     numericalized = True
 
-    def __init__(self, name_or_path, max_len: int | None = None, *, _tokenizer=None):
+    def __init__(
+        self, name_or_path, max_len: int | None = None, sort_batches: bool = False, *, _tokenizer=None
+    ):
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2):
             raise DataError(f"Expected max_len to be None or an int >= 2. Received: max_len={max_len!r}.")
-        self.name_or_path, self.max_len = str(name_or_path), max_len
+        if not isinstance(sort_batches, bool):
+            raise DataError(
+                f"Expected sort_batches to be True or False. Received: sort_batches={sort_batches!r}."
+            )
+        self.name_or_path, self.max_len, self.sort_batches = str(name_or_path), max_len, sort_batches
         tf = _transformers()
         self.tok = _tokenizer if _tokenizer is not None else _from_pretrained(tf.AutoTokenizer, name_or_path)
         if not getattr(self.tok, "is_fast", True):
@@ -312,10 +323,11 @@ class HFTokenizer:
 
     # ---------------------------------------------------------------- export
     def spec(self) -> dict:
-        """Plain data: the name, ``max_len`` and the tokenizer files' content (str or bytes by file name)."""
+        """Plain data: the name, ``max_len``, ``sort_batches`` and the tokenizer files' content (str or bytes by file name)."""
         return {
             "name_or_path": self.name_or_path,
             "max_len": self.max_len,
+            "sort_batches": self.sort_batches,
             "files": _tokenizer_files(self.tok),
         }
 
@@ -346,7 +358,12 @@ class HFTokenizer:
                     f"Could not rebuild the tokenizer {spec.get('name_or_path')!r} from the export: {e}. "
                     "Fix: export again with the same transformers version."
                 ) from e
-        return cls(spec.get("name_or_path", "exported"), spec.get("max_len"), _tokenizer=tok)
+        return cls(
+            spec.get("name_or_path", "exported"),
+            spec.get("max_len"),
+            bool(spec.get("sort_batches", False)),
+            _tokenizer=tok,
+        )
 
     def __repr__(self) -> str:
         return f"HFTokenizer({self.name_or_path!r}, max_len={self.max_len}, vocab={len(self.tok)}, pad_id={self.pad_id})"

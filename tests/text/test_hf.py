@@ -133,6 +133,45 @@ def test_text_loaders_pad_with_the_tokenizer_and_show_batch_decodes(corpus, mode
     assert any(r["text"] in texts for r in rows.to_dict("records")) if hasattr(rows, "to_dict") else rows
 
 
+def _epoch_batches(dl, epochs=2):
+    """Per epoch, per batch: ``(padded width, the texts' real lengths, labels)``."""
+    out = []
+    for _ in range(epochs):
+        out.append([(x.shape[1], (x != 0).sum(1), y) for x, y in dl])
+    return out
+
+
+def test_transformer_training_batches_are_random_not_length_grouped(corpus, model_dir):
+    """HFTokenizer's classifier loaders draw random training batches (as the HF Trainer does; grouping by
+    length made the batches lopsided in the labels here, since pandas summaries are short, and cost accuracy:
+    see benchmarks/transformers.py); each batch is padded only to its longest text. sort_batches=True keeps
+    the length grouping."""
+    n_train = int((~corpus["is_valid"]).sum())
+    shares = corpus[~corpus["is_valid"]]["lib"].value_counts(normalize=True).max()
+
+    def stats(tok):
+        dls = TextDataLoaders.from_df(
+            corpus, text_col="text", label_col="lib", valid_col="is_valid", bs=32, seed=0, tokenizer=tok
+        )
+        epochs = _epoch_batches(dls.train)
+        for batches in epochs:
+            assert sum(len(n) for _, n, _ in batches) == n_train  # every text once per epoch
+            assert all(w == int(n.max()) for w, n, _ in batches)  # padded to the batch's longest only
+        spread = sum(float(n.float().std()) for _, n, _ in epochs[0]) / len(epochs[0])
+        top = sum(float(torch.bincount(y, minlength=3).max()) / len(y) for _, _, y in epochs[0]) / len(
+            epochs[0]
+        )
+        return spread, top, epochs
+
+    spread, top, epochs = stats(HFTokenizer(model_dir))
+    s_spread, s_top, _ = stats(HFTokenizer(model_dir, sort_batches=True))
+    assert spread > 3 * s_spread  # random batches mix short and long texts
+    assert top < s_top and top < shares + 0.15  # and the labels about as the training set has them
+    assert [n.tolist() for _, n, _ in epochs[0]] != [
+        n.tolist() for _, n, _ in epochs[1]
+    ]  # new batches each epoch
+
+
 # ------------------------------------------------------------------------------------ the learner
 def test_hf_learner_sizes_the_model_from_the_data(trained, corpus):
     model = trained.model

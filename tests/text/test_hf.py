@@ -181,6 +181,17 @@ def test_hf_learner_sizes_the_model_from_the_data(trained, corpus):
     assert cfg.id2label == {0: "numpy", 1: "pandas", 2: "torch"} and cfg.label2id["torch"] == 2
     assert isinstance(trained.loss_func, CrossEntropyLossFlat)
     assert len(trained.opt.param_groups) == 4  # embeddings, 2 layer groups, head
+    # the optimizer transformers are trained with: AdamW, beta2 0.999, eps 1e-8 (not fastai's 0.99 / 1e-5)
+    assert isinstance(trained.opt, torch.optim.AdamW)
+    assert all(g["eps"] == 1e-8 and g["betas"][1] == 0.999 for g in trained.opt.param_groups)
+    assert all(g["weight_decay"] == 0.01 for g in trained.opt.param_groups)
+
+
+def test_opt_func_given_replaces_the_transformer_default(corpus, model_dir):
+    small = corpus.groupby(["lib", "is_valid"]).head(8).reset_index(drop=True)
+    learn = hf_learner(lib_dls(small, model_dir), model_dir, opt_func=torch.optim.SGD, lr=0.1)
+    learn.fit(1, quiet=True)
+    assert type(learn.opt) is torch.optim.SGD and learn.opt.param_groups[-1]["lr"] == pytest.approx(0.1)
 
 
 def test_fine_tuning_beats_the_majority_class(trained, corpus):

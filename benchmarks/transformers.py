@@ -248,6 +248,7 @@ def main() -> None:
     res = {
         k: {
             "sec_per_epoch_median": float(np.median([r["sec_per_epoch"] for r in v])),
+            "sec_per_epoch_per_seed": [round(r["sec_per_epoch"], 3) for r in v],
             "accuracy_mean": float(np.mean([r["accuracy"] for r in v])),
             "accuracy_sem": float(np.std([r["accuracy"] for r in v], ddof=1) / np.sqrt(len(v))),
             "accuracy_per_seed": [round(r["accuracy"], 4) for r in v],

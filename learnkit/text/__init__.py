@@ -32,6 +32,7 @@ from .data import (
 )
 from .data import __all__ as _data_all
 from .hf import (
+    HFLearner,
     HFSequenceClassifier,
     HFTokenizer,
     hf_cache_dir,

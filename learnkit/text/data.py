@@ -31,6 +31,8 @@ member                              meaning
 ``decode(ids) -> str``              ids back to text
 ``spec() -> dict``                  its settings as plain data (str, numbers, lists, dicts, bytes)
 ``from_spec(spec)``                 class method: rebuild from ``spec()``
+``sort_batches: bool`` (optional)   ``False``: classifier training batches are random (not grouped by
+                                    length); default ``True``
 ==================================  ===================================================================
 
 Then :class:`Numericalize` is skipped, batches are padded with ``pad_id``, and the recipe's export spec
@@ -680,8 +682,10 @@ class SortedTextLoader:
     """Classifier batches of documents with similar lengths, padded at the end with ``pad_id``.
 
     ``shuffle=True`` (training): a random permutation cut into chunks of ``chunk_mult * bs`` documents, each
-    chunk sorted by length, then the batches shuffled. ``shuffle=False, sort=True`` (validation): all
-    documents sorted by length, longest first. ``sort=False`` keeps the given order (``test_dl``).
+    chunk sorted by length, then the batches shuffled; with ``sort=False`` the random permutation is cut
+    into batches as it is (each batch still padded only to its longest document). ``shuffle=False,
+    sort=True`` (validation): all documents sorted by length, longest first. ``sort=False`` keeps the given
+    order (``test_dl``).
     ``targets``: a tensor with one row per document, or ``None`` (inference).
 
     >>> dl = SortedTextLoader([np.array([5, 6, 7]), np.array([8])], torch.tensor([0, 1]), bs=2, pad_id=1)
@@ -792,6 +796,8 @@ class SortedTextLoader:
             )
             self.epoch += 1
             idx = rng.permutation(n)
+            if not self.sort:
+                return [idx[i : i + bs] for i in range(0, n, bs)]
             cs = bs * self.chunk_mult
             idx = np.concatenate(
                 [c[np.argsort(-self.lens[c], kind="stable")] for c in np.split(idx, range(cs, n, cs))]
@@ -1173,6 +1179,7 @@ class TextDataLoaders(DataLoaders):
             bs=bs,
             pad_id=pad,
             shuffle=shuffle,
+            sort=bool(getattr(blk.tokenizer, "sort_batches", True)),
             max_len=max_len,
             seed=seed,
         )

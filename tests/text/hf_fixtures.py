@@ -223,5 +223,53 @@ def _ddp_main(out: str, model_dir: str) -> None:
     )
 
 
+def _ddp_text_main(out: str, model_dir: str) -> None:
+    """Under torchrun: hf_learner on TextDataLoaders (HFTokenizer) trained with DDP; every rank writes its
+    final weights, the texts it trained on and the recorder's values."""
+    import torch
+
+    from learnkit import accuracy, set_seed
+    from learnkit.distributed import num_distrib, rank_distrib
+    from learnkit.text.data import TextDataLoaders
+    from learnkit.text.hf import HFTokenizer, hf_learner
+
+    set_seed(0)
+    df = docstring_corpus()
+    dls = TextDataLoaders.from_df(
+        df,
+        text_col="text",
+        label_col="lib",
+        valid_col="is_valid",
+        bs=16,
+        seed=0,
+        tokenizer=HFTokenizer(model_dir),
+    )
+    learn = hf_learner(dls, model_dir, metrics=accuracy, path=out)
+    learn.unfreeze()
+    seen = []
+
+    from learnkit import Callback
+
+    class Seen(Callback):
+        def after_batch(self):
+            if self.learn.training:
+                seen.append([[i for i in row if i != 0] for row in self.learn.xb[0].tolist()])
+
+    learn.fit_one_cycle(2, 1e-2, cbs=[Seen()], quiet=True)
+    learn.save_pretrained("hf-text-ddp")
+    torch.save(
+        {
+            "rank": rank_distrib(),
+            "world": num_distrib(),
+            "weights": {k: v.detach().clone() for k, v in learn.model.state_dict().items()},
+            "values": [[float(v) for v in row] for row in learn.recorder.values],
+            "seen": seen,
+            "n_train": int((~df["is_valid"]).sum()),
+            "majority": float(df[df["is_valid"]]["lib"].value_counts(normalize=True).max()),
+        },
+        Path(out) / f"text_rank{rank_distrib()}.pt",
+    )
+
+
 if __name__ == "__main__":
-    _ddp_main(sys.argv[1], sys.argv[2])
+    (_ddp_text_main if sys.argv[3:] == ["text"] else _ddp_main)(sys.argv[1], sys.argv[2])

@@ -465,6 +465,46 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
     assert (out / "hf-out" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
+def test_ddp_text_loaders_with_an_hf_tokenizer(model_dir, tmp_path):
+    """torchrun, 2 processes, gloo on CPU: hf_learner on TextDataLoaders(tokenizer=HFTokenizer) trains under
+    DDP: the ranks train on disjoint texts covering the training set, end with identical weights, beat the
+    majority class, and rank 0 alone writes the save_pretrained folder."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "hf_fixtures.py"),
+        str(out),
+        str(model_dir),
+        "text",
+    ]
+    env = {
+        **os.environ,
+        "LEARNKIT_QUIET": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(HERE))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    r0, r1 = (torch.load(out / f"text_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert (r0["world"], r1["rank"]) == (2, 1)
+    assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
+    assert r0["values"] == r1["values"]  # metrics reduced over both ranks' validation shares
+    n_epoch_batches = len(r0["seen"]) // 2
+    texts0 = {tuple(t) for b in r0["seen"][:n_epoch_batches] for t in b}
+    texts1 = {tuple(t) for b in r1["seen"][:n_epoch_batches] for t in b}
+    assert len(texts0 | texts1) >= r0["n_train"] - 5  # one epoch covers the training set (a few texts tie)
+    assert len(texts0 & texts1) < 0.1 * r0["n_train"]  # disjoint shares (but the filled last round)
+    assert r0["values"][-1][-1] > r0["majority"] + 0.1, r0["values"]
+    assert (out / "hf-text-ddp" / "model.safetensors").exists()
+
+
 def test_model_wrapper_under_distributed_data_parallel(model_dir, tmp_path):
     """The module the loop sees works inside torch's DistributedDataParallel (a 1-process gloo group, in this
     process): same logits and gradients as without it, keyword batches (input_ids + attention_mask) too, and

@@ -47,7 +47,7 @@ from .pipeline import (
 )
 from .recipe import DataRecipe
 from .splitters import RandomSplitter
-from .transforms import compose_batch, compose_item, transform_from_spec
+from .transforms import as_transform, compose_batch, compose_item, transform_from_spec
 
 __all__ = ["DataBlock", "DataBlockRecipe", "recipe_from_spec", "RECIPE_KIND"]
 
@@ -74,8 +74,8 @@ class DataBlockRecipe(DataRecipe):
         self.blocks = tuple(blocks)
         self.n_inp = n_inp
         self.kinds = tuple(b.kind for b in self.blocks)
-        self.user_item_tfms = [t for t in listify(item_tfms) if t is not None]
-        self.user_batch_tfms = [t for t in listify(batch_tfms) if t is not None]
+        self.user_item_tfms = [as_transform(t, "item") for t in listify(item_tfms) if t is not None]
+        self.user_batch_tfms = [as_transform(t, "batch") for t in listify(batch_tfms) if t is not None]
         block_item = [t for b in self.blocks for t in listify(getattr(b, "item_tfms", ()))]
         block_batch = [t for b in self.blocks for t in listify(getattr(b, "batch_tfms", ()))]
         self.item_pipe = compose_item(block_item + self.user_item_tfms)
@@ -87,7 +87,7 @@ class DataBlockRecipe(DataRecipe):
 
     def add_batch_tfms(self, tfms) -> None:
         """Append batch transforms (e.g. ``Normalize`` for a pretrained model); they are exported with the recipe."""
-        self.user_batch_tfms.extend(t for t in listify(tfms) if t is not None)
+        self.user_batch_tfms.extend(as_transform(t, "batch") for t in listify(tfms) if t is not None)
         block_batch = [t for b in self.blocks for t in listify(getattr(b, "batch_tfms", ()))]
         self.batch_pipe = compose_batch(block_batch + self.user_batch_tfms)
 

@@ -13,7 +13,13 @@ from torch import nn
 
 from learnkit import ModelError, load_learner, set_seed
 from learnkit.models import create_model
-from learnkit.vision import ImageDataLoaders, SegmentationDataLoaders, get_image_files, unet_learner, vision_learner
+from learnkit.vision import (
+    ImageDataLoaders,
+    SegmentationDataLoaders,
+    get_image_files,
+    unet_learner,
+    vision_learner,
+)
 from learnkit.vision.models import (
     NormType,
     PixelShuffleICNR,

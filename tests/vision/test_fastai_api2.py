@@ -168,3 +168,157 @@ def test_unet_learner_blur_final_act_cls_and_norm_type(seg_dir, tmp_path):
     assert isinstance(spectral.blocks[0].up, PixelShuffleICNR)
     with pytest.raises(ModelError, match="norm_type"):
         unet_learner(dls, "simple_cnn", pretrained=False, norm_type="group")
+
+
+# ------------------------------------------------------------------------------------ 2. transforms
+def invert(img):
+    """A plain function as an item transform: the digits become dark on white."""
+    return img.point(lambda v: 255 - v)
+
+
+def halve(x):
+    """A plain function as a batch transform (after IntToFloat)."""
+    return x * 0.5
+
+
+def test_plain_functions_as_item_and_batch_tfms(digits, tmp_path):
+    from learnkit.data import CategoryBlock, DataBlock, GrandparentSplitter, parent_label
+    from learnkit.vision import ImageBlock, Resize
+
+    def brighter(x: Image.Image):  # annotated: runs on the images only
+        return x.point(lambda v: min(255, v + 10))
+
+    plain = ImageDataLoaders.from_folder(digits, bs=8, num_workers=0, seed=0, shuffle=False)
+    funcs = ImageDataLoaders.from_folder(
+        digits, bs=8, num_workers=0, seed=0, shuffle=False, item_tfms=[invert], batch_tfms=[halve]
+    )
+    xa, ya = plain.valid.one_batch()
+    xb, yb = funcs.valid.one_batch()
+    assert torch.equal(ya, yb)
+    assert torch.allclose(xb, (1 - xa) * 0.5, atol=1 / 255)
+    dblock = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_items=get_image_files,
+        get_y=parent_label,
+        splitter=GrandparentSplitter(),
+        item_tfms=[brighter, Resize(16)],
+    )
+    dls = dblock.dataloaders(digits, bs=8, num_workers=0)
+    x, _ = dls.valid.one_batch()
+    assert float(x.min()) >= 10 / 255 - 1e-6  # every pixel got brighter, the labels were left alone
+    learn = vision_learner(funcs, "simple_cnn", pretrained=False)
+    path = learn.export(tmp_path / "funcs.lk")  # the function is named (module:function), not pickled
+    f = get_image_files(digits / "valid")[0]
+    assert torch.allclose(load_learner(path).predict(f)[2], learn.predict(f)[2], atol=1e-6)
+    with pytest.raises(Exception, match="module level"):
+        vision_learner(
+            ImageDataLoaders.from_folder(digits, bs=8, num_workers=0, item_tfms=[lambda im: im]),
+            "simple_cnn",
+            pretrained=False,
+        ).export(tmp_path / "lambda.lk")
+
+
+def test_draw_saturation_hue_and_random_erasing():
+    from learnkit.vision.augment import (
+        Brightness,
+        Contrast,
+        Dihedral,
+        Flip,
+        Hue,
+        RandomErasing,
+        Rotate,
+        Saturation,
+        Zoom,
+    )
+
+    x = torch.rand(4, 3, 8, 8)
+    img = (x,)
+    k = ("image",)
+    assert torch.allclose(Flip(p=1.0, draw=[1, 0, 1, 0])(img, k, True)[0][1], x[1], atol=1e-5)
+    assert torch.allclose(Flip(p=1.0, draw=[1, 0, 1, 0])(img, k, True)[0][0], x[0].flip(-1), atol=1e-5)
+    assert torch.allclose(Dihedral(p=1.0, draw=0)(img, k, True)[0], x, atol=1e-5)
+    r = Rotate(p=1.0, draw=90)(img, k, True)[0][0, 0]
+    assert any(
+        torch.allclose(r, x[0, 0].rot90(d, (0, 1)), atol=1e-4) for d in (1, -1)
+    )  # exactly a quarter turn
+    assert torch.allclose(Zoom(p=1.0, draw=1.0)(img, k, True)[0], x, atol=1e-5)
+    assert torch.allclose(Brightness(p=1.0, draw=0.5)(img, k, True)[0], x, atol=1e-4)  # 0.5: unchanged
+    assert (Brightness(p=1.0, draw=0.8)(img, k, True)[0] > x - 1e-6).all()
+    assert (
+        Contrast(p=1.0, draw=[1.0, 2.0, 1.0, 1.0])(img, k, True)[0][[0, 2, 3]] - x[[0, 2, 3]]
+    ).abs().max() < 1e-4
+    gray = Saturation(p=1.0, draw=0.0)(img, k, True)[0]
+    assert (gray[:, 0] - gray[:, 2]).abs().max() < 1e-4 and (x[:, 0] - x[:, 2]).abs().max() > 0.1
+    assert torch.allclose(Hue(p=1.0, draw=1.0)(img, k, True)[0], x, atol=1e-3)  # a full turn
+    shifted = Hue(p=1.0, draw=0.5)(img, k, True)[0]
+    assert (shifted - x).abs().max() > 0.1
+    assert torch.allclose(Saturation(p=1.0)(img, k, False)[0], x)  # validation: untouched
+    with pytest.raises(Exception, match="draw"):
+        Rotate(draw="ninety")
+
+    torch.manual_seed(0)
+    z = torch.zeros(200, 3, 20, 20)
+    out = RandomErasing(p=0.5, sl=0.1, sh=0.3, max_count=2)((z,), k, True)[0]
+    erased = (out != 0).flatten(1).any(1).float().mean()
+    assert 0.35 < float(erased) < 0.65  # p of the images
+    frac = (out != 0).float().mean((1, 2, 3))[(out != 0).flatten(1).any(1)]
+    assert float(frac.min()) >= 0.05 and float(frac.max()) <= 0.31
+    assert torch.equal(RandomErasing(p=1.0)((z,), k, False)[0], z)  # validation: untouched
+    with pytest.raises(Exception, match="max_count"):
+        RandomErasing(max_count=0)
+
+
+def test_setup_aug_tfms_merges_into_one_pass_and_matches_separate_ops():
+    from learnkit.vision.augment import (
+        AffineCoordTfm,
+        Brightness,
+        Flip,
+        LightingTfm,
+        RandomErasing,
+        Rotate,
+        Saturation,
+        aug_transforms,
+        setup_aug_tfms,
+    )
+
+    tfms = setup_aug_tfms(
+        [
+            Rotate(p=1.0, draw=20),
+            Brightness(p=1.0, draw=0.6),
+            Flip(p=1.0, draw=1),
+            RandomErasing(),
+            Saturation(p=1.0, draw=0.5),
+        ]
+    )
+    assert [type(t).__name__ for t in tfms] == ["AffineCoordTfm", "LightingTfm", "RandomErasing"]
+    assert len(tfms[0].ops) == 2 and len(tfms[1].ops) == 2
+    x = torch.rand(2, 3, 16, 16)
+    k = ("image",)
+    one = tfms[1](tfms[0]((x,), k, True), k, True)[0]
+    sep = x
+    for t in [Flip(p=1.0, draw=1), Rotate(p=1.0, draw=20)]:  # stage order: flip then rotate
+        sep = t((sep,), k, True)[0]
+    sep = Saturation(p=1.0, draw=0.5)((Brightness(p=1.0, draw=0.6)((sep,), k, True)[0],), k, True)[0]
+    inner = (slice(None), slice(None), slice(4, 12), slice(4, 12))  # away from the padded borders
+    assert torch.allclose(one[inner], sep[inner], atol=2e-2)
+    merged = setup_aug_tfms([AffineCoordTfm([Flip()], size=12), AffineCoordTfm([Rotate()])])
+    assert len(merged) == 1 and merged[0].size == (12, 12)
+    with pytest.raises(Exception, match="size"):
+        setup_aug_tfms([AffineCoordTfm([Flip()], size=12), AffineCoordTfm([Rotate()], size=8)])
+    aug = aug_transforms(xtra_tfms=[Saturation()])
+    assert isinstance(aug[-1], LightingTfm) and len(aug) == 2
+
+
+def test_show_batch_unique_shows_one_item_augmented(digits):
+    from learnkit.vision import aug_transforms
+
+    set_seed(0)
+    dls = ImageDataLoaders.from_folder(
+        digits, bs=8, num_workers=0, seed=0, batch_tfms=aug_transforms(max_rotate=30, p_affine=1.0)
+    )
+    b = dls.train.unique_batch(6)
+    assert b[0].shape[0] == 6 and len(set(b[1].tolist())) == 1  # one item, one label
+    assert not torch.allclose(b[0][0], b[0][1])  # each copy augmented on its own
+    fig = dls.show_batch(unique=True, max_n=6)
+    titles = {ax.get_title() for ax in fig.axes if ax.get_images()}
+    assert len([ax for ax in fig.axes if ax.get_images()]) == 6 and len(titles) == 1

@@ -322,3 +322,54 @@ def test_show_batch_unique_shows_one_item_augmented(digits):
     fig = dls.show_batch(unique=True, max_n=6)
     titles = {ax.get_title() for ax in fig.axes if ax.get_images()}
     assert len([ax for ax in fig.axes if ax.get_images()]) == 6 and len(titles) == 1
+
+
+# ------------------------------------------------------------------------------------ 3. points, show kwargs
+@pytest.fixture(scope="module")
+def dots(tmp_path_factory):
+    """24x32 (h x w) images with one bright 3x3 dot; the label is the dot's centre in pixels."""
+    root = tmp_path_factory.mktemp("dots")
+    rng = np.random.default_rng(0)
+    pts = {}
+    for i in range(36):
+        x, y = int(rng.integers(3, 29)), int(rng.integers(3, 21))
+        a = np.zeros((24, 32, 3), np.uint8)
+        a[y - 1 : y + 2, x - 1 : x + 2] = 255
+        Image.fromarray(a).save(root / f"{i}.png")
+        pts[f"{i}.png"] = [[x + 0.5, y + 0.5]]
+    return root, pts
+
+
+def test_point_predictions_come_back_in_pixels(dots, tmp_path):
+    from learnkit.data import DataBlock, RandomSplitter
+    from learnkit.vision import ImageBlock, PointBlock
+
+    root, pts = dots
+    dblock = DataBlock(
+        blocks=(ImageBlock, PointBlock),
+        get_items=get_image_files,
+        get_y=lambda f: pts[f.name],
+        splitter=RandomSplitter(0.25, seed=0),
+    )
+    set_seed(0)
+    dls = dblock.dataloaders(root, bs=12, num_workers=0)
+    xb, yb = dls.one_batch()
+    assert float(yb.abs().max()) <= 1.0  # the model still regresses [-1, 1] coordinates
+    learn = vision_learner(dls, "simple_cnn", pretrained=False, y_range=(-1, 1))
+    learn.fit_one_cycle(6, 1e-2, quiet=True)
+    f = get_image_files(root)[0]
+    pred = learn.predict(f)[0]
+    assert pred.shape == (1, 2)
+    assert 0 <= float(pred[0, 0]) <= 32 and 0 <= float(pred[0, 1]) <= 24  # inside the 32x24 image, in pixels
+    truth = torch.tensor(pts[f.name])
+    errs = [
+        float((learn.predict(g)[0] - torch.tensor(pts[g.name])).norm()) for g in get_image_files(root)[:12]
+    ]
+    assert np.mean(errs) < 8  # a few pixels off (of 32), far closer than the [-1, 1] scale would be
+    assert float((pred - truth).norm()) < 40
+    loaded = load_learner(learn.export(tmp_path / "points.lk"))
+    assert torch.allclose(loaded.predict(f)[0], pred, atol=1e-4)
+    fig = learn.show_results(max_n=2)
+    assert fig.axes
+    known = PointBlock(img_size=(10, 20))
+    assert known.decode_pred(torch.tensor([[1.0, -1.0]])).tolist() == [[20.0, 0.0]]

@@ -369,3 +369,38 @@ def test_point_predictions_come_back_in_pixels(dots, tmp_path):
     assert fig.axes
     known = PointBlock(img_size=(10, 20))
     assert known.decode_pred(torch.tensor([[1.0, -1.0]])).tolist() == [[20.0, 0.0]]
+
+
+def test_show_results_and_confusion_matrix_take_fastai_kwargs(digits):
+    from learnkit.vision import ClassificationInterpretation
+
+    set_seed(0)
+    dls = ImageDataLoaders.from_folder(digits, bs=24, num_workers=0, seed=0)
+    learn = vision_learner(dls, "simple_cnn", pretrained=False)
+    learn.fit(2, 1e-2, quiet=True)
+    first = learn.show_results(max_n=4, figsize=(4, 4), dpi=50)
+    assert len([a for a in first.axes if a.get_images()]) == 4 and first.get_dpi() == 50
+    assert tuple(first.get_size_inches()) == (4, 4)
+    titles = [a.get_title() for a in first.axes if a.get_images()]
+    set_seed(1)
+    shuffled = learn.show_results(shuffle=True, max_n=4)
+    assert len([a for a in shuffled.axes if a.get_images()]) == 4
+    # shuffle picks other items of the batch: some drawn image differs from the unshuffled first four
+    arrays = lambda fig: [a.get_images()[0].get_array().tobytes() for a in fig.axes if a.get_images()]  # noqa: E731
+    assert arrays(shuffled) != arrays(first) and titles
+    fig = dls.show_batch(max_n=4, dpi=40, shuffle=True)
+    assert fig.get_dpi() == 40
+
+    interp = ClassificationInterpretation.from_learner(learn)
+    fig = interp.plot_confusion_matrix(
+        normalize=True, title="digits", cmap="Greens", norm_dec=3, plot_txt=True, figsize=(5, 5), dpi=40
+    )
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 9 and all(len(t.split(".")[1]) == 3 for t in texts)  # norm_dec decimals
+    rows = interp.confusion_matrix().float()
+    expect = rows[0, 0] / rows[0].sum()
+    assert abs(float(texts[0]) - float(expect)) < 1e-3
+    assert ax.get_title() == "digits" and fig.get_dpi() == 40 and tuple(fig.get_size_inches()) == (5, 5)
+    assert ax.get_images()[0].get_cmap().name == "Greens"
+    assert len(interp.plot_confusion_matrix(plot_txt=False).axes[0].texts) == 0

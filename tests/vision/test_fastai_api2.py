@@ -404,3 +404,50 @@ def test_show_results_and_confusion_matrix_take_fastai_kwargs(digits):
     assert ax.get_title() == "digits" and fig.get_dpi() == 40 and tuple(fig.get_size_inches()) == (5, 5)
     assert ax.get_images()[0].get_cmap().name == "Greens"
     assert len(interp.plot_confusion_matrix(plot_txt=False).axes[0].texts) == 0
+
+
+# ------------------------------------------------------------------------------------ 4. the cleaner widget
+def test_image_classifier_cleaner_headless(digits, tmp_path):
+    import shutil
+
+    from learnkit.vision.widgets import ImageClassifierCleaner
+
+    root = tmp_path / "data"
+    shutil.copytree(digits, root)
+    set_seed(0)
+    dls = ImageDataLoaders.from_folder(root, bs=16, num_workers=0, seed=0)
+    learn = vision_learner(dls, "simple_cnn", pretrained=False)
+    learn.fit(1, 1e-2, quiet=True)
+    cleaner = ImageClassifierCleaner(learn, max_n=5)
+    assert cleaner.cat_dd.options == ("0", "1", "2") and cleaner.split_dd.value == "Train"
+    assert len(cleaner.fns) == 5 and all(f.parent.name == "0" for f in cleaner.fns)
+    # highest loss first: the shown order is the order of the per-item losses
+    _, _, losses = learn.get_preds(dl=dls.test_dl(list(cleaner.fns), with_labels=True), with_loss=True)
+    assert (losses[:-1] >= losses[1:] - 1e-6).all()
+    cleaner.dropdowns[1].value = "<Delete>"
+    cleaner.dropdowns[3].value = "2"
+    assert list(cleaner.delete()) == [1] and list(cleaner.change()) == [(3, "2")]
+    # another view, and back: the choices are kept
+    cleaner.split_dd.value = "Valid"
+    assert all(f.parts[-3] == "valid" for f in cleaner.fns) and cleaner.delete() == []
+    cleaner.split_dd.value = "Train"
+    assert list(cleaner.delete()) == [1] and list(cleaner.change()) == [(3, "2")]
+    doomed, moved = cleaner.fns[1], cleaner.fns[3]
+    # the book's loops, as they are
+    for idx in cleaner.delete():
+        cleaner.fns[idx].unlink()
+    for idx, cat in cleaner.change():
+        shutil.move(str(cleaner.fns[idx]), root / "train" / cat)
+    assert not doomed.exists() and (root / "train" / "2" / moved.name).exists()
+    cleaner.cat_dd.value = "1"
+    cleaner.cat_dd.value = "0"
+    assert doomed not in cleaner.fns and moved not in cleaner.fns and cleaner.delete() == []
+    assert "application/vnd.jupyter.widget-view+json" in cleaner._repr_mimebundle_()
+
+
+def test_cleaner_without_ipywidgets_names_the_extra(monkeypatch):
+    import learnkit.vision.widgets as w
+
+    monkeypatch.setattr(w, "widgets", None)
+    with pytest.raises(ImportError, match=r"pip install learnkit\[widgets\]"):
+        w.ImageClassifierCleaner(object())

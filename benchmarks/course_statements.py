@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 NAMES = ["zero", "one", "two"]
 
 
-def _digit_images(n_per_class: int = 24, size: int = 24):
+def _digit_images(n_per_class: int = 16, size: int = 24):
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -150,6 +150,9 @@ def main(argv=None) -> dict:
     for f in files:
         r = run_script(f, data, quiet=not args.verbose)
         per[f.name] = {k: r[k] for k in ("total", "failed", "seconds")}
+        print(f"{f.name}: {r['failed']}/{r['total']} failed in {r['seconds']} s", file=sys.stderr, flush=True)
+        for x in r["failures"]:
+            print(f"  line {x['line']}: {x['statement'][:70]!r} -> {x['error'][:200]}", file=sys.stderr, flush=True)
         failures += r["failures"]
         total += r["total"]
     res = {

@@ -152,7 +152,11 @@ def main(argv=None) -> dict:
         per[f.name] = {k: r[k] for k in ("total", "failed", "seconds")}
         print(f"{f.name}: {r['failed']}/{r['total']} failed in {r['seconds']} s", file=sys.stderr, flush=True)
         for x in r["failures"]:
-            print(f"  line {x['line']}: {x['statement'][:70]!r} -> {x['error'][:200]}", file=sys.stderr, flush=True)
+            print(
+                f"  line {x['line']}: {x['statement'][:70]!r} -> {x['error'][:200]}",
+                file=sys.stderr,
+                flush=True,
+            )
         failures += r["failures"]
         total += r["total"]
     res = {

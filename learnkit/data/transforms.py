@@ -258,9 +258,21 @@ def as_transform(t, side: str = "item"):
     >>> type(as_transform(abs, "batch")).__name__
     'FuncBatchTransform'
     """
-    if callable(t) and not isinstance(t, (ItemTransform, BatchTransform, type)):
+    if callable(t) and not isinstance(t, (ItemTransform, BatchTransform, type)) and _one_arg(t):
         return FuncItemTransform(t) if side == "item" else FuncBatchTransform(t)
     return t
+
+
+def _one_arg(func) -> bool:
+    """Whether ``func`` can be called as ``func(x)`` (a function of several required arguments, e.g. one
+    written as ``(sample, kinds, train)``, is not a plain transform function)."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in pos if p.default is p.empty]
+    return bool(pos or any(p.kind is p.VAR_POSITIONAL for p in params)) and len(required) <= 1
 
 
 def _sorted_tfms(tfms, base: type, other: type, arg: str) -> list:
@@ -274,7 +286,8 @@ def _sorted_tfms(tfms, base: type, other: type, arg: str) -> list:
             fix = (
                 f"pass it in {'batch_tfms' if arg == 'item_tfms' else 'item_tfms'}"
                 if isinstance(t, other)
-                else f"wrap it in a subclass of {base.__name__} with an `order` and __call__(sample, kinds, train)"
+                else f"pass a function of one argument f(x), or wrap it in a subclass of {base.__name__} with an "
+                "`order` and __call__(sample, kinds, train)"
             )
             raise DataError(
                 f"Expected {arg} to hold {base.__name__} instances. Received: {arg} element={t!r} "

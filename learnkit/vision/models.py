@@ -382,6 +382,8 @@ class XResNet(nn.Sequential):
     so ``model[:-4]`` is the feature body. ``groups=32`` gives the ResNeXt variants, ``reduction=16`` the
     squeeze-excitation ones. ``c_in`` is fastai's name for the input channels (``n_in`` works too).
     Prefer the factories :func:`xresnet18` ... :func:`xse_resnext101`.
+
+    Example: ``XResNet(1, [1, 1, 1, 1], n_out=4, c_in=1)(torch.randn(2, 1, 32, 32)).shape`` -> ``(2, 4)``.
     """
 
     def __init__(
@@ -1262,6 +1264,8 @@ class UnetBlock(nn.Module):
     Output channels: ``(up_c // 2 + skip_c) // 2`` (or without the halving when ``final_div=False``).
     ``act_cls`` is the activation of every layer; ``norm_type`` the normalisation of the two convs
     (``Weight``/``Spectral`` also reparametrise the upsampling conv).
+
+    Example: ``UnetBlock(64, 32)(torch.randn(1, 64, 4, 4), torch.randn(1, 32, 8, 8)).shape`` -> ``(1, 32, 8, 8)``.
     """
 
     def __init__(

@@ -204,20 +204,34 @@ class ClassificationInterpretation(Interpretation):
         normalize: bool = False,
         title: str = "Confusion matrix",
         cmap: str = "Blues",
+        norm_dec: int = 2,
+        plot_txt: bool = True,
         figsize=None,
-        values: bool = True,
+        dpi=None,
         ax=None,
+        values: bool | None = None,
+        **kwargs,
     ):
-        """Draw the confusion matrix (``normalize``: fractions of each actual class); returns the figure."""
+        """Draw the confusion matrix with fastai's arguments; returns the figure.
+
+        ``normalize``: fractions of each actual class, written with ``norm_dec`` decimals; ``plot_txt``: write
+        the value in each cell (``values=`` is the older learnkit spelling); ``figsize`` / ``dpi`` / other
+        keyword arguments go to ``plt.figure``. ``interp.plot_confusion_matrix(figsize=(6, 6), dpi=60)``.
+        """
+        if values is not None:
+            plot_txt = bool(values)
         cm = self.confusion_matrix().float()
         if normalize:
             cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
         c = len(self.vocab)
         if ax is None:
             size = max(4.0, 0.5 * c + 2)
-            fig, ax = plt.subplots(figsize=figsize or (size, size))
+            fig = plt.figure(figsize=figsize or (size, size), dpi=dpi, **kwargs)
+            ax = fig.add_subplot(1, 1, 1)
         else:
             fig = ax.figure
+            if dpi is not None:
+                fig.set_dpi(dpi)
         im = ax.imshow(cm.numpy(), interpolation="nearest", cmap=cmap)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title)
@@ -227,7 +241,7 @@ class ClassificationInterpretation(Interpretation):
         ax.set_yticklabels(self.vocab)
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Actual")
-        if values and c <= 30:
+        if plot_txt and c <= 30:
             thresh = float(cm.max()) / 2
             for i in range(c):
                 for j in range(c):
@@ -235,7 +249,7 @@ class ClassificationInterpretation(Interpretation):
                     ax.text(
                         j,
                         i,
-                        f"{v:.2f}" if normalize else f"{int(v)}",
+                        f"{v:.{int(norm_dec)}f}" if normalize else f"{int(v)}",
                         ha="center",
                         va="center",
                         color="white" if v > thresh else "black",

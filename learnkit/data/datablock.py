@@ -47,7 +47,7 @@ from .pipeline import (
 )
 from .recipe import DataRecipe
 from .splitters import RandomSplitter
-from .transforms import compose_batch, compose_item, transform_from_spec
+from .transforms import as_transform, compose_batch, compose_item, transform_from_spec
 
 __all__ = ["DataBlock", "DataBlockRecipe", "recipe_from_spec", "RECIPE_KIND"]
 
@@ -56,6 +56,12 @@ RECIPE_KIND = "datablock"
 
 
 # ============================================================================================ the recipe
+def _pick(n: int, max_n: int | None, shuffle: bool) -> list[int]:
+    """Which of ``n`` items to show: the first ``max_n``, or ``max_n`` random ones with ``shuffle``."""
+    k = n if max_n is None else min(n, int(max_n))
+    return torch.randperm(n)[:k].tolist() if shuffle else list(range(k))
+
+
 class DataBlockRecipe(DataRecipe):
     """The fitted data recipe behind DataBlock loaders (``dls.recipe``): blocks, ``n_inp`` and transforms.
 
@@ -74,8 +80,8 @@ class DataBlockRecipe(DataRecipe):
         self.blocks = tuple(blocks)
         self.n_inp = n_inp
         self.kinds = tuple(b.kind for b in self.blocks)
-        self.user_item_tfms = [t for t in listify(item_tfms) if t is not None]
-        self.user_batch_tfms = [t for t in listify(batch_tfms) if t is not None]
+        self.user_item_tfms = [as_transform(t, "item") for t in listify(item_tfms) if t is not None]
+        self.user_batch_tfms = [as_transform(t, "batch") for t in listify(batch_tfms) if t is not None]
         block_item = [t for b in self.blocks for t in listify(getattr(b, "item_tfms", ()))]
         block_batch = [t for b in self.blocks for t in listify(getattr(b, "batch_tfms", ()))]
         self.item_pipe = compose_item(block_item + self.user_item_tfms)
@@ -87,7 +93,7 @@ class DataBlockRecipe(DataRecipe):
 
     def add_batch_tfms(self, tfms) -> None:
         """Append batch transforms (e.g. ``Normalize`` for a pretrained model); they are exported with the recipe."""
-        self.user_batch_tfms.extend(t for t in listify(tfms) if t is not None)
+        self.user_batch_tfms.extend(as_transform(t, "batch") for t in listify(tfms) if t is not None)
         block_batch = [t for b in self.blocks for t in listify(getattr(b, "batch_tfms", ()))]
         self.batch_pipe = compose_batch(block_batch + self.user_batch_tfms)
 
@@ -163,10 +169,17 @@ class DataBlockRecipe(DataRecipe):
             ax.axis("off")
         return fig, axs[:n]
 
-    def show_batch(self, batch, max_n: int = 9, nrows=None, ncols=None, figsize=None, **kwargs):
-        """Draw up to ``max_n`` decoded items of ``batch`` in a grid; each block shows its element. Returns the figure."""
-        items = self.decode_batch(batch, max_n)
+    def show_batch(
+        self, batch, max_n: int = 9, nrows=None, ncols=None, figsize=None, dpi=None, shuffle=False, **kwargs
+    ):
+        """Draw up to ``max_n`` decoded items of ``batch`` in a grid; each block shows its element. Returns the
+        figure. ``shuffle=True`` picks random items of the batch; ``dpi`` sets the figure's resolution."""
+        items = self.decode_batch(batch)
+        order = _pick(len(items), max_n, shuffle)
+        items = [items[i] for i in order]
         fig, axs = self._grid(len(items), nrows, ncols, figsize)
+        if dpi is not None:
+            fig.set_dpi(dpi)
         for ax, it in zip(axs, items):
             for blk, v in zip(self.blocks, it):
                 blk.show(v, ax=ax, **kwargs)
@@ -174,12 +187,28 @@ class DataBlockRecipe(DataRecipe):
         return fig
 
     def show_results(
-        self, batch, decoded_preds, max_n: int = 9, nrows=None, ncols=None, figsize=None, **kwargs
+        self,
+        batch,
+        decoded_preds,
+        max_n: int = 9,
+        nrows=None,
+        ncols=None,
+        figsize=None,
+        dpi=None,
+        shuffle=False,
+        **kwargs,
     ):
-        """Draw items with their target and prediction (``target/pred``, green when right). Returns the figure."""
-        items = self.decode_batch(batch, max_n)
+        """Draw items with their target and prediction (``target/pred``, green when right). Returns the figure.
+        ``shuffle=True`` picks random items of the batch (fastai's ``show_results(shuffle=True)``); ``dpi``
+        sets the figure's resolution."""
+        items = self.decode_batch(batch)
+        order = _pick(len(items), max_n, shuffle)
+        items = [items[i] for i in order]
         fig, axs = self._grid(len(items), nrows, ncols, figsize)
+        if dpi is not None:
+            fig.set_dpi(dpi)
         preds = decoded_preds if isinstance(decoded_preds, (list, tuple)) else [decoded_preds]
+        preds = [p[order] if isinstance(p, torch.Tensor) else [p[j] for j in order] for p in preds]
         tgt = self.targets[0] if self.targets else None
         for i, (ax, it) in enumerate(zip(axs, items)):
             for blk, v in zip(self.blocks[: self.n_inp], it):

@@ -324,13 +324,28 @@ class DeviceLoader:
             )
         return self.recipe.decode_batch(b, max_n)
 
-    def show_batch(self, b=None, max_n: int = 9, **kwargs):
-        """Draw a batch of this loader (default: its first) through the data recipe."""
+    def unique_batch(self, n: int = 9):
+        """A batch of one random item repeated ``n`` times, each copy through this loader's item and batch
+        transforms (random augmentation on a training loader): what ``show_batch(unique=True)`` draws."""
+        ds, collate = getattr(self.loader, "dataset", None), getattr(self.loader, "collate_fn", None)
+        if ds is None or collate is None or not hasattr(ds, "__getitem__") or not len(ds):
+            raise DataError(
+                "Expected a loader over a non-empty map-style dataset (a torch DataLoader) for unique=True. "
+                f"Received: {type(self.loader).__name__}. Fix: call show_batch() without unique=True."
+            )
+        i = int(torch.randint(len(ds), ()).item())
+        return next(self._batches(iter([collate([ds[i] for _ in range(int(n))])]), self.after_batch))
+
+    def show_batch(self, b=None, max_n: int = 9, unique: bool = False, **kwargs):
+        """Draw a batch of this loader (default: its first) through the data recipe; ``unique=True`` draws
+        one item augmented ``max_n`` times (see :meth:`unique_batch`)."""
         if self.recipe is None:
             raise DataError(
                 "This loader has no data recipe that knows how to show items (plain tensors). "
                 "Expected a loader of DataLoaders built by a DataBlock or an application factory."
             )
+        if unique and b is None:
+            b = self.unique_batch(max_n)
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:
@@ -576,13 +591,16 @@ class DataLoaders:
             return batch
         return self.recipe.decode_batch(batch)
 
-    def show_batch(self, b=None, max_n: int = 9, **kwargs):
-        """Show a few items of a batch (decoded) as the data's blocks show them."""
+    def show_batch(self, b=None, max_n: int = 9, unique: bool = False, **kwargs):
+        """Show a few items of a batch (decoded) as the data's blocks show them; ``unique=True`` shows one
+        training item augmented ``max_n`` times, as fastai's ``show_batch(unique=True)``."""
         if self.recipe is None:
             raise DataError(
                 "These DataLoaders have no recipe that knows how to show items (plain tensors). "
                 "Expected DataLoaders built by a DataBlock or an application factory."
             )
+        if unique and b is None:
+            return self.train.show_batch(max_n=max_n, unique=True, **kwargs)
         return self.recipe.show_batch(self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
     def test_dl(self, items, with_labels: bool = False, bs: int | None = None, **kwargs) -> DeviceLoader:

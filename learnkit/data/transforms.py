@@ -39,7 +39,10 @@ Every transform describes itself as plain data with ``spec()`` (``{'name': ..., 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -51,6 +54,9 @@ __all__ = [
     "ItemTransform",
     "BatchTransform",
     "ItemPipeline",
+    "FuncItemTransform",
+    "FuncBatchTransform",
+    "as_transform",
     "BatchPipeline",
     "compose_item",
     "compose_batch",
@@ -158,8 +164,120 @@ class BatchTransform(_Spec):
         return batch
 
 
+def _first_param_type(func) -> type | None:
+    """The class annotated on ``func``'s first parameter (``def f(x: PILImage)``), or None."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+        hints = typing.get_type_hints(func)
+    except (TypeError, ValueError, NameError):
+        return None
+    if not params:
+        return None
+    ann = hints.get(params[0].name)
+    return ann if isinstance(ann, type) else None
+
+
+def _func_path(func) -> str:
+    mod, qual = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if mod is None or "<lambda>" in qual or "<locals>" in qual:
+        raise DataError(
+            f"Expected a function defined at module level to export a learner using it as a transform. "
+            f"Received: {func!r}, a lambda or local function. Fix: define it with `def` at module level (and "
+            "define or import it again before load_learner), or leave it out of the exported pipeline."
+        )
+    return f"{mod}:{qual}"
+
+
+class _FuncTransform:
+    """A plain function ``f(x) -> x`` used as a transform, as fastai allows in ``item_tfms``/``batch_tfms``.
+
+    It runs on the sample's (or batch's) first element, the input, in training and validation alike. With a
+    class annotation on its parameter (``def f(x: PILImage)``) it runs on every element of that class instead.
+    """
+
+    def __init__(self, func: Callable):
+        if not callable(func) or isinstance(func, type):
+            raise DataError(
+                f"Expected a function f(x) -> x. Received: func={func!r}. Fix: pass the function (or an "
+                "instance of a transform class, not the class)."
+            )
+        self.func = func
+        self.type = _first_param_type(func)
+
+    def __call__(self, sample: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
+        if self.type is None:
+            return (self.func(sample[0]), *sample[1:])
+        return tuple(self.func(x) if isinstance(x, self.type) else x for x in sample)
+
+    def spec_kwargs(self) -> dict:
+        return {"func": _func_path(self.func)}
+
+    @classmethod
+    def from_spec(cls, spec: dict):
+        path = spec.get("kwargs", {}).get("func", "")
+        mod, _, qual = str(path).partition(":")
+        obj = sys.modules.get(mod)  # never imported by name: the user's code defines it again, as with fastai
+        for part in qual.split(".") if obj is not None else ():
+            obj = getattr(obj, part, None)
+        if obj is None or not callable(obj):
+            raise DataError(
+                f"Expected the transform function {path!r} to be defined. Received: an export using it, but "
+                f"module {mod!r} is not loaded or lacks {qual!r}. Fix: import (or define) it before load_learner."
+            )
+        return cls(obj)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({getattr(self.func, '__qualname__', self.func)!r})"
+
+
+class FuncItemTransform(_FuncTransform, ItemTransform):
+    """A plain function as an item transform (``item_tfms=[my_func]`` wraps it in this).
+
+    >>> FuncItemTransform(lambda x: x * 2)((3, "label"), ("regression", "category"), train=False)
+    (6, 'label')
+    """
+
+    order = 0
+
+
+class FuncBatchTransform(_FuncTransform, BatchTransform):
+    """A plain function as a batch transform (``batch_tfms=[my_func]`` wraps it in this); it runs after
+    ``IntToFloat`` and before the augmentations.
+
+    >>> FuncBatchTransform(lambda x: x + 1)((torch.zeros(2), torch.ones(2)), ("image", "category"), True)[0]
+    tensor([1., 1.])
+    """
+
+    order = 1
+
+
+def as_transform(t, side: str = "item"):
+    """``t`` itself when it is a transform; a plain function wrapped in :class:`FuncItemTransform`
+    (``side='item'``) or :class:`FuncBatchTransform` (``side='batch'``).
+
+    >>> type(as_transform(abs, "batch")).__name__
+    'FuncBatchTransform'
+    """
+    if callable(t) and not isinstance(t, (ItemTransform, BatchTransform, type)) and _one_arg(t):
+        return FuncItemTransform(t) if side == "item" else FuncBatchTransform(t)
+    return t
+
+
+def _one_arg(func) -> bool:
+    """Whether ``func`` can be called as ``func(x)`` (a function of several required arguments, e.g. one
+    written as ``(sample, kinds, train)``, is not a plain transform function)."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in pos if p.default is p.empty]
+    return bool(pos or any(p.kind is p.VAR_POSITIONAL for p in params)) and len(required) <= 1
+
+
 def _sorted_tfms(tfms, base: type, other: type, arg: str) -> list:
-    tfms = [t for t in listify(tfms) if t is not None]
+    side = "item" if base is ItemTransform else "batch"
+    tfms = [as_transform(t, side) for t in listify(tfms) if t is not None]
     flat = []
     for t in tfms:  # a pipeline of the same side is flattened into its transforms
         flat.extend(t.tfms if isinstance(t, _pipe_of(base)) else [t])
@@ -168,7 +286,8 @@ def _sorted_tfms(tfms, base: type, other: type, arg: str) -> list:
             fix = (
                 f"pass it in {'batch_tfms' if arg == 'item_tfms' else 'item_tfms'}"
                 if isinstance(t, other)
-                else f"wrap it in a subclass of {base.__name__} with an `order` and __call__(sample, kinds, train)"
+                else f"pass a function of one argument f(x), or wrap it in a subclass of {base.__name__} with an "
+                "`order` and __call__(sample, kinds, train)"
             )
             raise DataError(
                 f"Expected {arg} to hold {base.__name__} instances. Received: {arg} element={t!r} "
@@ -518,7 +637,7 @@ TRANSFORM_REGISTRY = Registry(
     check=_check_transform,
     fix="for a custom transform, call register_transform(YourClass) first.",
 )
-for _cls in (ItemPipeline, BatchPipeline, IntToFloat, Normalize):
+for _cls in (ItemPipeline, BatchPipeline, IntToFloat, Normalize, FuncItemTransform, FuncBatchTransform):
     TRANSFORM_REGISTRY.register(_cls)
 
 

@@ -57,6 +57,10 @@ __all__ = [
     "Brightness",
     "Contrast",
     "LightingTfm",
+    "Saturation",
+    "Hue",
+    "RandomErasing",
+    "setup_aug_tfms",
     "aug_transforms",
     "TRANSFORMS",
 ]
@@ -493,6 +497,45 @@ def _uniform(n: int, lo, hi, device, batch: bool) -> torch.Tensor:
     return lo + (hi - lo) * r
 
 
+def _check_draw(draw, name: str = "draw"):
+    """``draw=`` as fastai takes it: None (random), a number (every image), a list (one per image), or a
+    function ``draw(n) -> n values`` (learnkit passes the number of images)."""
+    if draw is None or callable(draw):
+        return draw
+    if isinstance(draw, (int, float)) and not isinstance(draw, bool):
+        return float(draw)
+    if isinstance(draw, (list, tuple, torch.Tensor, np.ndarray)):
+        vals = [float(v) for v in (draw.tolist() if hasattr(draw, "tolist") else draw)]
+        if vals:
+            return vals
+    raise DataError(
+        f"Expected {name} to be None, a number, a list of numbers (one per image) or a function of the number "
+        f"of images. Received: {name}={draw!r}. Fix: e.g. {name}=0.5."
+    )
+
+
+def _drawn(draw, n: int, device, default) -> torch.Tensor:
+    """The ``(n,)`` values of ``draw`` (see :func:`_check_draw`), or ``default()`` when it is None."""
+    if draw is None:
+        return default()
+    v = draw(n) if callable(draw) else draw
+    t = torch.as_tensor(v, dtype=torch.float32, device=device)
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise DataError(
+            f"Expected draw to give one value per image ({n}). Received: {tuple(t.shape)} values. "
+            "Fix: pass a single number, or a list as long as the batch."
+        )
+    return t
+
+
+def _draw_spec(draw) -> dict:
+    """``{'draw': ...}`` for a spec when ``draw`` is plain data (a function is left out: it only changes
+    training draws, never validation or inference)."""
+    return {} if draw is None or callable(draw) else {"draw": draw}
+
+
 def _mat3(a, b, c, d, e, f, g=None, h=None) -> torch.Tensor:
     """``(n, 3, 3)`` matrices ``[[a, b, c], [d, e, f], [g, h, 1]]`` from ``(n,)`` tensors."""
     zero = torch.zeros_like(a)
@@ -533,8 +576,9 @@ class SpatialTransform(BatchTransform):
     projective = False
     size: tuple[int, int] | None = None
 
-    def __init__(self, p: float = 0.5, batch: bool = False):
+    def __init__(self, p: float = 0.5, draw=None, batch: bool = False):
         self.p = _number(p, "p", 0, 1)
+        self.draw = _check_draw(draw)
         self.batch = bool(batch)
 
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
@@ -554,11 +598,12 @@ class SpatialTransform(BatchTransform):
         return AffineCoordTfm([self])(batch, kinds, train)
 
     def spec_kwargs(self) -> dict:
-        return {"p": self.p, "batch": self.batch}
+        return {"p": self.p, "batch": self.batch, **_draw_spec(self.draw)}
 
 
 class Flip(SpatialTransform):
-    """Flip images horizontally with probability ``p`` (masks and points follow).
+    """Flip images horizontally with probability ``p`` (masks and points follow). ``draw``: which images
+    flip (1/True: flip, 0: not; one value or one per image), still gated by ``p``.
 
     >>> x = torch.arange(8.0).view(1, 1, 2, 4)
     >>> Flip(p=1.0)((x,), ("image",), train=True)[0][0, 0, 0].round().tolist()
@@ -571,7 +616,10 @@ class Flip(SpatialTransform):
         if not ctx.train:
             return None
         one = torch.ones(ctx.n, device=ctx.device)
-        sx = torch.where(self._apply(ctx), -one, one)
+        apply = self._apply(ctx)
+        if self.draw is not None:
+            apply = apply & (_drawn(self.draw, ctx.n, ctx.device, None) > 0.5)
+        sx = torch.where(apply, -one, one)
         zero = one * 0
         return _mat3(sx, zero, zero, zero, one, zero)
 
@@ -580,6 +628,7 @@ class Dihedral(SpatialTransform):
     """With probability ``p``, one of the 8 symmetries of the square (flips, transposition) per image.
 
     On non-square images a transposition swaps the axes around the centre (parts are padded).
+    ``draw``: the symmetry index 0..7 (one value or one per image) instead of a random one.
 
     Example: ``batch_tfms=[Dihedral(p=0.5)]`` in ``ImageDataLoaders.from_folder`` or a ``DataBlock``.
     """
@@ -589,7 +638,10 @@ class Dihedral(SpatialTransform):
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
         if not ctx.train:
             return None
-        k = (_uniform(ctx.n, 0.0, 8.0, ctx.device, self.batch).floor().clamp_max(7)).long()
+        k = _drawn(
+            self.draw, ctx.n, ctx.device, lambda: _uniform(ctx.n, 0.0, 8.0, ctx.device, self.batch).floor()
+        )
+        k = k.clamp(0, 7).long()
         k = torch.where(self._apply(ctx), k, torch.zeros_like(k))
         one = torch.ones(ctx.n, device=ctx.device)
         sx = torch.where(k % 2 == 1, -one, one)
@@ -603,20 +655,27 @@ class Dihedral(SpatialTransform):
 
 class Rotate(SpatialTransform):
     """Rotate by a random angle in ``[-max_deg, max_deg]`` degrees with probability ``p`` (around the centre).
+    ``draw``: the angle in degrees (one value or one per image) instead of a random one.
 
     Example: ``batch_tfms=[Rotate(max_deg=15, p=0.75)]``.
     """
 
     stage = 2
 
-    def __init__(self, max_deg: float = 10.0, p: float = 0.5, batch: bool = False):
-        super().__init__(p, batch)
+    def __init__(self, max_deg: float = 10.0, p: float = 0.5, draw=None, batch: bool = False):
+        super().__init__(p, draw=draw, batch=batch)
         self.max_deg = _number(max_deg, "max_deg", 0)
 
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
         if not ctx.train:
             return None
-        theta = _uniform(ctx.n, -self.max_deg, self.max_deg, ctx.device, self.batch) * (math.pi / 180)
+        deg = _drawn(
+            self.draw,
+            ctx.n,
+            ctx.device,
+            lambda: _uniform(ctx.n, -self.max_deg, self.max_deg, ctx.device, self.batch),
+        )
+        theta = deg * (math.pi / 180)
         theta = torch.where(self._apply(ctx), theta, torch.zeros_like(theta))
         c, s = torch.cos(theta), torch.sin(theta)
         zero = c * 0
@@ -630,21 +689,29 @@ class Zoom(SpatialTransform):
     """Zoom by a random factor in ``[min_zoom, max_zoom]`` with probability ``p``, at a random position.
 
     A factor above 1 zooms in (the view moves anywhere inside the image); below 1 zooms out (padding).
+    ``draw``: the zoom factor (one value or one per image) instead of a random one.
 
     Example: ``batch_tfms=[Zoom(max_zoom=1.2)]``.
     """
 
     stage = 3
 
-    def __init__(self, min_zoom: float = 1.0, max_zoom: float = 1.1, p: float = 0.5, batch: bool = False):
-        super().__init__(p, batch)
+    def __init__(
+        self, min_zoom: float = 1.0, max_zoom: float = 1.1, p: float = 0.5, draw=None, batch: bool = False
+    ):
+        super().__init__(p, draw=draw, batch=batch)
         self.min_zoom = _number(min_zoom, "min_zoom", 0, lo_open=True)
         self.max_zoom = _number(max_zoom, "max_zoom", self.min_zoom)
 
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
         if not ctx.train:
             return None
-        s = _uniform(ctx.n, self.min_zoom, self.max_zoom, ctx.device, self.batch)
+        s = _drawn(
+            self.draw,
+            ctx.n,
+            ctx.device,
+            lambda: _uniform(ctx.n, self.min_zoom, self.max_zoom, ctx.device, self.batch),
+        )
         s = torch.where(self._apply(ctx), s, torch.ones_like(s))
         px = _uniform(ctx.n, -1.0, 1.0, ctx.device, self.batch)
         py = _uniform(ctx.n, -1.0, 1.0, ctx.device, self.batch)
@@ -673,7 +740,7 @@ class Warp(SpatialTransform):
     projective = True
 
     def __init__(self, magnitude: float = 0.2, p: float = 0.5, batch: bool = False):
-        super().__init__(p, batch)
+        super().__init__(p, batch=batch)
         self.magnitude = _number(magnitude, "magnitude", 0, 0.5, hi_open=True)
 
     def matrix(self, ctx: _Ctx) -> torch.Tensor | None:
@@ -720,7 +787,7 @@ class RandomResizedCropGPU(SpatialTransform):
     stage = 0
 
     def __init__(self, size=None, min_scale: float = 0.08, ratio=(3 / 4, 4 / 3), batch: bool = False):
-        super().__init__(1.0, batch)
+        super().__init__(1.0, batch=batch)
         self.size = _size2(size)
         self.min_scale = _number(min_scale, "min_scale", 0, 1, lo_open=True)
         self.ratio = _ratio(ratio)
@@ -971,9 +1038,10 @@ class LightingTransform(BatchTransform):
 
     order = 40
 
-    def __init__(self, max_lighting: float = 0.2, p: float = 0.75, batch: bool = False):
+    def __init__(self, max_lighting: float = 0.2, p: float = 0.75, draw=None, batch: bool = False):
         self.max_lighting = _number(max_lighting, "max_lighting", 0, 1, hi_open=True)
         self.p = _number(p, "p", 0, 1)
+        self.draw = _check_draw(draw)
         self.batch = bool(batch)
 
     @property
@@ -997,7 +1065,7 @@ class LightingTransform(BatchTransform):
         return LightingTfm([self])(batch, kinds, train)
 
     def spec_kwargs(self) -> dict:
-        return {"max_lighting": self.max_lighting, "p": self.p, "batch": self.batch}
+        return {"max_lighting": self.max_lighting, "p": self.p, "batch": self.batch, **_draw_spec(self.draw)}
 
 
 def _is_affine(op: LightingTransform) -> bool:
@@ -1018,13 +1086,17 @@ def _scale_shift(x: torch.Tensor, scale, shift) -> torch.Tensor:
 
 class Brightness(LightingTransform):
     """Change brightness with probability ``p``: add ``logit(b)``, ``b`` uniform in ``0.5 * (1 ± max_lighting)``.
+    ``draw``: ``b`` itself (in (0, 1); 0.5 leaves the image as it is), one value or one per image.
 
     Example: ``batch_tfms=[Brightness(max_lighting=0.3)]``.
     """
 
     def affine(self, n: int, device) -> tuple[None, torch.Tensor, torch.Tensor]:
         m = self.max_lighting
-        b = _uniform(n, 0.5 * (1 - m), 0.5 * (1 + m), device, self.batch)
+        b = _drawn(
+            self.draw, n, device, lambda: _uniform(n, 0.5 * (1 - m), 0.5 * (1 + m), device, self.batch)
+        )
+        b = b.clamp(1e-5, 1 - 1e-5)
         apply = self._apply(n, device)
         shift = torch.where(apply, torch.log(b / (1 - b)), torch.zeros_like(b))
         return None, shift, apply
@@ -1032,13 +1104,14 @@ class Brightness(LightingTransform):
 
 class Contrast(LightingTransform):
     """Change contrast with probability ``p``: scale logits by a factor log-uniform in ``[1 - m, 1 / (1 - m)]``.
+    ``draw``: the factor itself (1 leaves the image as it is), one value or one per image.
 
     Example: ``batch_tfms=[Contrast(max_lighting=0.3)]``.
     """
 
     def affine(self, n: int, device) -> tuple[torch.Tensor, None, torch.Tensor]:
         lim = -math.log(1 - self.max_lighting)
-        c = torch.exp(_uniform(n, -lim, lim, device, self.batch))
+        c = _drawn(self.draw, n, device, lambda: torch.exp(_uniform(n, -lim, lim, device, self.batch)))
         apply = self._apply(n, device)
         return torch.where(apply, c, torch.ones_like(c)), None, apply
 
@@ -1130,6 +1203,206 @@ class LightingTfm(BatchTransform):
         return cls([transform_from_spec(s) for s in spec.get("kwargs", {}).get("ops", [])])
 
 
+_GRAY = (0.2989, 0.587, 0.114)
+
+
+class Saturation(LightingTransform):
+    """Change saturation with probability ``p``: blend each image with its grey version (in logit space) by
+    a factor log-uniform in ``[1 - m, 1 / (1 - m)]`` (0: grey, 1: unchanged, above 1: more colourful).
+    ``draw``: the factor itself. RGB images only (others are left as they are).
+
+    >>> out = Saturation(0.5, p=1.0, draw=0.0)((torch.rand(2, 3, 4, 4),), ("image",), train=True)[0]
+    >>> bool((out[:, 0] - out[:, 1]).abs().max() < 1e-4)   # factor 0: grey
+    True
+    """
+
+    def logits(self, x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        lim = -math.log(1 - self.max_lighting)
+        f = _drawn(self.draw, n, device, lambda: torch.exp(_uniform(n, -lim, lim, device, self.batch)))
+        apply = self._apply(n, device)
+        if x.shape[1] != 3:
+            return x, torch.zeros_like(apply)
+        f = torch.where(apply, f, torch.ones_like(f)).view(n, 1, 1, 1).to(x.dtype)
+        w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        gray = (x * w).sum(1, keepdim=True)
+        return gray + (x - gray) * f, apply
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    mx, _ = x.max(1)
+    mn, _ = x.min(1)
+    d = mx - mn
+    safe = torch.where(d > 0, d, torch.ones_like(d))
+    h = torch.where(
+        mx == r, ((g - b) / safe) % 6, torch.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    h = torch.where(d > 0, h / 6, torch.zeros_like(h))
+    s = torch.where(mx > 0, d / torch.where(mx > 0, mx, torch.ones_like(mx)), torch.zeros_like(mx))
+    return torch.stack([h % 1.0, s, mx], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], 1)
+    t = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return v[:, None] - v[:, None] * s[:, None] * t
+
+
+class Hue(LightingTransform):
+    """Shift the hue with probability ``p`` by a random amount in ``[-max_hue, max_hue]`` (in turns of the
+    colour wheel; 0.5 is the opposite colour). ``draw``: the shift itself. RGB images only.
+
+    >>> red = torch.zeros(1, 3, 2, 2); red[:, 0] = 0.9
+    >>> green = Hue(p=1.0, draw=1 / 3)((red,), ("image",), train=True)[0]  # a third of the wheel: red -> green
+    >>> [round(v, 2) for v in green[0, :, 0, 0].tolist()]
+    [0.0, 0.9, 0.0]
+    """
+
+    def __init__(self, max_hue: float = 0.1, p: float = 0.75, draw=None, batch: bool = False):
+        super().__init__(0.0, p=p, draw=draw, batch=batch)
+        self.max_hue = _number(max_hue, "max_hue", 0, 1)
+
+    def logits(self, x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        shift = _drawn(
+            self.draw, n, device, lambda: _uniform(n, -self.max_hue, self.max_hue, device, self.batch)
+        )
+        apply = self._apply(n, device)
+        if x.shape[1] != 3:
+            return x, torch.zeros_like(apply)
+        shift = torch.where(apply, shift, torch.zeros_like(shift)).to(x.dtype)
+        hsv = _rgb_to_hsv(torch.sigmoid(x))
+        hsv[:, 0] = (hsv[:, 0] + shift.view(n, 1, 1)) % 1.0
+        return torch.logit(_hsv_to_rgb(hsv), eps=1e-5), apply
+
+    def spec_kwargs(self) -> dict:
+        return {"max_hue": self.max_hue, "p": self.p, "batch": self.batch, **_draw_spec(self.draw)}
+
+
+class RandomErasing(BatchTransform):
+    """On train, with probability ``p`` per image, replace up to ``max_count`` random rectangles with random
+    normal noise (Zhong et al. 2017). Each covers a fraction ``sl..sh`` of the image (split between the
+    rectangles) with an aspect ratio between ``min_aspect`` and ``1 / min_aspect``. It runs after
+    ``Normalize`` (``order`` 100), so the noise has the statistics of the normalised pixels.
+
+    >>> x = torch.zeros(4, 3, 16, 16)
+    >>> out = RandomErasing(p=1.0, sl=0.2, sh=0.3)((x,), ("image",), train=True)[0]
+    >>> bool((out != 0).any(1).float().mean() > 0.1)
+    True
+    """
+
+    order = 100
+    per_item = True
+
+    def __init__(
+        self, p: float = 0.5, sl: float = 0.0, sh: float = 0.3, min_aspect: float = 0.3, max_count: int = 1
+    ):
+        self.p = _number(p, "p", 0, 1)
+        self.sl = _number(sl, "sl", 0, 1)
+        self.sh = _number(sh, "sh", self.sl, 1)
+        self.min_aspect = _number(min_aspect, "min_aspect", 0, 1, lo_open=True)
+        if isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 1:
+            raise DataError(
+                f"Expected max_count to be an int of at least 1. Received: max_count={max_count!r}. Fix: e.g. 1."
+            )
+        self.max_count = max_count
+
+    def __call__(self, batch: tuple, kinds: tuple[str, ...], train: bool) -> tuple:
+        if not train or self.p == 0:
+            return batch
+        return tuple(self._erase(x) if k == "image" else x for x, k in zip(batch, kinds))
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+            raise DataError(
+                f"Expected a float image batch (B, C, H, W) for RandomErasing. Received: {_describe_x(x)}. "
+                "Fix: put IntToFloat() and Normalize in batch_tfms (RandomErasing runs after them)."
+            )
+        x = x.clone()
+        n, c, h, w = x.shape
+        hit = (torch.rand(n) < self.p).tolist()
+        log_lo = math.log(self.min_aspect)
+        for i in range(n):
+            if not hit[i]:
+                continue
+            count = int(torch.randint(1, self.max_count + 1, ()).item())
+            for _ in range(count):
+                area = (self.sl + (self.sh - self.sl) * float(torch.rand(()))) * h * w / count
+                aspect = math.exp(log_lo + (-2 * log_lo) * float(torch.rand(())))
+                eh = min(h, max(1, int(round(math.sqrt(area * aspect)))))
+                ew = min(w, max(1, int(round(math.sqrt(area / aspect)))))
+                top = int(torch.randint(0, h - eh + 1, ()).item())
+                left = int(torch.randint(0, w - ew + 1, ()).item())
+                x[i, :, top : top + eh, left : left + ew] = torch.randn(
+                    c, eh, ew, dtype=x.dtype, device=x.device
+                )
+        return x
+
+    def spec_kwargs(self) -> dict:
+        return {
+            "p": self.p,
+            "sl": self.sl,
+            "sh": self.sh,
+            "min_aspect": self.min_aspect,
+            "max_count": self.max_count,
+        }
+
+
+def _describe_x(x) -> str:
+    return (
+        f"tensor(shape={tuple(x.shape)}, dtype={x.dtype})"
+        if isinstance(x, torch.Tensor)
+        else type(x).__name__
+    )
+
+
+def setup_aug_tfms(tfms) -> list:
+    """Combine the geometric transforms of ``tfms`` into one :class:`AffineCoordTfm` (one ``grid_sample``)
+    and the lighting ones into one :class:`LightingTfm` (one logit round trip); others are kept as they are.
+
+    Each group takes the place of its first member. Two ``AffineCoordTfm`` with different ``size`` are an
+    error. ``aug_transforms`` returns its result through this.
+
+    >>> [type(t).__name__ for t in setup_aug_tfms([Rotate(), Flip(), Brightness(), Contrast(), Hue()])]
+    ['AffineCoordTfm', 'LightingTfm']
+    """
+    res: list = []
+    spatial: list[SpatialTransform] = []
+    lighting: list[LightingTransform] = []
+    affine_kw: dict = {}
+    slots = {}
+    for t in listify(tfms):
+        if isinstance(t, (AffineCoordTfm, SpatialTransform)):
+            slots.setdefault("affine", len(res) + len(slots))
+            if isinstance(t, AffineCoordTfm):
+                spatial.extend(t.ops)
+                if t._size_arg is not None:
+                    old = affine_kw.get("size")
+                    if old is not None and tuple(old) != tuple(t._size_arg):
+                        raise DataError(
+                            f"Expected the AffineCoordTfm's to share one size. Received: sizes {tuple(old)} and "
+                            f"{tuple(t._size_arg)}. Fix: give the size once."
+                        )
+                    affine_kw["size"] = t._size_arg
+                for k in ("mode", "pad_mode", "align_corners"):
+                    affine_kw.setdefault(k, getattr(t, k))
+            else:
+                spatial.append(t)
+        elif isinstance(t, (LightingTfm, LightingTransform)):
+            slots.setdefault("lighting", len(res) + len(slots))
+            lighting.extend(t.ops if isinstance(t, LightingTfm) else [t])
+        else:
+            res.append(t)
+    groups = []
+    if "affine" in slots:
+        groups.append((slots["affine"], AffineCoordTfm(spatial, **affine_kw)))
+    if "lighting" in slots:
+        groups.append((slots["lighting"], LightingTfm(lighting)))
+    for pos, t in sorted(groups, key=lambda g: g[0]):
+        res.insert(pos, t)
+    return res
+
+
 # --------------------------------------------------------------------------------- aug_transforms
 def aug_transforms(
     mult: float = 1.0,
@@ -1185,7 +1458,7 @@ def aug_transforms(
         res.append(
             LightingTfm([Brightness(m, p=p_lighting, batch=batch), Contrast(m, p=p_lighting, batch=batch)])
         )
-    return res + extra
+    return setup_aug_tfms(res + extra)
 
 
 TRANSFORMS: dict[str, type] = {
@@ -1206,6 +1479,9 @@ TRANSFORMS: dict[str, type] = {
         Brightness,
         Contrast,
         LightingTfm,
+        Saturation,
+        Hue,
+        RandomErasing,
     )
 }
 """The transforms of this module by name, for :func:`learnkit.data.transforms.transform_from_spec`."""

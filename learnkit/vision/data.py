@@ -648,6 +648,9 @@ class PointScaler(BatchTransform):
     """Points from pixel coordinates to ``[-1, 1]`` of their image (after the geometric transforms); ``decode``
     maps back. :class:`PointBlock` adds it, so models regress coordinates of a sane scale.
 
+    It keeps the ``(h, w)`` of the images it last saw (``img_size``, as fastai's does), so a prediction alone
+    (``learn.predict``) decodes back to pixels of the model's input images.
+
     >>> x = torch.zeros(1, 3, 10, 20); p = torch.tensor([[[20.0, 0.0]]])
     >>> PointScaler()((x, p), ("image", "points"), True)[1].tolist()
     [[[1.0, -1.0]]]
@@ -656,12 +659,28 @@ class PointScaler(BatchTransform):
     order = 95
     per_item = True
 
-    @staticmethod
-    def _size(batch, kinds):
+    def __init__(self, img_size=None):
+        self.img_size = None if img_size is None else (int(img_size[0]), int(img_size[1]))
+
+    def _size(self, batch, kinds):
         for x, k in zip(batch, kinds):
             if k in ("image", "mask") and isinstance(x, torch.Tensor):
+                self.img_size = (int(x.shape[-2]), int(x.shape[-1]))
                 return x.shape[-2], x.shape[-1]
         return None
+
+    def unscale(self, points: torch.Tensor) -> torch.Tensor:
+        """``[-1, 1]`` coordinates (``(..., 2)``) back to pixels of the images last seen."""
+        if self.img_size is None:
+            raise DataError(
+                "Expected PointScaler to know the image size to decode points to pixels. Received: no image "
+                "batch seen yet in this process. Fix: pass PointBlock(img_size=(height, width))."
+            )
+        h, w = self.img_size
+        return (points.float() + 1) * torch.tensor([w / 2, h / 2], device=points.device)
+
+    def spec_kwargs(self) -> dict:
+        return {"img_size": None if self.img_size is None else list(self.img_size)}
 
     def __call__(self, batch, kinds, train):
         hw = self._size(batch, kinds)
@@ -683,8 +702,10 @@ class PointBlock(TransformBlock):
     """Keypoints: ``(n, 2)`` ``(x, y)`` pixel coordinates per image, moved with the image by every transform.
 
     In the batch they are scaled to ``[-1, 1]`` of the image (:class:`PointScaler`); the model outputs
-    ``c = 2 n`` numbers and the loss is :class:`~learnkit.losses.MSELossFlat`. Predictions decode to
-    ``(n, 2)`` points in those ``[-1, 1]`` coordinates (``(x + 1) * width / 2`` gives pixels).
+    ``c = 2 n`` numbers and the loss is :class:`~learnkit.losses.MSELossFlat`. Predictions
+    (``learn.predict``) decode to ``(n, 2)`` points in pixel coordinates of the model's input images, as
+    fastai's do; ``img_size=(h, w)`` gives that size up front (it is otherwise read from the batches, and
+    exported).
 
     >>> PointBlock().encode([[3, 4]]).tolist()
     [[3.0, 4.0]]
@@ -693,9 +714,14 @@ class PointBlock(TransformBlock):
     kind = "points"
     batch_tfms = (PointScaler(),)
 
-    def __init__(self, n_points: int | None = None, item_tfms=None, batch_tfms=None):
+    def __init__(self, n_points: int | None = None, item_tfms=None, batch_tfms=None, img_size=None):
         self.n_points = n_points
         super().__init__(item_tfms=item_tfms, batch_tfms=batch_tfms)
+        if batch_tfms is None:
+            self.batch_tfms = (PointScaler(img_size),)  # this block's own (it keeps the image size)
+        self._scaler = next((t for t in self.batch_tfms if isinstance(t, PointScaler)), None)
+        if self._scaler is not None and img_size is not None:
+            self._scaler.img_size = (int(img_size[0]), int(img_size[1]))
 
     @property
     def c(self) -> int | None:
@@ -748,8 +774,18 @@ class PointBlock(TransformBlock):
         return torch.as_tensor(t).detach().cpu().float().reshape(-1, 2)
 
     def decode_pred(self, decoded):
-        """Model output -> ``(n, 2)`` points in ``[-1, 1]`` coordinates of the image."""
-        return torch.as_tensor(decoded).detach().cpu().float().reshape(-1, 2)
+        """Model output -> ``(n, 2)`` ``(x, y)`` points in pixel coordinates of the model's input image."""
+        p = torch.as_tensor(decoded).detach().cpu().float().reshape(-1, 2)
+        return p if self._scaler is None else self._scaler.unscale(p)
+
+    def get_state(self) -> dict:
+        """The image size the points are scaled by (plain data, for exports)."""
+        size = None if self._scaler is None else self._scaler.img_size
+        return {} if size is None else {"img_size": list(size)}
+
+    def set_state(self, state: dict) -> None:
+        if state.get("img_size") is not None and self._scaler is not None:
+            self._scaler.img_size = tuple(int(v) for v in state["img_size"])
 
     def show(self, value, ax=None, title=None, **kwargs):
         """Scatter the points on ``ax`` over their image."""
@@ -759,12 +795,9 @@ class PointBlock(TransformBlock):
         return ax
 
     def show_result(self, target, pred, ax=None, **kwargs):
-        """Targets as red crosses, predictions (``[-1, 1]`` coordinates, scaled to the drawn image) as blue ones."""
+        """Targets as red crosses, predictions (pixel coordinates) as blue ones."""
         ax = show_points(target, ax=ax, color="red")
-        if ax.images:
-            h, w = ax.images[0].get_array().shape[:2]
-            p = (torch.as_tensor(pred).float().reshape(-1, 2) + 1) * torch.tensor([w / 2, h / 2])
-            show_points(p, ax=ax, color="blue")
+        show_points(torch.as_tensor(pred).float().reshape(-1, 2), ax=ax, color="blue")
         ax.set_title("target (red) / prediction (blue)", fontsize=8)
         return ax
 

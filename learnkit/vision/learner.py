@@ -28,6 +28,9 @@ from ..models.registry import create_model, is_model, list_models, model_entrypo
 from ..optim import Adam
 from .data import ImageBlock
 from .models import (
+    NormType,
+    _act_name,
+    _norm_type,
     create_body,
     create_unet_model,
     create_vision_model,
@@ -120,6 +123,9 @@ def unet_model(
     y_range: Sequence[float] | None = None,
     last_cross: bool = True,
     bottle: bool = False,
+    blur_final: bool = True,
+    act_cls: str = "ReLU",
+    norm_type: str | None = NormType.Batch,
 ) -> nn.Module:
     """The registered factory behind :func:`unet_learner` (``create_unet_model`` with ``arch`` by name).
 
@@ -138,6 +144,9 @@ def unet_model(
         y_range=None if y_range is None else tuple(y_range),
         last_cross=last_cross,
         bottle=bottle,
+        blur_final=blur_final,
+        act_cls=act_cls,
+        norm_type=norm_type,
     )
 
 
@@ -426,13 +435,18 @@ def unet_learner(
     y_range: Sequence[float] | None = None,
     last_cross: bool = True,
     bottle: bool = False,
+    blur_final: bool = True,
+    act_cls=nn.ReLU,
+    norm_type=NormType.Batch,
     **kwargs,
 ) -> Learner:
     """A :class:`~learnkit.Learner` with a U-Net on an encoder from ``arch`` for segmentation (``n_out`` = classes,
     default ``dls.c`` from the mask codes) or image-to-image regression (``y_range``).
 
     ``img_size`` defaults to the size of the data's images (one batch is read). Pretrained encoders are
-    frozen and the ImageNet normalisation is added, as in :func:`vision_learner`.
+    frozen and the ImageNet normalisation is added, as in :func:`vision_learner`. ``blur_final``,
+    ``act_cls`` (the decoder's activation, a class or a torch.nn name) and ``norm_type`` (a :class:`NormType`
+    or None: the decoder's normalisation) as in fastai; with a torch.nn activation the model stays exportable.
 
     >>> learn = unet_learner(dls, "resnet18", pretrained=False)  # doctest: +SKIP
     """
@@ -454,14 +468,18 @@ def unet_learner(
         y_range=None if y_range is None else [float(v) for v in y_range],
         last_cross=last_cross,
         bottle=bottle,
+        blur_final=bool(blur_final),
+        norm_type=_norm_type(norm_type),
     )
-    if name is not None and (cut is None or isinstance(cut, int)):
+    act_name = _act_name(act_cls)
+    if name is not None and act_name is not None and (cut is None or isinstance(cut, int)):
+        kw["act_cls"] = act_name
         _check_arch_name(name)
         model = create_model("unet_model", pretrained=pretrained, arch=name, **kw)
     else:
         kw["img_size"] = tuple(size)
         kw["y_range"] = None if y_range is None else tuple(y_range)
-        model = create_unet_model(arch, pretrained=pretrained, **kw)
+        model = create_unet_model(arch, pretrained=pretrained, act_cls=act_cls, **kw)
     return _finish_learner(
         dls,
         model,

@@ -48,6 +48,23 @@ __all__ = [
     "xresnet34",
     "xresnet50",
     "xresnet101",
+    "xresnet152",
+    "xresnext18",
+    "xresnext34",
+    "xresnext50",
+    "xresnext101",
+    "xse_resnet18",
+    "xse_resnet34",
+    "xse_resnet50",
+    "xse_resnet101",
+    "xse_resnet152",
+    "xse_resnext18",
+    "xse_resnext34",
+    "xse_resnext50",
+    "xse_resnext101",
+    "NormType",
+    "ConvLayer",
+    "SEModule",
     "AdaptiveConcatPool2d",
     "create_head",
     "create_body",
@@ -73,14 +90,131 @@ imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _conv_bn(ni, nf, ks=3, stride=1, act_cls=nn.ReLU, act=True, zero_bn=False) -> nn.Sequential:
+class NormType:
+    """fastai's names for the normalisation of a :class:`ConvLayer` (``norm_type=``); ``None`` means none.
+
+    ``Batch``: BatchNorm after the conv; ``BatchZero``: the same with gamma 0 (a residual branch that starts
+    as zero); ``Instance`` / ``InstanceZero``: InstanceNorm (affine); ``Weight``: weight normalisation of the
+    conv (``torch.nn.utils.parametrizations.weight_norm``); ``Spectral``: spectral normalisation.
+
+    >>> NormType.Spectral
+    'spectral'
+    """
+
+    Batch = "batch"
+    BatchZero = "batch_zero"
+    Instance = "instance"
+    InstanceZero = "instance_zero"
+    Weight = "weight"
+    Spectral = "spectral"
+
+
+_NORM_TYPES = (
+    NormType.Batch,
+    NormType.BatchZero,
+    NormType.Instance,
+    NormType.InstanceZero,
+    NormType.Weight,
+    NormType.Spectral,
+)
+
+
+def _norm_type(norm_type) -> str | None:
+    """Validate ``norm_type`` (a :class:`NormType` value, its name such as ``'Batch'``, or None)."""
+    if norm_type is None:
+        return None
+    name = getattr(norm_type, "name", norm_type)  # also an Enum member spelled like fastai's
+    if isinstance(name, str):
+        for v in _NORM_TYPES:
+            if name.lower().replace("_", "") == v.replace("_", ""):
+                return v
+    raise ModelError(
+        f"Expected norm_type to be None or one of NormType.Batch, BatchZero, Instance, InstanceZero, Weight, "
+        f"Spectral. Received: norm_type={norm_type!r}. Fix: e.g. norm_type=NormType.Weight."
+    )
+
+
+def _act_class(act_cls) -> type:
+    """An activation class from a class or a torch.nn class name (``'ReLU'``, ``'Mish'``...)."""
+    if isinstance(act_cls, str):
+        cls = getattr(nn, act_cls, None)
+        if isinstance(cls, type) and issubclass(cls, nn.Module):
+            return cls
+        raise ModelError(
+            f"Expected act_cls to be an nn.Module class or the name of a torch.nn activation. Received: "
+            f"act_cls={act_cls!r}. Fix: e.g. act_cls=nn.LeakyReLU or act_cls='Mish'."
+        )
+    if callable(act_cls):
+        return act_cls
+    raise ModelError(
+        f"Expected act_cls to be an activation class such as nn.ReLU. Received: act_cls={act_cls!r}. "
+        "Fix: pass the class itself (act_cls=nn.Mish), not an instance."
+    )
+
+
+def _act_name(act_cls) -> str | None:
+    """The torch.nn name of an activation class (plain data for export), or None for other classes."""
+    if isinstance(act_cls, str):
+        _act_class(act_cls)
+        return act_cls
+    name = getattr(act_cls, "__name__", None)
+    return name if isinstance(name, str) and getattr(nn, name, None) is act_cls else None
+
+
+class ConvLayer(nn.Sequential):
+    """conv -> optional norm (:class:`NormType`) -> optional activation, as an ``nn.Sequential``.
+
+    The conv has a bias only when there is no Batch/Instance norm after it. The conv weight starts with
+    kaiming-normal init; ``Weight``/``Spectral`` reparametrise the conv itself (no separate norm layer).
+
+    >>> ConvLayer(3, 8, stride=2, act_cls=nn.LeakyReLU)(torch.randn(1, 3, 16, 16)).shape
+    torch.Size([1, 8, 8, 8])
+    """
+
+    def __init__(
+        self,
+        ni: int,
+        nf: int,
+        ks: int = 3,
+        stride: int = 1,
+        act_cls=nn.ReLU,
+        norm_type=NormType.Batch,
+        groups: int = 1,
+        act: bool = True,
+    ):
+        norm = _norm_type(norm_type)
+        has_norm_layer = norm in (
+            NormType.Batch,
+            NormType.BatchZero,
+            NormType.Instance,
+            NormType.InstanceZero,
+        )
+        conv = nn.Conv2d(ni, nf, ks, stride=stride, padding=ks // 2, groups=groups, bias=not has_norm_layer)
+        nn.init.kaiming_normal_(conv.weight)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+        if norm == NormType.Weight:
+            conv = nn.utils.parametrizations.weight_norm(conv)
+        elif norm == NormType.Spectral:
+            conv = nn.utils.parametrizations.spectral_norm(conv)
+        layers: list[nn.Module] = [conv]
+        if norm in (NormType.Batch, NormType.BatchZero):
+            bn = nn.BatchNorm2d(nf)
+            nn.init.constant_(bn.weight, 0.0 if norm == NormType.BatchZero else 1.0)
+            layers.append(bn)
+        elif norm in (NormType.Instance, NormType.InstanceZero):
+            inn = nn.InstanceNorm2d(nf, affine=True)
+            nn.init.constant_(inn.weight, 0.0 if norm == NormType.InstanceZero else 1.0)
+            layers.append(inn)
+        if act:
+            layers.append(_act_class(act_cls)())
+        super().__init__(*layers)
+
+
+def _conv_bn(ni, nf, ks=3, stride=1, act_cls=nn.ReLU, act=True, zero_bn=False, groups=1) -> nn.Sequential:
     """conv (no bias) -> BatchNorm (gamma 0 when ``zero_bn``) -> optional activation."""
-    bn = nn.BatchNorm2d(nf)
-    nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
-    layers = [nn.Conv2d(ni, nf, ks, stride=stride, padding=ks // 2, bias=False), bn]
-    if act:
-        layers.append(act_cls())
-    return nn.Sequential(*layers)
+    norm = NormType.BatchZero if zero_bn else NormType.Batch
+    return ConvLayer(ni, nf, ks, stride=stride, act_cls=act_cls, norm_type=norm, groups=groups, act=act)
 
 
 def _init_weights(module: nn.Module, init=nn.init.kaiming_normal_) -> None:
@@ -156,46 +290,100 @@ def lenet(n_out: int = 10, n_in: int = 1) -> nn.Sequential:
     )
 
 
+class SEModule(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): global average pool -> 1x1 conv to ``ch // reduction`` ->
+    activation -> 1x1 conv back to ``ch`` -> sigmoid, a per-channel gate multiplied into the input.
+
+    >>> SEModule(64)(torch.randn(2, 64, 8, 8)).shape
+    torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(self, ch: int, reduction: int = 16, act_cls=nn.ReLU):
+        super().__init__()
+        nh = max(ch // int(reduction), 1)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(ch, nh, 1),
+            _act_class(act_cls)(),
+            nn.Conv2d(nh, ch, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return x * self.gate(x)
+
+
 class XResBlock(nn.Module):
     """Residual block of an XResNet (basic when ``expansion == 1``, bottleneck when 4).
 
     The last BatchNorm of the residual branch starts with gamma 0, so each block starts as the identity.
     The shortcut follows ResNet-D: average pool (when strided) then a 1x1 conv (when channels change).
+    ``groups`` > 1 makes the 3x3 conv grouped (ResNeXt); ``reduction`` adds a :class:`SEModule` on the
+    residual branch (SE-ResNet).
     """
 
-    def __init__(self, expansion: int, ni: int, nh: int, stride: int = 1, act_cls=nn.ReLU):
+    def __init__(
+        self,
+        expansion: int,
+        ni: int,
+        nh: int,
+        stride: int = 1,
+        act_cls=nn.ReLU,
+        groups: int = 1,
+        reduction: int | None = None,
+    ):
         super().__init__()
         nf = nh * expansion
         if expansion == 1:
             convs = [
-                _conv_bn(ni, nh, 3, stride=stride, act_cls=act_cls),
+                _conv_bn(ni, nh, 3, stride=stride, act_cls=act_cls, groups=groups),
                 _conv_bn(nh, nf, 3, act=False, zero_bn=True),
             ]
         else:
             convs = [
                 _conv_bn(ni, nh, 1, act_cls=act_cls),
-                _conv_bn(nh, nh, 3, stride=stride, act_cls=act_cls),
+                _conv_bn(nh, nh, 3, stride=stride, act_cls=act_cls, groups=groups),
                 _conv_bn(nh, nf, 1, act=False, zero_bn=True),
             ]
         self.convs = nn.Sequential(*convs)
+        self.se = SEModule(nf, reduction, act_cls=act_cls) if reduction else None
         short = []
         if stride != 1:
             short.append(nn.AvgPool2d(stride, ceil_mode=True))
         if ni != nf:
             short.append(_conv_bn(ni, nf, 1, act=False))
         self.shortcut = nn.Sequential(*short)  # empty Sequential is the identity
-        self.act = act_cls()
+        self.act = _act_class(act_cls)()
 
     def forward(self, x):
-        return self.act(self.convs(x) + self.shortcut(x))
+        y = self.convs(x)
+        if self.se is not None:
+            y = self.se(y)
+        return self.act(y + self.shortcut(x))
+
+
+def _n_in(n_in: int, c_in: int | None) -> int:
+    """fastai spells the input channels ``c_in``; learnkit's ``n_in`` stays as the same argument."""
+    if c_in is None:
+        return n_in
+    if n_in != 3 and n_in != c_in:
+        raise ModelError(
+            f"Expected one number of input channels. Received: n_in={n_in}, c_in={c_in}. "
+            "Fix: pass only c_in= (fastai's name) or only n_in=."
+        )
+    return int(c_in)
 
 
 class XResNet(nn.Sequential):
-    """ResNet with the "Bag of Tricks" (He et al. 2019) changes: a 3-conv stem (n_in->32->32->64),
+    """ResNet with the "Bag of Tricks" (He et al. 2019) changes: a 3-conv stem (c_in->32->32->64),
     ResNet-D shortcuts, zero-initialised last BatchNorm in each block, kaiming init.
 
     It is an ``nn.Sequential``: stem, max pool, four stages, then average pool, flatten, dropout, linear,
-    so ``model[:-4]`` is the feature body. Prefer the factories :func:`xresnet18` ... :func:`xresnet101`.
+    so ``model[:-4]`` is the feature body. ``groups=32`` gives the ResNeXt variants, ``reduction=16`` the
+    squeeze-excitation ones. ``c_in`` is fastai's name for the input channels (``n_in`` works too).
+    Prefer the factories :func:`xresnet18` ... :func:`xse_resnext101`.
+
+    Example: ``XResNet(1, [1, 1, 1, 1], n_out=4, c_in=1)(torch.randn(2, 1, 32, 32)).shape`` -> ``(2, 4)``.
     """
 
     def __init__(
@@ -206,7 +394,11 @@ class XResNet(nn.Sequential):
         n_in: int = 3,
         p: float = 0.0,
         act_cls=nn.ReLU,
+        groups: int = 1,
+        reduction: int | None = None,
+        c_in: int | None = None,
     ):
+        n_in = _n_in(n_in, c_in)
         stem = [
             _conv_bn(n_in, 32, 3, stride=2, act_cls=act_cls),
             _conv_bn(32, 32, 3, act_cls=act_cls),
@@ -218,7 +410,11 @@ class XResNet(nn.Sequential):
             blocks = []
             for j in range(n_blocks):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(XResBlock(expansion, ni, nh, stride=stride, act_cls=act_cls))
+                blocks.append(
+                    XResBlock(
+                        expansion, ni, nh, stride=stride, act_cls=act_cls, groups=groups, reduction=reduction
+                    )
+                )
                 ni = nh * expansion
             stages.append(nn.Sequential(*blocks))
         head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(p), nn.Linear(ni, n_out)]
@@ -226,37 +422,134 @@ class XResNet(nn.Sequential):
         _init_weights(self)
 
 
+_LAYERS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+
+
+def _xres(depth, n_out, n_in, p, act_cls, c_in, groups=1, reduction=None) -> XResNet:
+    expansion = 1 if depth < 50 else 4
+    return XResNet(
+        expansion, _LAYERS[depth], n_out, n_in, p, act_cls, groups=groups, reduction=reduction, c_in=c_in
+    )
+
+
 @register_model(tags=("vision",))
-def xresnet18(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
+def xresnet18(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
     """XResNet-18 (basic blocks [2, 2, 2, 2]), trained from scratch.
 
-    Example: ``xresnet18(n_out=10, n_in=1)(torch.randn(2, 1, 32, 32)).shape`` -> ``(2, 10)``.
+    Example: ``xresnet18(n_out=10, c_in=1)(torch.randn(2, 1, 32, 32)).shape`` -> ``(2, 10)``.
     """
-    return XResNet(1, [2, 2, 2, 2], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
+    return _xres(18, n_out, n_in, p, act_cls, c_in)
 
 
 @register_model(tags=("vision",))
-def xresnet34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
+def xresnet34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
     """XResNet-34 (basic blocks [3, 4, 6, 3]), trained from scratch. Example: ``xresnet34(n_out=10)``."""
-    return XResNet(1, [3, 4, 6, 3], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
+    return _xres(34, n_out, n_in, p, act_cls, c_in)
 
 
 @register_model(tags=("vision",))
-def xresnet50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
+def xresnet50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
     """XResNet-50 (bottleneck blocks [3, 4, 6, 3], expansion 4), trained from scratch.
 
     Example: ``xresnet50(n_out=10)(torch.randn(2, 3, 64, 64)).shape`` -> ``(2, 10)``.
     """
-    return XResNet(4, [3, 4, 6, 3], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
+    return _xres(50, n_out, n_in, p, act_cls, c_in)
 
 
 @register_model(tags=("vision",))
-def xresnet101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU) -> XResNet:
+def xresnet101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
     """XResNet-101 (bottleneck blocks [3, 4, 23, 3], expansion 4), trained from scratch.
 
     Example: ``xresnet101(n_out=10, n_in=1)(torch.randn(2, 1, 64, 64)).shape`` -> ``(2, 10)``.
     """
-    return XResNet(4, [3, 4, 23, 3], n_out=n_out, n_in=n_in, p=p, act_cls=act_cls)
+    return _xres(101, n_out, n_in, p, act_cls, c_in)
+
+
+@register_model(tags=("vision",))
+def xresnet152(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """XResNet-152 (bottleneck blocks [3, 8, 36, 3], expansion 4). Example: ``xresnet152(n_out=10)``."""
+    return _xres(152, n_out, n_in, p, act_cls, c_in)
+
+
+@register_model(tags=("vision",))
+def xresnext18(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """XResNeXt-18: XResNet-18 with 32-group 3x3 convs. Example: ``xresnext18(n_out=10, c_in=1)``."""
+    return _xres(18, n_out, n_in, p, act_cls, c_in, groups=32)
+
+
+@register_model(tags=("vision",))
+def xresnext34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """XResNeXt-34: XResNet-34 with 32-group 3x3 convs. Example: ``xresnext34(n_out=10)``."""
+    return _xres(34, n_out, n_in, p, act_cls, c_in, groups=32)
+
+
+@register_model(tags=("vision",))
+def xresnext50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """XResNeXt-50: bottleneck XResNet-50 with 32-group 3x3 convs. Example: ``xresnext50(n_out=10)``."""
+    return _xres(50, n_out, n_in, p, act_cls, c_in, groups=32)
+
+
+@register_model(tags=("vision",))
+def xresnext101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """XResNeXt-101: bottleneck XResNet-101 with 32-group 3x3 convs. Example: ``xresnext101(n_out=10)``."""
+    return _xres(101, n_out, n_in, p, act_cls, c_in, groups=32)
+
+
+@register_model(tags=("vision",))
+def xse_resnet18(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNet-18: XResNet-18 with a squeeze-excitation gate (reduction 16) in every block.
+
+    Example: ``xse_resnet18(n_out=10, c_in=1)(torch.randn(2, 1, 32, 32)).shape`` -> ``(2, 10)``.
+    """
+    return _xres(18, n_out, n_in, p, act_cls, c_in, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnet34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNet-34 (squeeze-excitation, reduction 16). Example: ``xse_resnet34(n_out=10)``."""
+    return _xres(34, n_out, n_in, p, act_cls, c_in, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnet50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNet-50 (bottleneck, squeeze-excitation). Example: ``xse_resnet50(n_out=10)``."""
+    return _xres(50, n_out, n_in, p, act_cls, c_in, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnet101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNet-101 (bottleneck, squeeze-excitation). Example: ``xse_resnet101(n_out=10)``."""
+    return _xres(101, n_out, n_in, p, act_cls, c_in, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnet152(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNet-152 (bottleneck, squeeze-excitation). Example: ``xse_resnet152(n_out=10)``."""
+    return _xres(152, n_out, n_in, p, act_cls, c_in, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnext18(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNeXt-18: 32-group 3x3 convs and squeeze-excitation. Example: ``xse_resnext18(n_out=10)``."""
+    return _xres(18, n_out, n_in, p, act_cls, c_in, groups=32, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnext34(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNeXt-34: 32-group 3x3 convs and squeeze-excitation. Example: ``xse_resnext34(n_out=10)``."""
+    return _xres(34, n_out, n_in, p, act_cls, c_in, groups=32, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnext50(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNeXt-50: bottleneck, 32 groups, squeeze-excitation. Example: ``xse_resnext50(n_out=10)``."""
+    return _xres(50, n_out, n_in, p, act_cls, c_in, groups=32, reduction=16)
+
+
+@register_model(tags=("vision",))
+def xse_resnext101(n_out: int = 1000, n_in: int = 3, p: float = 0.0, act_cls=nn.ReLU, c_in=None) -> XResNet:
+    """SE-XResNeXt-101: bottleneck, 32 groups, squeeze-excitation. Example: ``xse_resnext101(n_out=10)``."""
+    return _xres(101, n_out, n_in, p, act_cls, c_in, groups=32, reduction=16)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -900,19 +1193,39 @@ def _icnr_(weight: torch.Tensor, scale: int = 2, init=nn.init.kaiming_normal_) -
 
 
 class PixelShuffleICNR(nn.Module):
-    """Upsample by ``scale``: 1x1 conv to ``nf * scale**2`` channels (ICNR init), ReLU, PixelShuffle, and
-    with ``blur`` a replication pad + 2x2 average (reduces checkerboard artifacts).
+    """Upsample by ``scale``: 1x1 conv to ``nf * scale**2`` channels (ICNR init), activation (``act_cls``),
+    PixelShuffle, and with ``blur`` a replication pad + 2x2 average (reduces checkerboard artifacts).
+    ``norm_type``: ``NormType.Weight`` or ``NormType.Spectral`` reparametrise the conv (after the ICNR init).
 
     Example: ``PixelShuffleICNR(64, 32)(torch.randn(2, 64, 8, 8)).shape`` -> ``(2, 32, 16, 16)``.
     """
 
-    def __init__(self, ni: int, nf: int | None = None, scale: int = 2, blur: bool = False):
+    def __init__(
+        self,
+        ni: int,
+        nf: int | None = None,
+        scale: int = 2,
+        blur: bool = False,
+        norm_type=None,
+        act_cls=nn.ReLU,
+    ):
         super().__init__()
         nf = ni if nf is None else nf
-        self.conv = nn.Conv2d(ni, nf * scale**2, 1)
-        _icnr_(self.conv.weight, scale)
-        nn.init.zeros_(self.conv.bias)
-        self.act = nn.ReLU(inplace=True)
+        norm = _norm_type(norm_type)
+        if norm not in (None, NormType.Weight, NormType.Spectral):
+            raise ModelError(
+                f"Expected norm_type None, NormType.Weight or NormType.Spectral for the upsampling conv. "
+                f"Received: norm_type={norm_type!r}. Fix: pass one of those."
+            )
+        conv = nn.Conv2d(ni, nf * scale**2, 1)
+        _icnr_(conv.weight, scale)
+        nn.init.zeros_(conv.bias)
+        if norm == NormType.Weight:
+            conv = nn.utils.parametrizations.weight_norm(conv)
+        elif norm == NormType.Spectral:
+            conv = nn.utils.parametrizations.spectral_norm(conv)
+        self.conv = conv
+        self.act = _act_class(act_cls)()
         self.shuffle = nn.PixelShuffle(scale)
         self.blur = (
             nn.Sequential(nn.ReplicationPad2d((1, 0, 1, 0)), nn.AvgPool2d(2, stride=1)) if blur else None
@@ -949,42 +1262,58 @@ class UnetBlock(nn.Module):
     concatenate with the batch-normalised skip, then two conv-BN-ReLU.
 
     Output channels: ``(up_c // 2 + skip_c) // 2`` (or without the halving when ``final_div=False``).
+    ``act_cls`` is the activation of every layer; ``norm_type`` the normalisation of the two convs
+    (``Weight``/``Spectral`` also reparametrise the upsampling conv).
+
+    Example: ``UnetBlock(64, 32)(torch.randn(1, 64, 4, 4), torch.randn(1, 32, 8, 8)).shape`` -> ``(1, 32, 8, 8)``.
     """
 
     def __init__(
-        self, up_c: int, skip_c: int, final_div: bool = True, blur: bool = False, self_attention: bool = False
+        self,
+        up_c: int,
+        skip_c: int,
+        final_div: bool = True,
+        blur: bool = False,
+        self_attention: bool = False,
+        act_cls=nn.ReLU,
+        norm_type=NormType.Batch,
     ):
         super().__init__()
-        self.up = PixelShuffleICNR(up_c, up_c // 2, blur=blur)
+        norm = _norm_type(norm_type)
+        up_norm = norm if norm in (NormType.Weight, NormType.Spectral) else None
+        self.up = PixelShuffleICNR(up_c, up_c // 2, blur=blur, norm_type=up_norm, act_cls=act_cls)
         self.skip_bn = nn.BatchNorm2d(skip_c)
         ni = up_c // 2 + skip_c
         nf = ni // 2 if final_div else ni
         self.out_c = nf
-        self.conv1 = _conv_bn(ni, nf, 3)
-        self.conv2 = _conv_bn(nf, nf, 3)
+        self.act = _act_class(act_cls)()
+        self.conv1 = ConvLayer(ni, nf, 3, act_cls=act_cls, norm_type=norm)
+        self.conv2 = ConvLayer(nf, nf, 3, act_cls=act_cls, norm_type=norm)
         self.attn = SelfAttention(nf) if self_attention else None
 
     def forward(self, up_in, skip):
         up = self.up(up_in)
         if up.shape[-2:] != skip.shape[-2:]:
             up = F.interpolate(up, size=skip.shape[-2:], mode="nearest")
-        x = F.relu(torch.cat([up, self.skip_bn(skip)], dim=1))
+        x = self.act(torch.cat([up, self.skip_bn(skip)], dim=1))
         x = self.conv2(self.conv1(x))
         return self.attn(x) if self.attn is not None else x
 
 
 class _ResBlock(nn.Module):
-    def __init__(self, ni: int, bottle: bool = False):
+    def __init__(self, ni: int, bottle: bool = False, act_cls=nn.ReLU, norm_type=NormType.Batch):
         super().__init__()
-        if bottle:
-            self.convs = nn.Sequential(
-                _conv_bn(ni, ni // 2, 1), _conv_bn(ni // 2, ni, 3, act=False, zero_bn=True)
-            )
-        else:
-            self.convs = nn.Sequential(_conv_bn(ni, ni, 3), _conv_bn(ni, ni, 3, act=False, zero_bn=True))
+        norm = _norm_type(norm_type)
+        last = NormType.BatchZero if norm == NormType.Batch else norm
+        nh = ni // 2 if bottle else ni
+        self.convs = nn.Sequential(
+            ConvLayer(ni, nh, 1 if bottle else 3, act_cls=act_cls, norm_type=norm),
+            ConvLayer(nh, ni, 3, act_cls=act_cls, norm_type=last, act=False),
+        )
+        self.act = _act_class(act_cls)()
 
     def forward(self, x):
-        return F.relu(x + self.convs(x))
+        return self.act(x + self.convs(x))
 
 
 def _probe_shapes(encoder: nn.Module, n_in: int, size: tuple[int, int]):
@@ -1020,6 +1349,9 @@ class DynamicUnet(nn.Module):
     """A U-Net built around any CNN encoder, found by a dummy forward at ``img_size``.
 
     The skip connections are the outputs of the encoder children after which the spatial size changes.
+    ``blur`` blurs the upsampling of every decoder block but the last, and the last one (and the final
+    upsampling) too when ``blur_final``. ``act_cls`` is the decoder's activation and ``norm_type`` (a
+    :class:`NormType` or None) the normalisation of its convs (the encoder is left as it is).
     For an ``nn.Sequential`` encoder, ``forward`` walks the children itself and keeps those outputs (no
     hooks, nothing kept between calls). Other encoders get forward hooks whose outputs are collected
     during a forward and released at its end; :meth:`remove_hooks` removes them.
@@ -1040,8 +1372,12 @@ class DynamicUnet(nn.Module):
         y_range: tuple[float, float] | None = None,
         last_cross: bool = True,
         bottle: bool = False,
+        blur_final: bool = True,
+        act_cls=nn.ReLU,
+        norm_type=NormType.Batch,
     ):
         super().__init__()
+        norm = _norm_type(norm_type)
         self.encoder = encoder
         records, out_shape = _probe_shapes(encoder, n_in, img_size)
         next_shapes = [r[2] for r in records[1:]] + [out_shape]
@@ -1060,7 +1396,10 @@ class DynamicUnet(nn.Module):
                 self._handles.append(mod.register_forward_hook(self._store_hook))
 
         ni = out_shape[1]
-        self.middle = nn.Sequential(_conv_bn(ni, ni * 2), _conv_bn(ni * 2, ni))
+        self.middle = nn.Sequential(
+            ConvLayer(ni, ni * 2, act_cls=act_cls, norm_type=norm),
+            ConvLayer(ni * 2, ni, act_cls=act_cls, norm_type=norm),
+        )
         blocks = []
         for j, (_, _, shape) in enumerate(reversed(skips)):
             last = j == len(skips) - 1
@@ -1068,15 +1407,24 @@ class DynamicUnet(nn.Module):
                 ni,
                 shape[1],
                 final_div=not last,
-                blur=blur and not last,
+                blur=blur and (blur_final or not last),
                 self_attention=self_attention and j == max(len(skips) - 3, 0),
+                act_cls=act_cls,
+                norm_type=norm,
             )
             blocks.append(block)
             ni = block.out_c
         self.blocks = nn.ModuleList(blocks)
         first_size = skips[0][2][-2:] if skips else out_shape[-2:]
-        self.final_up = PixelShuffleICNR(ni, ni, blur=blur) if tuple(first_size) != tuple(img_size) else None
-        self.cross = _ResBlock(ni + n_in, bottle=bottle) if last_cross else None
+        up_norm = norm if norm in (NormType.Weight, NormType.Spectral) else None
+        self.final_up = (
+            PixelShuffleICNR(ni, ni, blur=blur and blur_final, norm_type=up_norm, act_cls=act_cls)
+            if tuple(first_size) != tuple(img_size)
+            else None
+        )
+        self.cross = (
+            _ResBlock(ni + n_in, bottle=bottle, act_cls=act_cls, norm_type=norm) if last_cross else None
+        )
         self.final = nn.Conv2d(ni + n_in if last_cross else ni, n_out, 1)
         self.y_range = None if y_range is None else (float(y_range[0]), float(y_range[1]))
         for m in [self.middle, self.blocks, self.cross, self.final]:
@@ -1135,6 +1483,8 @@ class DynamicUnet(nn.Module):
 def _init_weights_except_icnr(module: nn.Module) -> None:
     icnr = {id(m.conv) for m in module.modules() if isinstance(m, PixelShuffleICNR)}
     for m in module.modules():
+        if nn.utils.parametrize.is_parametrized(m):
+            continue  # weight/spectral norm: initialised before the reparametrisation (ConvLayer)
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and id(m) not in icnr:
             nn.init.kaiming_normal_(m.weight)
             if m.bias is not None:
@@ -1153,12 +1503,16 @@ def create_unet_model(
     y_range: tuple[float, float] | None = None,
     last_cross: bool = True,
     bottle: bool = False,
+    blur_final: bool = True,
+    act_cls=nn.ReLU,
+    norm_type=NormType.Batch,
 ) -> DynamicUnet:
     """A :class:`DynamicUnet` for segmentation (``n_out`` classes) or image-to-image (``y_range``) on the
     encoder :func:`create_body` makes from ``arch``.
 
     ``img_size``: the training image size (int or (H, W)), used to find the skip connections; other sizes
-    also work at run time. Example::
+    also work at run time. ``blur`` / ``blur_final`` / ``act_cls`` / ``norm_type``: see :class:`DynamicUnet`
+    (``act_cls`` a class or a torch.nn name; ``norm_type`` a :class:`NormType` or None). Example::
 
         model = create_unet_model("resnet18", n_out=5, img_size=64, pretrained=False)
         model(torch.randn(2, 3, 64, 64)).shape   # (2, 5, 64, 64)
@@ -1180,7 +1534,11 @@ def create_unet_model(
         y_range=y_range,
         last_cross=last_cross,
         bottle=bottle,
+        blur_final=blur_final,
+        act_cls=_act_class(act_cls),
+        norm_type=norm_type,
     )
+    act_name = _act_name(act_cls)
     _attach_spec(
         model,
         create_unet_model,
@@ -1195,6 +1553,9 @@ def create_unet_model(
             y_range=None if y_range is None else list(y_range),
             last_cross=last_cross,
             bottle=bottle,
+            blur_final=blur_final,
+            act_cls=act_name if act_name is not None else act_cls,  # a class: not plain data, no spec
+            norm_type=_norm_type(norm_type),
         ),
     )
     return model

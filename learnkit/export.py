@@ -515,6 +515,9 @@ def _path_of(f) -> str:
     return f"{f.__module__}:{f.__qualname__}"
 
 
+DEFAULT_EXPORT, FASTAI_EXPORT = "export.lk", "export.pkl"
+
+
 def _missing_file(path: Path) -> ModelError:
     parent = path.parent if str(path.parent) else Path(".")
     near = []
@@ -535,7 +538,16 @@ def read_export(fname: str | os.PathLike) -> dict:
     """The checked contents of an export file (``torch.load(weights_only=True)``; nothing is rebuilt)."""
     path = Path(fname)
     if not path.is_file():
-        raise _missing_file(path)
+        alt = path.with_name(DEFAULT_EXPORT)
+        if path.name != FASTAI_EXPORT or not alt.is_file():
+            raise _missing_file(path)
+        # course code loads fastai's default name after a plain learn.export(); learnkit's file sits beside it
+        warnings.warn(
+            f"No {FASTAI_EXPORT!r} at {str(path.parent)!r}: loading {str(alt)!r}, the file learn.export() writes "
+            f"by default (learnkit's files are pickle-free, so they are not named .pkl).",
+            stacklevel=3,
+        )
+        path = alt
     st = safe_load(path)
     if not isinstance(st, dict) or st.get("format") != EXPORT_FORMAT:
         raise ModelError(

@@ -116,6 +116,18 @@ def test_missing_export_names_the_sibling_that_exists(wine_tensors, tmp_path):
         load_learner(tmp_path / "export.lk")
 
 
+def test_course_code_loading_export_pkl_after_a_plain_export_gets_the_file(wine_tensors, tmp_path):
+    learn = _wine_learner(wine_tensors, nn.Sequential(nn.Linear(13, 3)), tmp_path)
+    learn.export()  # learnkit's default name: export.lk
+    x = wine_tensors[1][0][:4]
+    with pytest.warns(UserWarning, match=r"loading .*export\.lk"):
+        loaded = load_learner(tmp_path / "export.pkl")  # fastai's default name, as course code spells it
+    learn.model.eval()
+    assert torch.equal(loaded.model(x), learn.model(x))
+    with pytest.raises(ModelError, match="No export"):
+        load_learner(tmp_path / "other.pkl")  # only fastai's default name falls back
+
+
 def test_unknown_recipe_kind_lists_the_known_ones():
     with pytest.raises(ModelError, match="datablock"):
         recipe_from_spec({"kind": "no_such_recipe"})

@@ -619,7 +619,7 @@ class DataBlock:
     ) -> DataLoaders:
         """``DataLoaders`` (train, valid) from ``source``: see :meth:`Datasets.dataloaders` for the arguments
         (``dl_type``, ``dl_kwargs``, ``batch_sampler`` plug in an application's loading; ``path`` is
-        ``dls.path``, default the source folder, else ``'.'``).
+        ``dls.path``, default ``'.'`` as in fastai, so ``learn.export()`` writes beside the script).
 
         The loaders are plain ``torch.utils.data.DataLoader``s with a collate function from the blocks; batch
         transforms run on the device (on the CPU: in the DataLoader workers, see
@@ -641,7 +641,7 @@ class DataBlock:
                 device=device,
                 val_bs=val_bs,
                 seed=seed,
-                path=path if path is not None else (self._path(source) or "."),
+                path=path if path is not None else ".",
                 **kwargs,
             )
         return self.datasets(source).dataloaders(
@@ -653,7 +653,7 @@ class DataBlock:
             device=device,
             val_bs=val_bs,
             seed=seed,
-            path=path,
+            path=path if path is not None else ".",
             **kwargs,
         )
 

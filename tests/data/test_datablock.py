@@ -92,6 +92,12 @@ def test_dataloaders_path_is_the_users(wine_df, tmp_path):
     assert _wine_block().dataloaders(wine_df, bs=8, num_workers=0, device="cpu").path == type(tmp_path)(".")
     dls = _wine_block().dataloaders(wine_df, bs=8, num_workers=0, device="cpu", path=tmp_path)
     assert dls.path == tmp_path
+    folder = tmp_path / "data"
+    folder.mkdir()
+    wine_df.to_csv(folder / "wine.csv", index=False)
+    db = _wine_block(get_items=lambda p: __import__("pandas").read_csv(p / "wine.csv"))
+    # a folder source: dls.path is still fastai's '.', so learn.export() writes beside the script
+    assert db.dataloaders(folder, bs=8, num_workers=0, device="cpu").path == type(tmp_path)(".")
 
 
 def test_summary_runs_the_real_item_pipeline(wine_df, monkeypatch, capsys):

@@ -4,7 +4,6 @@ on real images (scikit-learn's bundled digits written to folders, as users have 
 from __future__ import annotations
 
 import os
-
 import textwrap
 
 import numpy as np

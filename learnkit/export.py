@@ -474,7 +474,14 @@ def export_learner(
     }
     if rank_distrib() == 0:
         atomic_save(spec, path)
+        if not Path(fname).is_absolute():
+            _EXPORTED[str(fname)] = path.resolve()
     return path
+
+
+# relative names this process exported -> where they went (under learn.path), so that
+# `learn.export("pets.lk"); load_learner("pets.lk")` finds the file it just wrote (only files written here)
+_EXPORTED: dict[str, Path] = {}
 
 
 def _build_model(mspec: dict, state: dict, allow_pickle: bool, trusted_factories, source: str):
@@ -537,6 +544,13 @@ def _missing_file(path: Path) -> ModelError:
 def read_export(fname: str | os.PathLike) -> dict:
     """The checked contents of an export file (``torch.load(weights_only=True)``; nothing is rebuilt)."""
     path = Path(fname)
+    if (
+        not path.is_file()
+        and not path.is_absolute()
+        and str(fname) in _EXPORTED
+        and _EXPORTED[str(fname)].is_file()
+    ):
+        path = _EXPORTED[str(fname)]  # exported by this process under learn.path
     if not path.is_file():
         alt = path.with_name(DEFAULT_EXPORT)
         if path.name != FASTAI_EXPORT or not alt.is_file():
@@ -564,6 +578,11 @@ def load_learner(
 
     Reads with ``torch.load(weights_only=True)``: a file carrying pickled objects is refused with
     :class:`~learnkit.exceptions.UnsafeFileError`, and nothing in it runs.
+
+    A relative ``fname`` is read from the working directory; if nothing is there and this process exported that
+    same name (``learn.export("pets.lk")`` writes under ``learn.path``), that file is loaded, so
+    ``learn.export("pets.lk"); load_learner("pets.lk")`` works. fastai's default ``"export.pkl"`` finds
+    learnkit's default ``export.lk`` beside it (with a warning).
 
     Args:
         device: where to run (default: CPU, so exports load anywhere). ``cpu=False`` (fastai's spelling)

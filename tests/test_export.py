@@ -128,6 +128,24 @@ def test_course_code_loading_export_pkl_after_a_plain_export_gets_the_file(wine_
         load_learner(tmp_path / "other.pkl")  # only fastai's default name falls back
 
 
+def test_export_then_load_by_the_same_relative_name_finds_the_file(wine_tensors, tmp_path, monkeypatch):
+    """The product in one line: learn.export("pets.lk"); load_learner("pets.lk") with learn.path elsewhere."""
+    data, elsewhere = tmp_path / "data", tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    learn = _wine_learner(wine_tensors, nn.Sequential(nn.Linear(13, 3)), data)
+    written = learn.export("wine-model.lk")
+    assert written == data / "wine-model.lk" and not (elsewhere / "wine-model.lk").exists()
+    x = wine_tensors[1][0][:4]
+    learn.model.eval()
+    assert torch.equal(load_learner("wine-model.lk").model(x), learn.model(x))
+    (elsewhere / "wine-model.lk").write_bytes(b"not an export")  # a file in the working directory wins
+    with pytest.raises(Exception, match="wine-model.lk"):
+        load_learner("wine-model.lk")
+    with pytest.raises(ModelError, match="No export"):
+        load_learner("never-exported.lk")
+
+
 def test_unknown_recipe_kind_lists_the_known_ones():
     with pytest.raises(ModelError, match="datablock"):
         recipe_from_spec({"kind": "no_such_recipe"})

@@ -316,7 +316,10 @@ class TransformBlock:
     def build_dataloaders(self, dblock, items, train_idx: list, valid_idx: list, **kwargs):
         """The ``DataLoaders`` of ``dblock`` over ``items`` split into ``train_idx``/``valid_idx`` (called by
         ``DataBlock.dataloaders`` with its keyword arguments when ``builds_loaders`` is True)."""
-        raise NotImplementedError(f"{type(self).__name__} sets builds_loaders but has no build_dataloaders")
+        raise NotImplementedError(
+            f"{type(self).__name__} sets builds_loaders = True, so it must implement build_dataloaders(dblock, items, "
+            "train_idx, valid_idx, **kwargs) (see TextBlock)."
+        )
 
     # ---------------------------------------------------------------- as a target
     def loss_func(self):

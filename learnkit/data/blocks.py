@@ -316,10 +316,8 @@ class TransformBlock:
     def build_dataloaders(self, dblock, items, train_idx: list, valid_idx: list, **kwargs):
         """The ``DataLoaders`` of ``dblock`` over ``items`` split into ``train_idx``/``valid_idx`` (called by
         ``DataBlock.dataloaders`` with its keyword arguments when ``builds_loaders`` is True)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} sets builds_loaders = True, so it must implement build_dataloaders(dblock, items, "
-            "train_idx, valid_idx, **kwargs) (see TextBlock)."
-        )
+        msg = f"{type(self).__name__} sets builds_loaders = True: define build_dataloaders (see TextBlock)."
+        raise NotImplementedError(msg)  # abstract: a block that builds its loaders must implement this
 
     # ---------------------------------------------------------------- as a target
     def loss_func(self):

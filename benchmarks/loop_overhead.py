@@ -9,9 +9,18 @@ threads:
 - ``fastai``: ``fastai.learner.Learner.fit`` with its defaults, when fastai is importable here or in the
   interpreter named by ``$FASTAI_PYTHON`` (default ``/work/fastai-venv/bin/python``). Never a dependency.
 
-Ratios are times divided by ``hand_sliced`` (lower is better; 1.0 = no overhead).
+Ratios are times divided by ``hand_sliced`` (lower is better; 1.0 = no overhead). Each time is the best of
+``--repeats`` interleaved rounds (default 10).
 
-Run: ``python benchmarks/loop_overhead.py`` (or ``make bench``).
+Timings on a shared VM move by 5-15% from run to run, more than learnkit's overhead. ``--instructions`` adds
+a measure without timer noise: the CPU instructions per training step (one thread), counted by valgrind's
+cachegrind (``valgrind`` must be on the PATH; about 10 minutes, four processes). Each side runs in its own
+process after the same set-up and warm-up; a process that runs no side is the baseline subtracted. Sides:
+``hand_sliced``, ``learnkit_quiet`` (``fit(quiet=True)``: the loop, recorder and NaN check without bars) and
+``learnkit`` (bars on). Under valgrind the program runs ~50x slower while tqdm redraws on wall time, so the
+bars' ``mininterval`` is stretched by the measured slowdown: they redraw as often per step as natively.
+
+Run: ``python benchmarks/loop_overhead.py [--repeats N] [--instructions]`` (or ``make bench``).
 """
 
 from __future__ import annotations
@@ -20,14 +29,18 @@ import contextlib
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 from torch import nn
 
-N, D, BS, EPOCHS, REPEATS = 20_000, 32, 64, 3, 10
+N, D, BS, EPOCHS = 20_000, 32, 64, 3
+REPEATS = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 10
 
 
 def make_data():
@@ -102,7 +115,7 @@ class _FakeTTY(io.StringIO):
         return True
 
 
-def run_learnkit(x, y):
+def run_learnkit(x, y, quiet: bool = False):
     from learnkit import DataLoaders, Learner
 
     dls = DataLoaders.from_tensors((x, y), None, bs=BS, device="cpu")
@@ -110,9 +123,73 @@ def run_learnkit(x, y):
 
     def go():
         with contextlib.redirect_stdout(_FakeTTY()):  # the bars still run; JSON stays clean
-            learn.fit(EPOCHS)
+            learn.fit(EPOCHS, quiet=quiet)
 
+    go.learn = learn
     return go
+
+
+INSTRUCTION_SIDES = ("none", "hand_sliced", "learnkit_quiet", "learnkit")
+
+
+def run_instruction_side(side: str, native_hand_seconds: float) -> None:
+    """One process of ``--instructions``: the same set-up and warm-up for every side, then ``side`` once.
+
+    The bars redraw on wall time; to redraw them as often per step as in a native run, their
+    ``mininterval`` is stretched by this process's slowdown (its hand loop's time over the native one's).
+    """
+    torch.set_num_threads(1)
+    x, y = make_data()
+    runs = {
+        "hand_sliced": run_hand_sliced(x, y),
+        "learnkit_quiet": run_learnkit(x, y, quiet=True),
+        "learnkit": run_learnkit(x, y),
+    }
+    t0 = time.perf_counter()
+    runs["hand_sliced"]()
+    slowdown = max(1.0, (time.perf_counter() - t0) / native_hand_seconds)
+    bar = runs["learnkit"].learn.progress
+    bar.mininterval *= slowdown
+    for k, go in runs.items():
+        if k != "hand_sliced":
+            go()
+    if side != "none":
+        runs[side]()
+
+
+def instruction_counts(native_hand_seconds: float) -> dict:
+    """Instructions per step of each side (cachegrind's ``I refs`` minus the baseline process's)."""
+    vg = shutil.which("valgrind")
+    if vg is None:
+        return {"error": "valgrind is not on the PATH (apt install valgrind)"}
+    steps = EPOCHS * ((N + BS - 1) // BS)
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = {
+            side: subprocess.Popen(
+                [vg, "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={tmp}/{side}.out"]
+                + [sys.executable, __file__, "--instruction-side", side, str(native_hand_seconds)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for side in INSTRUCTION_SIDES
+        }
+        refs = {}
+        for side, p in procs.items():
+            err = p.communicate(timeout=3600)[1]
+            m = re.search(r"I\s+refs:\s+([\d,]+)", err)
+            if p.returncode != 0 or m is None:
+                return {"error": f"{side}: " + (err.strip().splitlines() or ["failed"])[-1]}
+            refs[side] = int(m.group(1).replace(",", ""))
+    per_step = {k: (v - refs["none"]) / steps for k, v in refs.items() if k != "none"}
+    base = per_step["hand_sliced"]
+    return {
+        "note": "one thread; the bars' redraw interval stretched by valgrind's slowdown, so they redraw as often per step as natively",
+        **{
+            k: {"instructions_per_step": round(v), "ratio_vs_hand": round(v / base, 3)}
+            for k, v in per_step.items()
+        },
+    }
 
 
 def run_fastai_here(x, y):
@@ -210,6 +287,9 @@ def fixed_overhead_us(rounds=REPEATS) -> dict:
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--instruction-side":
+        run_instruction_side(sys.argv[2], float(sys.argv[3]))
+        return
     if len(sys.argv) > 2 and sys.argv[1] == "--fastai-only":
         torch.set_num_threads(int(sys.argv[2]))
         print(json.dumps({"fastai": best_of(run_fastai_here(*make_data()))}))
@@ -253,6 +333,10 @@ def main():
         results["runs"][f"threads={threads}"] = res
     torch.set_num_threads(1)
     results["fixed_overhead_linear_2x2_bs8_1thread"] = fixed_overhead_us()
+    if "--instructions" in sys.argv:
+        results["instructions_1thread"] = instruction_counts(
+            results["runs"]["threads=1"]["hand_sliced"]["seconds"]
+        )
     print(json.dumps(results, indent=2))
 
 

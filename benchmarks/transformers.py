@@ -32,7 +32,7 @@ fixed in hf_learner's defaults.
 Each side runs once per seed (interleaved). Reported: the median seconds per epoch (training + validation;
 building loaders/datasets is not counted), the mean final validation accuracy (111 items: one seed is
 noisy, +-0.1) and the ratios to the Trainer. Run: ``python benchmarks/transformers.py [--minilm]
-[--seeds N]``.
+[--seeds N] [--sides learnkit,hf_trainer]``.
 """
 
 from __future__ import annotations
@@ -242,6 +242,14 @@ def main() -> None:
             "hf_trainer": lambda s: run_trainer(df, folder, seed=s),
             "hf_trainer_grouped": lambda s: run_trainer(df, folder, group_by_length=True, seed=s),
         }
+        if "--sides" in sys.argv:  # e.g. --sides learnkit,hf_trainer (the pretrained model is slow on a CPU)
+            keep = sys.argv[sys.argv.index("--sides") + 1].split(",")
+            unknown = sorted(set(keep) - set(sides))
+            if unknown or not {"learnkit", "hf_trainer"} <= set(keep):
+                sys.exit(
+                    f"--sides: unknown {unknown} (known: {', '.join(sides)}); keep learnkit and hf_trainer"
+                )
+            sides = {k: f for k, f in sides.items() if k in keep}
         runs = {k: [] for k in sides}
         for seed in SEEDS:  # interleaved, so machine drift hits all alike; several seeds: 111 items are noisy
             for k, f in sides.items():
@@ -273,9 +281,26 @@ def main() -> None:
         / base["sec_per_epoch_median"],
         "accuracy_diff_learnkit_minus_trainer": res["learnkit"]["accuracy_mean"] - base["accuracy_mean"],
         "accuracy_diff_sem": float(np.hypot(res["learnkit"]["accuracy_sem"], base["accuracy_sem"])),
-        "trainer_recipe_matches_trainer_per_seed": res["learnkit_trainer_recipe"]["accuracy_per_seed"]
-        == base["accuracy_per_seed"],
+        # paired by seed (each seed runs on both sides, interleaved): the spread of the per-seed differences
+        "accuracy_diff_paired_sem": float(
+            np.std(np.subtract(res["learnkit"]["accuracy_per_seed"], base["accuracy_per_seed"]), ddof=1)
+            / np.sqrt(len(SEEDS))
+        )
+        if len(SEEDS) > 1
+        else None,
+        "learnkit_better_worse_equal_seeds": [
+            int(
+                np.sum(
+                    np.sign(np.subtract(res["learnkit"]["accuracy_per_seed"], base["accuracy_per_seed"])) == s
+                )
+            )
+            for s in (1, -1, 0)
+        ],
     }
+    if "learnkit_trainer_recipe" in res:
+        out["trainer_recipe_matches_trainer_per_seed"] = (
+            res["learnkit_trainer_recipe"]["accuracy_per_seed"] == base["accuracy_per_seed"]
+        )
     print(json.dumps(out, indent=2))
 
 

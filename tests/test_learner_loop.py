@@ -14,7 +14,16 @@ from conftest import mlp
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from learnkit import Callback, Checkpoint, DataLoaders, Learner, MixedPrecision, accuracy, set_seed
+from learnkit import (
+    Callback,
+    Checkpoint,
+    DataLoaders,
+    Learner,
+    MixedPrecision,
+    ProgressCallback,
+    accuracy,
+    set_seed,
+)
 from learnkit.callbacks.core import ALL_EVENTS
 from learnkit.exceptions import DataError, ModelError
 from learnkit.metrics import accuracy_multi
@@ -357,3 +366,15 @@ def test_no_logging_hides_the_table_and_no_mbar_the_bars(wine_tensors):
     out = _printed(learn, learn.no_bar())
     assert out.strip() == ""
     assert learn.progress.bars and learn.progress.table  # restored after each block
+
+
+def test_progress_mininterval_sets_how_often_the_batch_bar_redraws(wine_tensors):
+    learn = _learner(wine_tensors)
+    learn.progress.mininterval = 0.0  # every batch redraws
+    often = _printed(learn, learn.no_logging()).count("train")
+    learn.progress.mininterval = 1000.0  # only the first and the last draw
+    rare = _printed(learn, learn.no_logging()).count("train")
+    assert rare <= 3 < often and often >= len(learn.dls.train)
+    for bad in (dict(mininterval=-1), dict(mininterval="0.2"), dict(refresh_every=0)):
+        with pytest.raises(ValueError, match="Expected"):
+            ProgressCallback(**bad)

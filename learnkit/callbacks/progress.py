@@ -344,15 +344,32 @@ class ProgressCallback(Callback):
     ``learn.no_bar()``, with ``$LEARNKIT_QUIET=1``, and on every rank but 0 in distributed runs.
 
     ``bars`` / ``table`` switch either part off alone (``learn.no_mbar()`` and ``learn.no_logging()`` do it for a
-    block).
+    block). ``refresh_every``: batches between updates of the bar's loss; ``mininterval``: the least seconds
+    between two redraws of the batch bar (raise it for slow terminals or remote logs).
 
     Example: every ``Learner`` has one (``learn.cbs``); ``learn.fit(1, quiet=True)`` hides it.
     """
 
     order = 60
 
-    def __init__(self, refresh_every: int = 25, bars: bool = True, table: bool = True):
-        self.refresh_every, self.bars, self.table = refresh_every, bars, table
+    def __init__(
+        self, refresh_every: int = 25, bars: bool = True, table: bool = True, mininterval: float = 0.2
+    ):
+        if not (isinstance(refresh_every, int) and refresh_every > 0):
+            raise ValueError(
+                f"Expected refresh_every to be a positive whole number of batches. Received: {refresh_every!r}. "
+                "Fix: ProgressCallback(refresh_every=25)."
+            )
+        if not (isinstance(mininterval, (int, float)) and mininterval >= 0):
+            raise ValueError(
+                f"Expected mininterval to be seconds >= 0. Received: {mininterval!r}. Fix: ProgressCallback(mininterval=0.2)."
+            )
+        self.refresh_every, self.bars, self.table, self.mininterval = (
+            refresh_every,
+            bars,
+            table,
+            float(mininterval),
+        )
         self.mbar = self.pbar = None
 
     def _active(self) -> bool:
@@ -404,7 +421,7 @@ class ProgressCallback(Callback):
             dynamic_ncols=True,
             disable=None,
             position=1,
-            mininterval=0.2,
+            mininterval=self.mininterval,
         )
         self._i = 0
 

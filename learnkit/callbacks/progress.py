@@ -166,7 +166,14 @@ class Recorder(Callback):
     def after_train(self):
         if not self._epoch_losses:
             return
-        raw = torch.stack([v.float().reshape(()) for v in self._epoch_losses]).cpu().tolist()
+        losses = self._epoch_losses
+        try:  # one stack of the epoch's scalar losses, then one cast: two ops per epoch, not two per batch
+            stacked = torch.stack(losses)
+        except RuntimeError:  # mixed shapes or dtypes, e.g. () and (1,), or bf16 and float32
+            stacked = None
+        if stacked is None or stacked.numel() != len(losses):
+            stacked = torch.stack([v.float().reshape(()) for v in losses])
+        raw = stacked.float().reshape(-1).cpu().tolist()
         self.losses.extend(raw)
         b, s, n = self.beta, self._smooth, self._n_smooth
         for v in raw:

@@ -430,22 +430,10 @@ def test_gradient_accumulation_equals_one_big_batch(model_dir, tmp_path):
     assert max((sd_small[k] - sd_big[k]).abs().max().item() for k in sd_big) < 1e-5
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_one(model_dir, tmp_path):
-    """torchrun, 2 processes, gloo on CPU: both ranks end with identical weights, equal to one process with the
-    same global batch; rank 0 alone writes the save_pretrained folder."""
-    out = tmp_path / "ddp"
-    out.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "hf_fixtures.py"),
-        str(out),
-        str(model_dir),
-    ]
+def _torchrun(out, model_dir, *args) -> None:
+    """Run hf_fixtures.py under torchrun (2 processes, gloo on CPU, one thread each, offline); fail with its output."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(HERE / "hf_fixtures.py"), str(out), str(model_dir), *args]
     env = {
         **os.environ,
         "LEARNKIT_QUIET": "1",
@@ -455,6 +443,15 @@ def test_ddp_two_processes_match_one(model_dir, tmp_path):
     }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(HERE))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(model_dir, tmp_path):
+    """torchrun, 2 processes, gloo on CPU: both ranks end with identical weights, equal to one process with the
+    same global batch; rank 0 alone writes the save_pretrained folder."""
+    out = tmp_path / "ddp"
+    out.mkdir()
+    _torchrun(out, model_dir)
     r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert (r0["world"], r1["rank"]) == (2, 1)
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
@@ -473,26 +470,7 @@ def test_ddp_text_loaders_with_an_hf_tokenizer(model_dir, tmp_path):
     majority class, and rank 0 alone writes the save_pretrained folder."""
     out = tmp_path / "ddp"
     out.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "hf_fixtures.py"),
-        str(out),
-        str(model_dir),
-        "text",
-    ]
-    env = {
-        **os.environ,
-        "LEARNKIT_QUIET": "1",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(HERE))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    _torchrun(out, model_dir, "text")
     r0, r1 = (torch.load(out / f"text_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert (r0["world"], r1["rank"]) == (2, 1)
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
